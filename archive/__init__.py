@@ -1,0 +1,1 @@
+"""Write-once archive: store, index, retention, approvals, audit, export."""

@@ -1,0 +1,50 @@
+"""The ``bodycam`` command.  Each subcommand lives in the package it belongs to;
+this module only gathers them and turns expected errors into clear messages
+and exit codes (2: bad usage or input; 1: the operation failed)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bodycam import __version__
+from bodycam.errors import BodycamError, SealingError
+
+
+class BodycamGroup(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BodycamError as exc:
+            click.echo(f"bodycam: error: {exc}", err=True)
+            ctx.exit(1 if isinstance(exc, SealingError) else 2)
+        except KeyboardInterrupt:
+            click.echo("bodycam: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=BodycamGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bodycam")
+def main() -> None:
+    """Body-worn evidence recorder: record, seal, verify, dock and archive.
+
+    Footage is signed and encrypted on the recorder the moment it is
+    captured; only the agency archive can decrypt it, and anyone holding the
+    agency CA certificate can verify it.  Start with `bodycam demo`.
+    """
+
+
+def _register() -> None:
+    from device.cli import commands as device_commands
+    from device.sealing.cli import commands as sealing_commands
+
+    for command in (*sealing_commands, *device_commands):
+        main.add_command(command)
+
+
+_register()
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The recorder the officer wears: capture, sealing, controls and health."""

@@ -1,0 +1,1 @@
+"""Capture pipeline: camera and microphone seams, pre-roll, segmenter."""

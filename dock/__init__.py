@@ -1,0 +1,1 @@
+"""The dock daemon at the station house: detect, pull, verify, commit, receipt."""
