@@ -38,8 +38,12 @@ from .format import (
     CTX_HEADER,
     CTX_MANIFEST,
     FORMAT_VERSION,
+    AEAD_TAG_LEN,
     FRAGMENT_HEAD,
+    HASH_LEAF,
     MAGIC_MANIFEST,
+    MAX_RECORD_BODY,
+    RECORD_PREFIX,
     MAGIC_SEGMENT,
     REC_CHECKPOINT,
     REC_FRAGMENT,
@@ -151,25 +155,34 @@ class SegmentWriter:
 
     # -- writing ---------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+    def _write(self, *parts: bytes) -> None:
+        """Append ``parts`` and fsync; one writev, no concatenation copies."""
+        total = sum(len(p) for p in parts)
+        written = os.writev(self._fd, parts)
+        if written != total:  # short write: finish it piece by piece
+            rest = memoryview(b"".join(parts))[written:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
         os.fsync(self._fd)
-        self._size += len(data)
+        self._size += total
 
     def append(self, plaintext: bytes | memoryview) -> int:
         """Encrypt and append one fragment; checkpoint when it is due."""
         if self.closed or self._aead is None:
             raise SealingError(f"segment {self.name} is closed")
         index = len(self.fragments)
+        body_len = FRAGMENT_HEAD.size + len(plaintext) + AEAD_TAG_LEN
+        if body_len > MAX_RECORD_BODY:
+            raise SealingError(f"fragment of {len(plaintext)} bytes exceeds the record limit")
         pt_digest = hashlib.sha256(plaintext).digest()
         ciphertext = self._aead.encrypt(
-            fragment_nonce(index), bytes(plaintext), fragment_aad(self.header_digest, index)
+            fragment_nonce(index), plaintext, fragment_aad(self.header_digest, index)
         )
-        record = encode_record(REC_FRAGMENT, FRAGMENT_HEAD.pack(index, pt_digest) + ciphertext)
-        self._write(record)
-        self._chain = chain_link(self._chain, leaf_hash(record))
+        head = RECORD_PREFIX.pack(REC_FRAGMENT, body_len) + FRAGMENT_HEAD.pack(index, pt_digest)
+        self._write(head, ciphertext)
+        leaf = hashlib.sha256(HASH_LEAF + head)
+        leaf.update(ciphertext)
+        self._chain = chain_link(self._chain, leaf.digest())
         self.fragments.append({"i": index, "bytes": len(plaintext), "sha256": pt_digest.hex()})
         now = self._clock.monotonic_ns()
         gap = now - self._last_fragment_ns

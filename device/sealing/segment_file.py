@@ -7,6 +7,7 @@ their position.  Signatures are checked by the caller (verifier, recovery).
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,14 @@ class SegmentScan:
     def chain_after(self, count: int) -> bytes:
         """Chain value after ``count`` fragments (0 = after the header)."""
         return self.chains[count - 1] if count else chain_link(ZERO_DIGEST, self.header_digest)
+
+
+def map_file(path: Path) -> memoryview:
+    """The file's bytes, read-only and without a copy (mmap)."""
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:

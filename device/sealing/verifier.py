@@ -51,7 +51,7 @@ from .seallog import (
     LogEntry,
     scan_log,
 )
-from .segment_file import ManifestFile, SegmentScan, read_manifest, scan_segment
+from .segment_file import ManifestFile, SegmentScan, map_file, read_manifest, scan_segment
 
 OK_STATUSES = ("verified", "deleted")
 
@@ -317,6 +317,7 @@ class Verifier:
             if verified is not None:
                 good.append(verified)
         for name, path in sorted(on_disk.items()):
+            manifests.discard(name)
             rep = SegmentReport(name, None, "unlogged")
             rep.reasons.append(
                 "not in the seal log: inserted, copied from elsewhere, or the log was rolled back"
@@ -346,7 +347,7 @@ class Verifier:
         log_truncated: bool,
     ) -> VerifiedSegment | None:
         try:
-            data = path.read_bytes()
+            data = map_file(path)
             scan = scan_segment(data, path.name)
         except (FormatError, OSError) as exc:
             rep.fail(str(exc))
@@ -421,7 +422,7 @@ class Verifier:
         public: Ed25519PublicKey,
         sealed: LogEntry | None,
         had_unclean_stop: bool,
-        data: bytes,
+        data: bytes | memoryview,
         seal_may_be_torn: bool,
     ) -> int | None:
         m = manifest.signed.obj
@@ -513,7 +514,7 @@ class Verifier:
         aead = ChaCha20Poly1305(self.data_key(scan))
         for frag in scan.fragments[:count]:
             yield aead.decrypt(
-                fragment_nonce(frag.index), bytes(frag.ciphertext),
+                fragment_nonce(frag.index), frag.ciphertext,
                 fragment_aad(scan.header_digest, frag.index),
             )
 

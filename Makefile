@@ -1,0 +1,45 @@
+# The two commands a newcomer needs:
+#   make demo   set up a virtual environment and run the whole flow on simulated hardware
+#   make test   install everything the tests need and run the whole suite
+#
+# On a Raspberry Pi: make VENV_FLAGS=--system-site-packages demo  (picamera2 from apt)
+
+PYTHON      ?= python3
+VENV        ?= .venv
+VENV_FLAGS  ?=
+BIN         := $(VENV)/bin
+DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
+# Debian packages the tests use; installed only when running as root.
+APT_PACKAGES := openssl ffmpeg
+
+.PHONY: demo test bench system-deps venv clean
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: venv
+	$(BIN)/bodycam demo --workdir $(DEMO_DIR)
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    missing=""; for p in $(APT_PACKAGES); do \
+	        dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	    if [ -n "$$missing" ]; then \
+	        echo "installing Debian packages:$$missing"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    fi; \
+	else echo "not root: make sure these Debian packages are installed: $(APT_PACKAGES)"; fi
+
+test: system-deps venv
+	$(BIN)/python -m pytest -q
+
+bench: system-deps venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) demo bench-out .pytest_cache .hypothesis

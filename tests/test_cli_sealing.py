@@ -1,0 +1,171 @@
+"""The pki / verify / unseal commands: exit codes, messages, interop with openssl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bodycam.cli import main
+from device.sealing.format import REC_LOG_ENTRY
+
+from .conftest import fragment_bytes
+from .mutate import flip_byte, records
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def test_verify_exit_codes_and_table(recording, agency):
+    root, names = recording
+    ok = run("verify", "--ca", agency.ca_cert_path, root)
+    assert ok.exit_code == 0, ok.output
+    assert "RESULT: VERIFIED" in ok.output and names[2] in ok.output
+    flip_byte(root / "segments" / f"{names[2]}.bcseg", 300)
+    bad = run("verify", "--ca", agency.ca_cert_path, root)
+    assert bad.exit_code == 1
+    assert "NOT VERIFIED" in bad.output and "failed" in bad.output
+
+
+def test_verify_json_report(recording, agency):
+    root, names = recording
+    result = run("verify", "--json", "--identity", agency.identity_path, "--ca", agency.ca_cert_path, root)
+    report = json.loads(result.output)
+    assert result.exit_code == 0
+    assert report["format"] == "bodycam-verify-report/1" and report["ok"] is True
+    assert report["plaintext_checked"] is True
+    segs = report["recordings"][0]["segments"]
+    assert [s["name"] for s in segs] == names
+    assert all(s["status"] == "verified" and s["plaintext_checked"] for s in segs)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["verify", "--ca", "{ca}", "/nonexistent/rec"], "not a recording folder"),
+        (["verify", "--ca", "/nonexistent/ca.crt", "{root}"], "no trust anchor"),
+        (["verify", "--ca", "{garbage}", "{root}"], "not a PEM X.509"),
+        (["verify", "--ca", "{devcert}", "{root}"], "not an agency CA certificate"),
+        (["verify", "--ca", "{ca}", "--identity", "{devkey}", "{root}"], "must be X25519"),
+        (["verify", "--ca", "{ca}", "{segfile}"], "not a recording folder"),
+        (["verify", "--ca", "{ca}"], "Missing argument"),
+        (["unseal", "--ca", "{ca}", "{root}", "--out", "{out}"], "Missing option '--identity'"),
+        (["pki", "enrol-device", "--ca-dir", "{cadir}", "--state", "{out}", "--device-id", "bad id",
+          "--recipient-cert", "{recipient}"], "is not 7 characters"),
+        (["pki", "init-ca", "--ca-dir", "{cadir}", "--agency", "X"], "never replaced"),
+    ],
+)
+def test_bad_input_gives_exit_2_and_names_the_fault(recording, agency, tmp_path, args, message):
+    root, names = recording
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_bytes(b"\x00not a cert")
+    values = {
+        "ca": agency.ca_cert_path, "root": root, "garbage": garbage,
+        "devcert": root / "identity" / "device.crt", "devkey": root / "identity" / "device.key",
+        "segfile": root / "segments" / f"{names[0]}.bcseg", "out": tmp_path / "out",
+        "cadir": agency.ca_cert_path.parent, "recipient": agency.recipient_cert_path,
+    }
+    result = run(*[a.format(**{k: str(v) for k, v in values.items()}) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_unseal_writes_plain_media_and_metadata(recording, agency, tmp_path):
+    root, names = recording
+    out = tmp_path / "out"
+    result = run("unseal", root, "--identity", agency.identity_path, "--ca", agency.ca_cert_path, "--out", out)
+    assert result.exit_code == 0, result.output
+    for seq, name in enumerate(names):
+        media = (out / f"{name}.bin").read_bytes()
+        assert media == b"".join(fragment_bytes(seq, i) for i in range(5))
+        meta = json.loads((out / f"{name}.json").read_text())
+        assert meta["verified"] is True and meta["status"] == "verified"
+        assert meta["manifest"]["officer"] == "010203"
+        assert "wrapped_key" not in meta["header"]
+    again = run("unseal", root, "--identity", agency.identity_path, "--ca", agency.ca_cert_path, "--out", out)
+    assert again.exit_code == 2 and "never overwrites" in again.output
+
+
+def test_unseal_refuses_tampered_input_unless_unsafe(recording, agency, tmp_path):
+    root, names = recording
+    flip_byte(root / "segments" / f"{names[1]}.bcseg", 400)
+    out = tmp_path / "out"
+    refused = run("unseal", root, "--identity", agency.identity_path, "--ca", agency.ca_cert_path, "--out", out)
+    assert refused.exit_code == 1 and "refused" in refused.output
+    assert not out.exists()
+    unsafe = run("unseal", root, "--identity", agency.identity_path, "--ca", agency.ca_cert_path,
+                 "--out", out, "--unsafe-skip-verification")
+    assert unsafe.exit_code == 1
+    assert json.loads((out / f"{names[0]}.json").read_text())["verified"] is True
+    flagged = json.loads((out / f"{names[1]}.json").read_text()) if (out / f"{names[1]}.json").exists() else None
+    assert flagged is None or flagged["verified"] is False
+    assert "UNVERIFIED" in unsafe.output or "cannot decrypt" in unsafe.output
+
+
+def test_unseal_with_the_wrong_archive_identity_fails(recording, agency, tmp_path):
+    from device.sealing import pki
+
+    root, _ = recording
+    other = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECIPIENT, "other", tmp_path / "other")
+    result = run("unseal", root, "--identity", other, "--ca", agency.ca_cert_path, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert "does not decrypt with this archive identity" in result.output
+
+
+def test_pki_commands_make_openssl_readable_files(tmp_path):
+    ca_dir, arch, state = tmp_path / "ca", tmp_path / "arch", tmp_path / "state"
+    assert run("pki", "init-ca", "--ca-dir", ca_dir, "--agency", "Shuncheng MR").exit_code == 0
+    for role in ("archive-recipient", "archive-receipt", "dock"):
+        r = run("pki", "issue", "--ca-dir", ca_dir, "--role", role, "--id", "station-1", "--out-dir", arch)
+        assert r.exit_code == 0, r.output
+    r = run("pki", "enrol-device", "--ca-dir", ca_dir, "--state", state, "--device-id", "A123456",
+            "--recipient-cert", arch / "archive-recipient.crt")
+    assert r.exit_code == 0, r.output
+    key = state / "identity" / "device.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    for cert in (state / "identity" / "device.crt", arch / "dock.crt", arch / "archive-receipt.crt",
+                 arch / "archive-recipient.crt"):
+        out = subprocess.run(["openssl", "verify", "-CAfile", ca_dir / "ca.crt", cert],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and ": OK" in out.stdout, out.stderr
+    shown = run("pki", "show", state / "identity" / "device.crt")
+    assert "role        device" in shown.output and "A123456" in shown.output
+
+
+def test_openssl_verifies_a_device_signature(recording, tmp_path):
+    """A seal-log entry's signature checks out with plain openssl."""
+    root, _ = recording
+    (log,) = (root / "seallog").iterdir()
+    body = bytes(next(r for r in records(log) if r.rtype == REC_LOG_ENTRY).body)
+    (n,) = struct.unpack_from(">I", body)
+    payload, sig = body[4 : 4 + n], body[4 + n :]
+    ctx = json.loads(payload)["ctx"].encode()
+    (tmp_path / "msg").write_bytes(ctx + b"\x00" + payload)
+    (tmp_path / "sig").write_bytes(sig)
+    pub = tmp_path / "pub.pem"
+    subprocess.run(["openssl", "x509", "-in", root / "identity" / "device.crt", "-pubkey", "-noout",
+                    "-out", pub], check=True)
+    ok = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin",
+                         "-in", tmp_path / "msg", "-sigfile", tmp_path / "sig"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "Signature Verified Successfully" in ok.stdout
+    (tmp_path / "msg").write_bytes(ctx + b"\x00" + payload.replace(b"boot", b"bOot"))
+    bad = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", pub, "-rawin",
+                          "-in", tmp_path / "msg", "-sigfile", tmp_path / "sig"], capture_output=True)
+    assert bad.returncode != 0
+
+
+def test_demo_command_runs(tmp_path):
+    result = run("demo", "--workdir", tmp_path / "d", "--seconds", "4", "--segment-seconds", "2")
+    assert result.exit_code == 0, result.output
+    assert "VERIFIED" in result.output
+    again = run("demo", "--workdir", tmp_path / "d")
+    assert again.exit_code == 2 and "already holds a demo" in again.output

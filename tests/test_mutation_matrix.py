@@ -1,0 +1,348 @@
+"""The verifier catches every tampering and names the segment; no false alarms."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device.clock import ManualClock
+from device.sealing import pki
+from device.sealing.format import (
+    REC_CHECKPOINT,
+    REC_HEADER,
+    REC_LOG_ENTRY,
+    REC_MANIFEST,
+)
+from device.sealing.state import SealingState
+from device.sealing.verifier import Verifier
+
+from .conftest import fragment_bytes, make_agency, record_segments
+from .mutate import flip_byte, records, rewrite_signed
+
+
+def verify(root: Path, agency, identity: bool = True):
+    key = pki.load_x25519_key(agency.identity_path) if identity else None
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path), key).verify_recording(root)
+    return report
+
+
+def seg(root: Path, name: str, suffix: str = ".bcseg") -> Path:
+    return root / "segments" / f"{name}{suffix}"
+
+
+def log_file(root: Path) -> Path:
+    (path,) = sorted((root / "seallog").iterdir())
+    return path
+
+
+def by_name(report, name):
+    (found,) = [s for s in report.segments if s.name == name]
+    return found
+
+
+# -- no false alarms ----------------------------------------------------------
+
+
+def test_untouched_recording_verifies_with_and_without_identity(recording, agency):
+    root, names = recording
+    for identity in (False, True):
+        report = verify(root, agency, identity)
+        assert report.status == "verified", report
+        assert [s.status for s in report.segments] == ["verified"] * 4
+        assert [s.name for s in report.segments] == names
+        assert all(s.fragments == 5 for s in report.segments)
+        assert all(s.plaintext_checked is identity for s in report.segments)
+
+
+def test_verification_never_modifies_input(recording, agency):
+    root, names = recording
+    flip_byte(seg(root, names[1]), 200)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    verify(root, agency)
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert before == after
+
+
+# -- byte flips anywhere --------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", [0, 2, 3])
+def test_flip_any_byte_of_a_segment_file(recording, agency, which, tmp_path):
+    root, names = recording
+    target = seg(root, names[which])
+    pristine = target.read_bytes()
+    offsets = sorted(set(range(0, len(pristine), 61)) | {len(pristine) - 1}
+                     | {r.offset for r in records(target)} | {r.offset + 5 for r in records(target)})
+    for offset in offsets:
+        target.write_bytes(pristine)
+        flip_byte(target, offset)
+        report = verify(root, agency, identity=False)
+        assert report.status != "verified", f"flip at {offset} not caught"
+        assert by_name(report, names[which]).status == "failed", f"flip at {offset}"
+        others = [s.status for s in report.segments if s.name != names[which]]
+        assert others == ["verified"] * 3, f"flip at {offset} blamed another segment"
+
+
+def test_flip_any_byte_of_a_manifest(recording, agency):
+    root, names = recording
+    target = seg(root, names[1], ".bcman")
+    pristine = target.read_bytes()
+    for offset in range(0, len(pristine), 7):
+        target.write_bytes(pristine)
+        flip_byte(target, offset)
+        report = verify(root, agency, identity=False)
+        assert by_name(report, names[1]).status == "failed", f"flip at {offset}"
+        assert report.status != "verified"
+
+
+def test_flip_any_byte_of_the_seal_log(recording, agency):
+    root, _ = recording
+    target = log_file(root)
+    pristine = target.read_bytes()
+    for offset in range(0, len(pristine), 13):
+        target.write_bytes(pristine)
+        flip_byte(target, offset)
+        report = verify(root, agency, identity=False)
+        assert report.status != "verified", f"flip at {offset} not caught"
+        assert report.seal_log.status != "verified" or report.seal_log.reasons or any(
+            s.status != "verified" for s in report.segments
+        )
+
+
+def test_ciphertext_flip_is_caught_without_the_key(recording, agency):
+    root, names = recording
+    target = seg(root, names[2])
+    frag = [r for r in records(target) if r.rtype == 0x46][3]
+    flip_byte(target, frag.end - 40)
+    report = verify(root, agency, identity=False)
+    bad = by_name(report, names[2])
+    assert bad.status == "failed"
+    assert any("altered data" in r for r in bad.reasons)
+
+
+# -- truncation and deletion ---------------------------------------------------------
+
+
+def test_truncated_sealed_segment_is_tampering_not_power_loss(recording, agency):
+    root, names = recording
+    target = seg(root, names[1])
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) - 500])
+    bad = by_name(verify(root, agency), names[1])
+    assert bad.status == "failed"
+
+
+@pytest.mark.parametrize("which", [0, 1, 3], ids=["first", "middle", "last"])
+def test_deleted_segment_is_named_missing(recording, agency, which):
+    root, names = recording
+    os.unlink(seg(root, names[which]))
+    os.unlink(seg(root, names[which], ".bcman"))
+    report = verify(root, agency)
+    assert report.status == "failed"
+    gone = by_name(report, names[which])
+    assert gone.status == "missing"
+    assert [s.status for s in report.segments if s.name != names[which]] == ["verified"] * 3
+
+
+def test_deleted_manifest_is_caught(recording, agency):
+    root, names = recording
+    os.unlink(seg(root, names[2], ".bcman"))
+    bad = by_name(verify(root, agency), names[2])
+    assert bad.status == "failed"
+    assert any("manifest missing" in r for r in bad.reasons)
+
+
+def test_appended_bytes_are_caught(recording, agency):
+    root, names = recording
+    with open(seg(root, names[3]), "ab") as f:
+        f.write(b"\x46" + b"\x00" * 60)
+    assert by_name(verify(root, agency), names[3]).status == "failed"
+
+
+# -- reorder, duplicate, splice, replay -------------------------------------------------
+
+
+def test_reordered_segments_are_caught(recording, agency):
+    root, names = recording
+    for suffix in (".bcseg", ".bcman"):
+        a, b = seg(root, names[1], suffix), seg(root, names[2], suffix)
+        tmp = a.with_name("swap")
+        a.rename(tmp), b.rename(a), tmp.rename(b)
+    report = verify(root, agency)
+    assert by_name(report, names[1]).status == "failed"
+    assert by_name(report, names[2]).status == "failed"
+    assert any("replayed or substituted" in r for r in by_name(report, names[1]).reasons)
+
+
+def test_duplicated_segment_is_unlogged(recording, agency):
+    root, names = recording
+    for suffix in (".bcseg", ".bcman"):
+        shutil.copy(seg(root, names[1], suffix), seg(root, names[1] + "_copy", suffix))
+    report = verify(root, agency)
+    assert by_name(report, names[1] + "_copy").status == "unlogged"
+    assert report.status == "failed"
+
+
+def test_replayed_older_segment_in_place_of_a_newer_one(recording, agency):
+    root, names = recording
+    for suffix in (".bcseg", ".bcman"):
+        shutil.copy(seg(root, names[0], suffix), seg(root, names[3], suffix))
+    bad = by_name(verify(root, agency), names[3])
+    assert bad.status == "failed"
+
+
+def test_segment_spliced_from_another_enrolled_device(recording, pristine, agency):
+    root, names = recording
+    other_root, other_names = pristine["B"]
+    # Put B's segment 2 under A's name for segment 2, and add another one as extra.
+    for suffix in (".bcseg", ".bcman"):
+        shutil.copy(seg(other_root, other_names[2], suffix), seg(root, names[2], suffix))
+        shutil.copy(seg(other_root, other_names[1], suffix), seg(root, other_names[1], suffix))
+    report = verify(root, agency)
+    bad = by_name(report, names[2])
+    assert bad.status == "failed"
+    assert any("signature" in r or "device" in r for r in bad.reasons)
+    assert by_name(report, other_names[1]).status == "unlogged"
+
+
+# -- re-signing and metadata edits ----------------------------------------------------------
+
+
+def test_resigned_with_key_the_ca_never_certified(recording, agency):
+    root, names = recording
+    forger = Ed25519PrivateKey.generate()
+    rewrite_signed(seg(root, names[1], ".bcman"), REC_MANIFEST,
+                   lambda m: m.update(officer="999999"), resign_with=forger)
+    bad = by_name(verify(root, agency), names[1])
+    assert bad.status == "failed"
+    assert any("signature does not verify" in r for r in bad.reasons)
+
+
+def test_whole_recording_resigned_under_a_self_made_certificate(recording, agency, tmp_path):
+    """A forger with their own 'CA' re-enrols the device: trust anchor catches it."""
+    root, _ = recording
+    rogue = make_agency(tmp_path / "rogue")
+    cert = rogue.ca.issue(pki.ROLE_DEVICE, "A123456", Ed25519PrivateKey.generate().public_key())
+    path = root / "identity" / "device.crt"
+    path.chmod(0o644)
+    path.unlink()
+    pki.write_cert(path, cert)
+    report = verify(root, agency)
+    assert report.status == "failed"
+    assert any("not issued by the agency CA" in r for r in report.reasons)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("officer", "999999"), ("device", "Z999999"), ("opened_utc", "2026-01-01T00:00:00.000000Z"),
+     ("clock_state", "untrusted"), ("prev_segment", None)],
+)
+def test_header_metadata_edit_is_caught(recording, agency, field, value):
+    root, names = recording
+    rewrite_signed(seg(root, names[2]), REC_HEADER, lambda h: h.update({field: value}))
+    bad = by_name(verify(root, agency), names[2])
+    assert bad.status == "failed"
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("officer", "999999"), ("device", "Z999999"), ("closed_utc", "2027-01-01T00:00:00.000000Z"),
+     ("status", "truncated"), ("meta", {"test": False})],
+)
+def test_manifest_metadata_edit_is_caught(recording, agency, field, value):
+    root, names = recording
+    rewrite_signed(seg(root, names[1], ".bcman"), REC_MANIFEST, lambda m: m.update({field: value}))
+    bad = by_name(verify(root, agency), names[1])
+    assert bad.status == "failed"
+
+
+def test_checkpoint_edit_is_caught(recording, agency):
+    root, names = recording
+    rewrite_signed(seg(root, names[0]), REC_CHECKPOINT, lambda c: c.update(fragments=1), nth=2)
+    assert by_name(verify(root, agency), names[0]).status == "failed"
+
+
+# -- seal log ---------------------------------------------------------------------------------
+
+
+def _drop_log_records(root: Path, keep) -> None:
+    path = log_file(root)
+    data = path.read_bytes()
+    recs = records(path)
+    kept = data[:8] + b"".join(bytes(r.raw) for i, r in enumerate(recs) if keep(i, len(recs)))
+    path.chmod(0o644)
+    path.write_bytes(kept)
+
+
+def test_dropped_middle_log_entry_is_caught(recording, agency):
+    root, _ = recording
+    _drop_log_records(root, lambda i, n: i != 4)
+    report = verify(root, agency)
+    assert report.seal_log.status == "failed"
+    assert any("sequence number" in r for r in report.seal_log.reasons)
+    assert report.status == "failed"
+
+
+def test_rolled_back_log_leaves_segments_unlogged(recording, agency):
+    root, names = recording
+    _drop_log_records(root, lambda i, n: i < n - 3)  # forget the last segment's entries
+    report = verify(root, agency)
+    assert report.status == "failed"
+    assert by_name(report, names[3]).status == "unlogged"
+
+
+def test_log_entry_edited_or_resigned_is_caught(recording, agency):
+    root, _ = recording
+    rewrite_signed(log_file(root), REC_LOG_ENTRY, lambda e: e["data"].update(fragments=2), nth=3)
+    assert verify(root, agency).seal_log.status == "failed"
+    rewrite_signed(log_file(root), REC_LOG_ENTRY, lambda e: None, nth=3,
+                   resign_with=Ed25519PrivateKey.generate())
+    assert verify(root, agency).seal_log.status == "failed"
+
+
+def test_log_entries_reordered_are_caught(recording, agency):
+    root, _ = recording
+    path = log_file(root)
+    data = path.read_bytes()
+    recs = [bytes(r.raw) for r in records(path)]
+    recs[2], recs[3] = recs[3], recs[2]
+    path.write_bytes(data[:8] + b"".join(recs))
+    assert verify(root, agency).seal_log.status == "failed"
+
+
+# -- power loss is not tampering --------------------------------------------------------------
+
+
+def test_power_cut_is_reported_as_truncation_not_forgery(agency, tmp_path):
+    root = agency.enrol(tmp_path / "rec", "C111111")
+    clock = ManualClock()
+    record_segments(root, clock, segments=2)
+    state = SealingState.open(root, clock)
+    writer = state.open_segment("application/octet-stream", "010203")
+    for i in range(6):
+        clock.advance(1.0)
+        writer.append(fragment_bytes(writer.seq, i))
+    # The power fails in the middle of writing fragment 6.
+    with open(writer.path, "ab") as f:
+        f.write(b"\x46\x00\x00\x10\x00" + b"x" * 100)
+    writer.abandon()
+    state.log.close()
+    os.close(state._lock_fd)
+
+    after = SealingState.open(root, clock)
+    assert after.recovered[0]["after_fragment"] == 6
+    after.close()
+    report = verify(root, agency)
+    statuses = [s.status for s in report.segments]
+    assert statuses == ["verified", "verified", "truncated"]
+    assert report.status == "truncated"
+    assert "power loss" in report.segments[2].reasons[0]
+    assert report.segments[2].fragments == 6
+    # Appending anything after recovery is tampering.
+    with open(writer.path, "ab") as f:
+        f.write(b"more")
+    assert verify(root, agency).segments[2].status == "failed"
