@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ class SealingState:
         self._opened: dict[int, LogEntry] = {}
         self._sealed: dict[int, LogEntry] = {}
         self.last_sealed: bytes | None = None
+        # Capture, sealing and control threads all log; one writer at a time.
+        self._lock = threading.RLock()
         for entry in log.entries:
             self._note(entry)
 
@@ -134,9 +137,10 @@ class SealingState:
             self.last_sealed = bytes.fromhex(entry.data["digest"])
 
     def log_event(self, event: str, data: dict[str, Any] | None = None) -> LogEntry:
-        entry = self.log.append(event, data)
-        self._note(entry)
-        return entry
+        with self._lock:
+            entry = self.log.append(event, data)
+            self._note(entry)
+            return entry
 
     @property
     def next_segment_seq(self) -> int:
@@ -264,6 +268,12 @@ class SealingState:
         officer: str | None,
         meta: dict[str, Any] | None = None,
     ) -> SegmentWriter:
+        with self._lock:
+            return self._open_segment(media_type, officer, meta)
+
+    def _open_segment(
+        self, media_type: str, officer: str | None, meta: dict[str, Any] | None
+    ) -> SegmentWriter:
         seq = self.next_segment_seq
         data_key = new_data_key()
         header = build_header(
@@ -298,7 +308,8 @@ class SealingState:
         return writer
 
     def _segment_closed(self, writer: SegmentWriter, digest: bytes, status: str) -> None:
-        self.open_segments.pop(writer.seq, None)
+        with self._lock:
+            self.open_segments.pop(writer.seq, None)
         self.log_event(
             EV_SEGMENT_SEALED,
             {"segment_seq": writer.seq, "segment": writer.name, "digest": digest.hex(),

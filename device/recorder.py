@@ -1,0 +1,239 @@
+"""The recorder: standby (pre-roll running) → recording → sealing → standby.
+
+start / stop / mark / notify / photo are method calls (the buttons call
+them); each writes a seal-log event.  The recorder never overwrites or
+deletes footage: when storage runs low it warns, then stops cleanly with
+everything sealed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bodycam import __version__
+from bodycam.errors import SealingError
+
+from .capture.audio import SoundDeviceMic, ToneSource
+from .capture.overlay import Overlay
+from .capture.pipeline import PreRoll, SealingQueue, Segmenter
+from .clock import Clock, SystemClock, utc_text
+from .config import HwConfig
+from .sealing import seallog as ev
+from .sealing.state import SealingState
+
+log = logging.getLogger(__name__)
+
+STANDBY = "standby"
+RECORDING = "recording"
+SEALING = "sealing"
+OFF = "off"
+
+MARK = "mark"
+REFUSAL = "refusal"  # Art. 13(3), 14: refusal / obstruction mark
+
+
+def make_camera(config: HwConfig, overlay: Overlay, clock: Clock, origin_ns: int, realtime: bool):
+    if config.camera.backend == "picamera2":
+        from .capture.camera_picamera2 import Picamera2Camera
+
+        return Picamera2Camera(config.camera, overlay, clock, origin_ns)
+    from .capture.camera_pyav import PyAVCamera
+
+    return PyAVCamera(config.camera, overlay, clock, origin_ns, realtime=realtime)
+
+
+def make_microphone(config: HwConfig, origin_ns: int, realtime: bool):
+    if config.audio.backend == "sounddevice":
+        return SoundDeviceMic(config.audio, origin_ns)
+    if config.audio.backend == "tone":
+        return ToneSource(config.audio, origin_ns, realtime=realtime)
+    return None
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: HwConfig,
+        state_dir: Path,
+        *,
+        config_name: str = "",
+        clock: Clock | None = None,
+        officer: str | None = None,
+        realtime: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_name = config_name
+        self.clock = clock or SystemClock()
+        rec = config.recording
+        self.sealing = SealingState.open(
+            state_dir, self.clock, timezone=rec.timezone,
+            checkpoint_interval=rec.checkpoint_interval,
+            boot_data={"hw_config": config_name, "board": config.board},
+        )
+        self.device_id = self.sealing.identity.device_id
+        self.officer = officer
+        self.audio_only = rec.mode == "audio"
+        self.origin_ns = time.monotonic_ns()
+        self.overlay = Overlay(self.device_id, config.camera.width, config.camera.height, rec.timezone)
+        self.overlay.officer = officer
+        self.preroll = PreRoll(rec.preroll_seconds, keep_audio=rec.preroll_audio or self.audio_only)
+        self.camera = None if self.audio_only else make_camera(
+            config, self.overlay, self.clock, self.origin_ns, realtime)
+        self.microphone = make_microphone(config, self.origin_ns, realtime)
+        self.sealer = SealingQueue()
+        self.segmenter: Segmenter | None = None
+        self.state = OFF
+        self.storage_warned = False
+        self.last_start_latency: float | None = None
+
+    # -- metadata ---------------------------------------------------------------
+
+    def _segment_meta(self) -> dict[str, Any]:
+        cam = self.config.camera
+        return {
+            "software": __version__,
+            "hw_config": self.config_name,
+            "board": self.config.board,
+            "mode": self.config.recording.mode,
+            "video": None if self.audio_only else {
+                "codec": "h264", "width": cam.width, "height": cam.height, "fps": cam.fps,
+                "bitrate": cam.bitrate, "gop_ms": round(cam.gop_seconds * 1000)},
+            "audio": None if self.microphone is None else {
+                "codec": "aac", "samplerate": self.config.audio.samplerate,
+                "channels": 1, "bitrate": self.config.audio.bitrate},
+        }
+
+    def _container_tags(self) -> dict[str, str]:
+        now = self.clock.utc_now()
+        return {
+            "comment": (f"device={self.device_id} officer={self.officer or '-'} "
+                        f"utc={utc_text(now)} clock={self.clock.state} hw={self.config_name}"),
+            "artist": self.officer or "",
+            "creation_time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "encoder": f"bodycam {__version__}",
+        }
+
+    def _now_us(self) -> int:
+        return (time.monotonic_ns() - self.origin_ns) // 1000
+
+    # -- states -----------------------------------------------------------------
+
+    def power_on(self) -> None:
+        """Start the sources: the pre-roll begins filling (standby)."""
+        if self.state != OFF:
+            return
+        if self.camera is not None:
+            self.camera.start(self.preroll)
+        if self.microphone is not None:
+            self.microphone.start(self.preroll)
+        self.state = STANDBY
+
+    def start(self, trigger: str = "button") -> float:
+        """Start recording; returns seconds of pre-roll handed over."""
+        if self.state == RECORDING:
+            return 0.0
+        if self.state == OFF:
+            self.power_on()
+        t0 = time.perf_counter()
+        self.segmenter = Segmenter(
+            self.sealing, self.sealer, self.preroll.streams,
+            segment_seconds=self.config.recording.segment_seconds,
+            audio_only=self.audio_only,
+            officer=lambda: self.officer,
+            meta=self._segment_meta,
+            container_tags=self._container_tags,
+        )
+        now_us = self._now_us()
+        self.sealing.log_event(ev.EV_RECORD_START, {"trigger": trigger, "mode": self.config.recording.mode})
+        first_us = self.preroll.open(self.segmenter)
+        preroll = max(0.0, (now_us - first_us) / 1e6) if first_us >= 0 else 0.0
+        self.state = RECORDING
+        self.last_start_latency = time.perf_counter() - t0
+        return preroll
+
+    def stop(self, reason: str = "button") -> None:
+        if self.state != RECORDING or self.segmenter is None:
+            return
+        self.state = SEALING
+        self.preroll.close()
+        self.segmenter.close()
+        self.sealing.log_event(ev.EV_RECORD_STOP, {"reason": reason, "segments": len(self.segmenter.sealed)})
+        self.state = STANDBY
+        self._raise_sealing_error()
+
+    def _event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        entry = self.sealing.log_event(kind, data)
+        record = {"event": kind, "utc": entry.obj["utc"], "seal_log_seq": entry.seq,
+                  "media_us": self._now_us(), **data}
+        if self.segmenter is not None and self.state == RECORDING:
+            self.segmenter.add_event(record)
+        return record
+
+    def mark(self, kind: str = MARK) -> dict[str, Any]:
+        """Flag the moment (Art. 13); ``refusal`` marks non-cooperation."""
+        if kind not in (MARK, REFUSAL):
+            raise ValueError(f"mark kind must be {MARK!r} or {REFUSAL!r}")
+        return self._event(ev.EV_MARK, {"kind": kind, "recording": self.state == RECORDING})
+
+    def notify(self) -> dict[str, Any]:
+        """The party was told that recording is on (Art. 22); starts recording first."""
+        if self.state != RECORDING:
+            self.start(trigger="notify")
+        return self._event(ev.EV_NOTIFY, {"announcement": "default"})
+
+    def photo(self) -> str:
+        """A stamped still, sealed as its own segment; returns its name."""
+        if self.camera is None:
+            raise SealingError("no camera in audio-only mode")
+        jpeg = self.camera.still_jpeg()
+        writer = self.sealing.open_segment("image/jpeg", self.officer, self._segment_meta())
+        self.sealer.submit(writer.append, jpeg)
+        self.sealer.submit(writer.close, {"kind": "photo", "bytes": len(jpeg)}, wait=True)
+        self._event(ev.EV_PHOTO, {"segment": writer.name})
+        self._raise_sealing_error()
+        return writer.name
+
+    # -- health -----------------------------------------------------------------
+
+    def minutes_left(self) -> float:
+        free = shutil.disk_usage(self.sealing.root).free
+        return free / self.config.bytes_per_second / 60
+
+    def check_storage(self) -> str | None:
+        """Warn ahead; stop cleanly before the card is full.  Returns the action taken."""
+        left = self.minutes_left()
+        rec = self.config.recording
+        if left <= rec.storage_reserve_minutes:
+            self.sealing.log_event(ev.EV_ALARM, {"kind": "storage-full", "minutes_left": int(left)})
+            self.stop(reason="storage-full")
+            return "stopped"
+        if left <= rec.storage_warn_minutes and not self.storage_warned:
+            self.storage_warned = True
+            self.sealing.log_event(ev.EV_ALARM, {"kind": "storage-low", "minutes_left": int(left)})
+            return "warned"
+        return None
+
+    def _raise_sealing_error(self) -> None:
+        if self.sealer.error is not None:
+            raise SealingError(f"sealing failed: {self.sealer.error}")
+
+    def sources_error(self) -> BaseException | None:
+        for source in (self.camera, self.microphone, self.sealer):
+            if source is not None and source.error is not None:
+                return source.error
+        return None
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """Seal what is open, stop the sources, close the state (SIGTERM, low power)."""
+        if self.state == RECORDING:
+            self.stop(reason=reason)
+        for source in (self.camera, self.microphone):
+            if source is not None and self.state != OFF:
+                source.stop()
+        self.sealer.stop()
+        self.sealing.close()
+        self.state = OFF
