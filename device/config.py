@@ -51,7 +51,11 @@ class RecordingConfig(Strict):
     segment_seconds: int = Field(60, ge=2, le=600)
     preroll_seconds: float = Field(30.0, ge=0, le=120)
     preroll_audio: bool = Field(False, description="keep audio in the pre-roll too")
-    checkpoint_interval: float = Field(1.0, ge=0, le=10)
+    checkpoint_interval: float = Field(
+        0.5, ge=0, le=1.0,
+        description="seconds between signed checkpoints; with fragments every gop_seconds, "
+        "an interval equal to the GOP checkpoints each fragment as soon as it is written",
+    )
     timezone: str = "Asia/Shanghai"
     storage_warn_minutes: int = Field(30, ge=1, le=600, description="warn when this much recording time is left")
     storage_reserve_minutes: int = Field(2, ge=1, le=60, description="stop cleanly when this much is left")

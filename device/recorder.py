@@ -32,6 +32,8 @@ RECORDING = "recording"
 SEALING = "sealing"
 OFF = "off"
 
+STOP_DRAIN_SECONDS = 0.5
+
 MARK = "mark"
 REFUSAL = "refusal"  # Art. 13(3), 14: refusal / obstruction mark
 
@@ -147,10 +149,8 @@ class Recorder:
             meta=self._segment_meta,
             container_tags=self._container_tags,
         )
-        now_us = self._now_us()
         self.sealing.log_event(ev.EV_RECORD_START, {"trigger": trigger, "mode": self.config.recording.mode})
-        first_us = self.preroll.open(self.segmenter)
-        preroll = max(0.0, (now_us - first_us) / 1e6) if first_us >= 0 else 0.0
+        preroll = self.preroll.open(self.segmenter)
         self.state = RECORDING
         self.last_start_latency = time.perf_counter() - t0
         return preroll
@@ -159,6 +159,12 @@ class Recorder:
         if self.state != RECORDING or self.segmenter is None:
             return
         self.state = SEALING
+        # Frames and audio captured before the press are still in flight
+        # (encoder, audio blocks); wait for them, briefly, then seal.
+        self.segmenter.end_at(self._now_us())
+        deadline = time.monotonic() + STOP_DRAIN_SECONDS
+        while not self.segmenter.caught_up() and time.monotonic() < deadline and self.sources_error() is None:
+            time.sleep(0.01)
         self.preroll.close()
         self.segmenter.close()
         self.sealing.log_event(ev.EV_RECORD_STOP, {"reason": reason, "segments": len(self.segmenter.sealed)})

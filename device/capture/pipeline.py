@@ -110,18 +110,18 @@ class PreRoll(Output):
                 return 0.0
             return (self._buffer[-1][2] - self._buffer[0][2]) / 1e6
 
-    def open(self, target: Output) -> int:
+    def open(self, target: Output) -> float:
         """Hand the buffer to ``target`` and pass everything live from now on.
 
-        Returns the timestamp (µs) of the first frame handed over.
+        Returns the seconds of footage handed over (from before the press).
         """
         with self._lock:
-            first = self._buffer[0][2] if self._buffer else -1
+            seconds = (self._buffer[-1][2] - self._buffer[0][2]) / 1e6 if self._buffer else 0.0
             while self._buffer:
                 target.outputframe(*self._buffer.popleft())
             self._keyframes.clear()
             self._target = target
-            return first
+            return seconds
 
     def close(self) -> None:
         with self._lock:
@@ -207,12 +207,21 @@ class Segmenter(Output):
         self.current: SegmentInfo | None = None
         self._retiring: SegmentInfo | None = None  # still takes late audio
         self.sealed: list[str] = []
+        self.end_us: int | None = None
+        self.audio_until = -1
+        self.video_until = -1
         self.frames_in = 0
         self._lock = threading.Lock()
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
         with self._lock:
             self.frames_in += 1
+            if audio:
+                self.audio_until = timestamp
+            else:
+                self.video_until = timestamp
+            if self.end_us is not None and timestamp > self.end_us:
+                return  # captured after the stop
             cut_here = keyframe and (audio == self._audio_only)
             if self.current is None:
                 if not cut_here:
@@ -271,6 +280,20 @@ class Segmenter(Output):
         with self._lock:
             if self.current is not None:
                 self.current.events.append(event)
+
+    def end_at(self, end_us: int) -> None:
+        """Take nothing captured after ``end_us`` (the stop press)."""
+        with self._lock:
+            self.end_us = end_us
+
+    def caught_up(self) -> bool:
+        """Every stream has delivered what was captured before the stop."""
+        with self._lock:
+            return all(
+                until >= (self.end_us or 0)
+                for key, until in (("video", self.video_until), ("audio", self.audio_until))
+                if key in self._streams and not (self._audio_only and key == "video")
+            )
 
     def close(self) -> None:
         """Seal the open segment (waits until it is durable)."""

@@ -68,8 +68,16 @@ def unseal_recordings(verifier: Verifier, root: Path, out: Path, unsafe: bool = 
 def _write_pair(media_path: Path, plaintext: bytes, meta: dict, result: UnsealResult) -> None:
     if media_path.exists():
         raise UsageError(f"{media_path} exists; unseal never overwrites, choose an empty --out")
-    write_new_file(media_path, plaintext, mode=0o644)
     json_path = media_path.with_suffix(".json")
+    if not plaintext:
+        # A power cut before the first checkpoint: no footage is covered, so
+        # there is no media file, only the record of the segment.
+        meta = {**meta, "media_file": None}
+        write_new_file(json_path, json.dumps(meta, indent=2, ensure_ascii=False).encode(), mode=0o644)
+        result.files.append(json_path)
+        result.lines.append(f"{json_path}  no footage covered  {meta['status']}")
+        return
+    write_new_file(media_path, plaintext, mode=0o644)
     write_new_file(json_path, json.dumps(meta, indent=2, ensure_ascii=False).encode(), mode=0o644)
     result.files += [media_path, json_path]
     label = "" if meta["verified"] else "  (UNVERIFIED)"

@@ -1,0 +1,5 @@
+"""``python -m bodycam`` is the ``bodycam`` command."""
+
+from bodycam.cli import run
+
+run()

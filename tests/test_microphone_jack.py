@@ -1,0 +1,103 @@
+"""The real sounddevice microphone backend on a JACK dummy server that the
+test starts itself; a tone played by a second client is routed into it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import av
+import numpy as np
+import pytest
+
+from device.config import AudioConfig
+from device.recorder import Recorder
+from device.sealing import pki
+from device.sealing.unseal import unseal_recordings
+from device.sealing.verifier import Verifier
+
+from .media import packet_times
+from .test_recording import sim_config
+
+TONE_HZ = 1000
+
+
+@pytest.fixture(scope="module")
+def jack():
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is missing: `make test` installs jackd2 (run as root)")
+    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
+    server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["jack_lsp"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline and server.poll() is None, "jackd did not start"
+        time.sleep(0.1)
+    import sounddevice as sd
+
+    sd._terminate()  # PortAudio lists host APIs at start: look again, now with JACK
+    sd._initialize()
+    yield sd
+    sd._terminate()  # PortAudio's JACK client must go before its server does
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _route_tone(sd):
+    phase = [0]
+
+    def play(outdata, frames, time_info, status):
+        n = np.arange(phase[0], phase[0] + frames)
+        outdata[:, 0] = 0.5 * np.sin(2 * np.pi * TONE_HZ * n / 48000)
+        phase[0] += frames
+
+    stream = sd.OutputStream(samplerate=48000, channels=1, device="system", callback=play)
+    stream.start()
+    ports = subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.split()
+    outs = [p for p in ports if p.startswith("PortAudio") and ":out" in p]
+    ins = [p for p in ports if p.startswith("PortAudio") and ":in" in p]
+    assert outs and ins, ports
+    for o in outs:
+        for i in ins:
+            subprocess.run(["jack_connect", o, i], check=True)
+    return stream
+
+
+def test_sounddevice_microphone_records_what_it_hears(jack, agency, tmp_path):
+    config = sim_config()
+    config = config.model_copy(update={"audio": AudioConfig(backend="sounddevice", device="system")})
+    state = agency.enrol(tmp_path / "rec", "J000001")
+    recorder = Recorder(config, state, config_name="sim+jack", officer="010203")
+    recorder.power_on()
+    tone = _route_tone(jack)
+    try:
+        recorder.start()
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        recorder.stop()
+        wall = time.monotonic() - t0
+        sealed = list(recorder.segmenter.sealed)
+    finally:
+        tone.stop()
+        tone.close()
+        recorder.shutdown()
+    assert recorder.microphone.overflows == 0
+    verifier = Verifier(pki.load_cert(agency.ca_cert_path), pki.load_x25519_key(agency.identity_path))
+    out = tmp_path / "out"
+    assert unseal_recordings(verifier, state, out).ok
+    audio_seconds = 0.0
+    samples = []
+    for name in sealed:
+        path = out / f"{name}.mp4"
+        audio_seconds += len(packet_times(path, "a")) * 1024 / 48000
+        with av.open(str(path)) as container:
+            for frame in container.decode(audio=0):
+                samples.append(frame.to_ndarray()[0])
+    assert abs(audio_seconds - wall) <= 0.15, (audio_seconds, wall)
+    signal = np.concatenate(samples)[48000:]  # skip the first second (routing)
+    spectrum = np.abs(np.fft.rfft(signal[:48000]))
+    peak_hz = np.argmax(spectrum) * 48000 / 48000
+    assert abs(peak_hz - TONE_HZ) <= 5, peak_hz
+    assert np.abs(signal).max() > 0.2
