@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 
 import click
@@ -12,9 +11,7 @@ import click
 from .config import load_hw_config
 from .demo import run_demo
 from .sealing.pki import check_officer_id
-from .recorder import Recorder
-
-STORAGE_CHECK_SECONDS = 5.0
+from .service import RecorderService
 
 
 def _officer(value: str | None) -> str | None:
@@ -28,51 +25,47 @@ def _officer(value: str | None) -> str | None:
               help="The recorder's enrolled state directory.")
 @click.option("--seconds", type=click.FloatRange(0, 86400),
               help="Stop after this long; default: until SIGTERM / Ctrl-C.")
-@click.option("--standby-seconds", default=0.0, type=click.FloatRange(0, 3600),
-              help="Run the pre-roll this long before recording starts.")
+@click.option("--standby", is_flag=True,
+              help="Wait for the record or notify button instead of recording at once (the service).")
 @click.option("--officer", help="Officer ID stamped on the footage (normally set at the dock).")
-def record(config_path: Path, state: Path, seconds: float | None, standby_seconds: float,
+def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
            officer: str | None) -> None:
-    """Record from the configured camera and microphone, sealing as it goes.
+    """Run the recorder: camera, microphone, buttons, indicators, health.
 
-    On SIGTERM or Ctrl-C the open segment is sealed before exiting.  After
-    a power cut, the next start recovers the partial segment first.
+    Records at once (or, with --standby, when the record button is pressed),
+    sealing as it goes.  SIGTERM or Ctrl-C seals the open segment before
+    exiting; after a power cut the next start recovers the partial segment
+    first.  Under systemd it reports READY once the camera delivers frames
+    and pings the watchdog from its main loop.
     """
     config = load_hw_config(config_path)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    recorder = Recorder(config, state, config_name=config_path.name, officer=_officer(officer))
+    service = RecorderService(config, state, config_name=config_path.name, officer=_officer(officer))
+    recorder = service.recorder
     for item in recorder.sealing.recovered:
         click.echo(f"recovered after unclean stop: {item}")
+    reason = "error"
     try:
-        recorder.power_on()
-        stop.wait(standby_seconds)
-        preroll = recorder.start(trigger="command")
-        click.echo(f"recording (pre-roll {preroll:.1f} s, {recorder.last_start_latency * 1000:.0f} ms to start)",
-                   nl=True)
-        deadline = None if seconds is None else time.monotonic() + seconds
-        next_check = time.monotonic()
-        while not stop.is_set():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if now >= next_check:
-                next_check = now + STORAGE_CHECK_SECONDS
-                if recorder.check_storage() == "stopped":
-                    click.echo("storage nearly full: stopped with everything sealed", err=True)
-                    break
-            error = recorder.sources_error()
-            if error is not None:
-                click.echo(f"bodycam: error: capture failed: {error}", err=True)
-                break
-            stop.wait(0.1 if deadline is None else max(0.0, min(0.1, deadline - now)))
+        service.start_up()
+        if not standby:
+            preroll = recorder.start(trigger="command")
+            service.indicators.show("recording", recorder.audio_only)
+            click.echo(f"recording (pre-roll {preroll:.1f} s, "
+                       f"{recorder.last_start_latency * 1000:.0f} ms to start)")
+        else:
+            click.echo("standby: press record to start")
+        reason = service.run(stop, seconds=seconds)
         sealed = list(recorder.segmenter.sealed) if recorder.segmenter else []
     finally:
-        recorder.shutdown(reason="command")
-    click.echo(f"sealed {len(sealed)} segment(s) in {state}")
+        service.shutdown(reason=reason)
+    if reason.startswith("capture failed"):
+        click.echo(f"bodycam: error: {reason}", err=True)
+    click.echo(f"stopped ({reason}); sealed {len(sealed)} segment(s) in {state}")
     for name in sealed:
         click.echo(f"  {name}")
+    raise SystemExit(1 if reason.startswith("capture failed") else 0)
 
 
 @click.command()

@@ -46,6 +46,72 @@ class AudioConfig(Strict):
     bitrate: int = Field(64_000, ge=16_000, le=320_000)
 
 
+class SpeakerConfig(Strict):
+    backend: Literal["sounddevice", "none"] = Field(
+        "none", description="sounddevice: play the announcement through the amplifier")
+    device: str | None = Field(None, description="sounddevice device name substring")
+    announcement: str | None = Field(
+        None, description="an agency's own WAV file (16-bit PCM); default: the built-in Mandarin notice")
+
+
+# Pins a layout may not use (HARDWARE.md §8): HAT EEPROM, I2C, UART, I2S.
+RESERVED_PINS = {0: "HAT EEPROM", 1: "HAT EEPROM", 2: "I2C SDA", 3: "I2C SCL",
+                 14: "UART TX", 15: "UART RX", 18: "I2S BCLK", 19: "I2S LRCLK",
+                 20: "I2S DIN", 21: "I2S DOUT"}
+BcmPin = int
+
+
+class ButtonPins(Strict):
+    record: BcmPin = Field(5, ge=0, le=27, description="one press starts; a 3 s hold stops")
+    notify: BcmPin = Field(6, ge=0, le=27, description="Art. 22 spoken notice; starts recording")
+    mark: BcmPin = Field(22, ge=0, le=27, description="press: mark; 2 s hold: refusal mark")
+    photo: BcmPin = Field(27, ge=0, le=27)
+
+
+class LedPins(Strict):
+    red: BcmPin = Field(17, ge=0, le=27, description="video recording")
+    yellow: BcmPin = Field(23, ge=0, le=27, description="audio-only recording")
+    green: BcmPin = Field(24, ge=0, le=27, description="powered, standby")
+
+
+class GpioConfig(Strict):
+    pin_factory: Literal["mock", "lgpio", "rpigpio", "pigpio", "native"] = Field(
+        description="gpiozero pin factory; lgpio is the only one that works on a Pi 5")
+    buttons: ButtonPins = ButtonPins()
+    leds: LedPins = LedPins()
+    vibration: BcmPin = Field(25, ge=0, le=27)
+    buzzer: BcmPin = Field(12, ge=0, le=27, description="PWM-capable pin")
+    gauge_alert: BcmPin | None = Field(26, ge=0, le=27, description="fuel-gauge ALRT input, or none")
+    debounce_ms: int = Field(50, ge=5, le=500)
+    hold_stop_seconds: float = Field(3.0, ge=1.0, le=10.0)
+    hold_refusal_seconds: float = Field(2.0, ge=0.5, le=10.0)
+
+    def assignments(self) -> dict[str, int]:
+        pins = {f"buttons.{k}": v for k, v in self.buttons.model_dump().items()}
+        pins |= {f"leds.{k}": v for k, v in self.leds.model_dump().items()}
+        pins |= {"vibration": self.vibration, "buzzer": self.buzzer}
+        if self.gauge_alert is not None:
+            pins["gauge_alert"] = self.gauge_alert
+        return pins
+
+
+GAUGES = ("max17048", "ina219-ups", "ina219-ups-b", "ina219-ups-c", "pisugar3", "none")
+
+
+class PowerConfig(Strict):
+    gauge: Literal["max17048", "ina219-ups", "ina219-ups-b", "ina219-ups-c", "pisugar3", "none"]
+    i2c_bus: str = Field("1", description="bus number, or 'sim' for the simulated bus of the sim board")
+    address: int = Field(0x36, ge=0x08, le=0x77)
+    capacity_mah: int = Field(3000, ge=100, le=50_000, description="battery capacity")
+    typical_draw_ma: int = Field(900, ge=50, le=5000, description="draw while recording, for gauges without a current sensor")
+
+
+class RtcConfig(Strict):
+    kind: Literal["pi5", "ds3231", "pisugar3", "none"]
+    device: str = Field("/dev/rtc0", description="the kernel RTC device")
+    drift_ppm: float = Field(2.0, ge=0, le=100, description="datasheet accuracy, for the drift estimate")
+
+
 class RecordingConfig(Strict):
     mode: Literal["video", "audio"] = Field("video", description="audio: audio-only recording")
     segment_seconds: int = Field(60, ge=2, le=600)
@@ -65,14 +131,40 @@ class HwConfig(Strict):
     board: Literal["sim", "pi4", "pi5", "zero2w"]
     camera: CameraConfig
     audio: AudioConfig
+    speaker: SpeakerConfig = SpeakerConfig()
+    gpio: GpioConfig
+    power: PowerConfig
+    rtc: RtcConfig
     recording: RecordingConfig = RecordingConfig()
 
     @model_validator(mode="after")
     def _check(self) -> "HwConfig":
-        if self.board == "sim" and self.camera.backend == "picamera2":
-            raise ValueError("board 'sim' cannot use the picamera2 camera backend")
+        if self.board == "sim":
+            if self.camera.backend == "picamera2":
+                raise ValueError("board 'sim' cannot use the picamera2 camera backend")
+            if self.gpio.pin_factory != "mock":
+                raise ValueError("board 'sim' has no GPIO: gpio.pin_factory must be 'mock'")
+        elif self.gpio.pin_factory == "mock":
+            raise ValueError(f"board {self.board!r} needs a real gpio.pin_factory, not 'mock'")
+        if self.board == "pi5" and self.gpio.pin_factory not in ("lgpio", "native"):
+            raise ValueError("on a Pi 5 only gpio.pin_factory = 'lgpio' works")
         if self.recording.mode == "audio" and self.audio.backend == "none":
             raise ValueError("audio-only mode needs an audio backend")
+        if self.rtc.kind == "pi5" and self.board != "pi5":
+            raise ValueError("rtc.kind 'pi5' exists only on board 'pi5'")
+        if self.rtc.kind == "pisugar3" and self.power.gauge != "pisugar3":
+            raise ValueError("rtc.kind 'pisugar3' is the PiSugar 3's emulated RTC; power.gauge must be 'pisugar3'")
+        if self.rtc.kind == "ds3231" and self.power.gauge == "pisugar3":
+            raise ValueError("a DS3231 and the PiSugar 3 both answer at I2C 0x68")
+        by_pin: dict[int, str] = {}
+        for name, pin in self.gpio.assignments().items():
+            if pin in RESERVED_PINS:
+                raise ValueError(f"gpio.{name} = {pin} is reserved for {RESERVED_PINS[pin]}")
+            if pin == 16 and "googlevoicehat" in f"{self.audio.device}{self.speaker.device}":
+                raise ValueError(f"gpio.{name} = 16 is the voiceHAT amplifier's SD_MODE")
+            if pin in by_pin:
+                raise ValueError(f"gpio.{name} and gpio.{by_pin[pin]} both use GPIO{pin}")
+            by_pin[pin] = name
         return self
 
     @property

@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bodycam import __version__
 from bodycam.errors import SealingError
@@ -91,6 +91,8 @@ class Recorder:
         self.state = OFF
         self.storage_warned = False
         self.last_start_latency: float | None = None
+        # Set by the service: a health snapshot for every segment's manifest.
+        self.health_provider: Callable[[], dict[str, Any] | None] | None = None
 
     # -- metadata ---------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class Recorder:
             "audio": None if self.microphone is None else {
                 "codec": "aac", "samplerate": self.config.audio.samplerate,
                 "channels": 1, "bitrate": self.config.audio.bitrate},
+            "health": self.health_provider() if self.health_provider else None,
         }
 
     def _container_tags(self) -> dict[str, str]:
@@ -185,11 +188,11 @@ class Recorder:
             raise ValueError(f"mark kind must be {MARK!r} or {REFUSAL!r}")
         return self._event(ev.EV_MARK, {"kind": kind, "recording": self.state == RECORDING})
 
-    def notify(self) -> dict[str, Any]:
+    def notify(self, announcement: dict[str, Any] | None = None) -> dict[str, Any]:
         """The party was told that recording is on (Art. 22); starts recording first."""
         if self.state != RECORDING:
             self.start(trigger="notify")
-        return self._event(ev.EV_NOTIFY, {"announcement": "default"})
+        return self._event(ev.EV_NOTIFY, {"announcement": announcement or {"source": "none"}})
 
     def photo(self) -> str:
         """A stamped still, sealed as its own segment; returns its name."""

@@ -1,0 +1,98 @@
+"""Speaker seam: plays the Art. 22 announcement through sounddevice."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from bodycam.errors import ConfigError
+
+from ..config import SpeakerConfig
+
+RATE = 48_000
+DEFAULT_ANNOUNCEMENT = Path(__file__).resolve().parent.parent / "assets" / "announcement-zh.wav"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    samples: np.ndarray  # float32 mono, 48 kHz
+    sha256: str  # of the WAV file, stamped into the notify event
+    source: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / RATE
+
+
+def load_announcement(path: Path | None) -> Announcement:
+    path = Path(path) if path else DEFAULT_ANNOUNCEMENT
+    try:
+        raw = path.read_bytes()
+        with wave.open(str(path)) as w:
+            if w.getsampwidth() != 2:
+                raise ConfigError(f"{path}: announcement must be 16-bit PCM WAV, "
+                                  f"found {8 * w.getsampwidth()}-bit")
+            rate, channels = w.getframerate(), w.getnchannels()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: announcement WAV not found (speaker.announcement)") from None
+    except (wave.Error, EOFError) as exc:
+        raise ConfigError(f"{path}: not a WAV file the speaker can play: {exc}") from None
+    mono = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+    chunks = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    samples = np.concatenate(chunks).astype(np.float32)
+    name = "default" if path == DEFAULT_ANNOUNCEMENT else path.name
+    return Announcement(samples, hashlib.sha256(raw).hexdigest(), name)
+
+
+class Speaker:
+    """Plays on a background thread so the controls stay responsive."""
+
+    def __init__(self, cfg: SpeakerConfig) -> None:
+        self.cfg = cfg
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.played = 0
+
+    def play(self, announcement: Announcement, wait: bool = False) -> None:
+        if self.playing:
+            return  # a second press while speaking does not restart it
+        self._thread = threading.Thread(target=self._play, args=(announcement,), daemon=True,
+                                        name="speaker")
+        self._thread.start()
+        if wait:
+            self._thread.join()
+
+    def _play(self, announcement: Announcement) -> None:
+        import sounddevice as sd
+
+        try:
+            with sd.OutputStream(samplerate=RATE, channels=1, dtype="float32",
+                                 device=self.cfg.device) as stream:
+                stream.write(announcement.samples.reshape(-1, 1))
+            self.played += 1
+        except Exception as exc:  # a missing amplifier must not stop the recording
+            self.error = exc
+
+    @property
+    def playing(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+class NullSpeaker:
+    error = None
+    played = 0
+    playing = False
+
+    def play(self, announcement: Announcement, wait: bool = False) -> None:
+        self.played += 1

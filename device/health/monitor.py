@@ -1,0 +1,166 @@
+"""One place that knows the recorder's health, and the alarms that follow from it.
+
+Battery (low at <= 30 min of recording, the GA/T 947 window of >= 5 min;
+critical at <= 10 min: seal and shut down), storage (low at <= 30 min left,
+full at the reserve: stop cleanly), CPU temperature, clock, camera and
+microphone.  A snapshot (integers only) goes into every segment's manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clock import CLOCK_SYNCED, Clock, utc_text
+from ..config import HwConfig
+from .gauges import BatteryReading, GaugeError, make_gauge
+from .rtc import RtcReading, kernel_rtc
+
+BATTERY_LOW_MINUTES = 30
+BATTERY_CRITICAL_MINUTES = 10
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+ALARM_BATTERY_LOW = "battery-low"
+ALARM_BATTERY_CRITICAL = "battery-critical"
+ALARM_STORAGE_LOW = "storage-low"
+ALARM_STORAGE_FULL = "storage-full"
+ALARM_GAUGE_FAILED = "gauge-failed"
+
+
+@dataclass
+class Health:
+    battery: BatteryReading | None
+    battery_error: str | None
+    storage_free_bytes: int
+    storage_minutes: float
+    cpu_temp_c: float | None
+    rtc: RtcReading
+    clock_state: str
+    last_sync_utc: str | None
+    drift_estimate_ms: int | None
+    camera_alive: bool | None
+    microphone_alive: bool | None
+
+    def snapshot(self) -> dict[str, Any]:
+        """For manifests: integers and strings only."""
+        return {
+            "battery": self.battery.as_dict() if self.battery else None,
+            "battery_error": self.battery_error,
+            "storage_free_mb": self.storage_free_bytes // 1_000_000,
+            "storage_minutes": int(self.storage_minutes),
+            "cpu_temp_c": None if self.cpu_temp_c is None else round(self.cpu_temp_c),
+            "rtc_present": self.rtc.present,
+            "clock_state": self.clock_state,
+            "last_sync_utc": self.last_sync_utc,
+            "drift_estimate_ms": self.drift_estimate_ms,
+            "camera_alive": self.camera_alive,
+            "microphone_alive": self.microphone_alive,
+        }
+
+
+@dataclass
+class Alarms:
+    raised: set[str] = field(default_factory=set)
+
+    def evaluate(self, health: Health, config: HwConfig) -> list[str]:
+        """New alarms since the last evaluation (each raised once until cleared)."""
+        active = set()
+        minutes = health.battery.minutes_left if health.battery else None
+        if health.battery_error:
+            active.add(ALARM_GAUGE_FAILED)
+        if minutes is not None and not (health.battery and health.battery.charging):
+            if minutes <= BATTERY_CRITICAL_MINUTES:
+                active |= {ALARM_BATTERY_CRITICAL, ALARM_BATTERY_LOW}
+            elif minutes <= BATTERY_LOW_MINUTES:
+                active.add(ALARM_BATTERY_LOW)
+        rec = config.recording
+        if health.storage_minutes <= rec.storage_reserve_minutes:
+            active |= {ALARM_STORAGE_FULL, ALARM_STORAGE_LOW}
+        elif health.storage_minutes <= rec.storage_warn_minutes:
+            active.add(ALARM_STORAGE_LOW)
+        new = sorted(active - self.raised, key=_severity)
+        self.raised = active
+        return new
+
+
+def _severity(alarm: str) -> int:
+    return [ALARM_BATTERY_CRITICAL, ALARM_STORAGE_FULL, ALARM_BATTERY_LOW,
+            ALARM_STORAGE_LOW, ALARM_GAUGE_FAILED].index(alarm)
+
+
+def open_bus(config: HwConfig):
+    """The I2C bus of the hw-config: a real /dev/i2c-N, or the sim board's."""
+    if config.power.i2c_bus == "sim":
+        from .simbus import SimulatedBus, max17048_map, open_simulated
+
+        return open_simulated(SimulatedBus({config.power.address: max17048_map()}))
+    import smbus2
+
+    return smbus2.SMBus(int(config.power.i2c_bus))
+
+
+class HealthMonitor:
+    def __init__(self, config: HwConfig, storage: Path, clock: Clock, *,
+                 bus=None, camera=None, microphone=None, thermal: Path = THERMAL_ZONE,
+                 last_sync: dt.datetime | None = None) -> None:
+        self.config = config
+        self.storage = Path(storage)
+        self.clock = clock
+        self.camera = camera
+        self.microphone = microphone
+        self.thermal = thermal
+        self.last_sync = last_sync
+        self.alarms = Alarms()
+        self.gauge = None
+        self.gauge_error: str | None = None
+        if config.power.gauge != "none":
+            try:
+                self.bus = bus if bus is not None else open_bus(config)
+                p = config.power
+                self.gauge = make_gauge(p.gauge, self.bus, p.address, p.capacity_mah, p.typical_draw_ma)
+            except (OSError, ValueError) as exc:
+                self.gauge_error = f"cannot open I2C bus {config.power.i2c_bus}: {exc}"
+
+    def read(self) -> Health:
+        battery, error = None, self.gauge_error
+        if self.gauge is not None:
+            try:
+                battery = self.gauge.read()
+            except GaugeError as exc:
+                error = str(exc)
+        free = shutil.disk_usage(self.storage).free
+        minutes = free / self.config.bytes_per_second / 60
+        rtc = kernel_rtc(self.config.rtc.device) if self.config.rtc.kind != "none" else RtcReading(False, None, False)
+        drift = None
+        if self.last_sync is not None:
+            elapsed = (self.clock.utc_now() - self.last_sync).total_seconds()
+            drift = round(elapsed * self.config.rtc.drift_ppm / 1000)  # ppm of seconds, in ms
+        return Health(
+            battery=battery,
+            battery_error=error,
+            storage_free_bytes=free,
+            storage_minutes=minutes,
+            cpu_temp_c=self._cpu_temp(),
+            rtc=rtc,
+            clock_state=self.clock.state,
+            last_sync_utc=utc_text(self.last_sync) if self.last_sync else None,
+            drift_estimate_ms=drift,
+            camera_alive=None if self.camera is None else bool(self.camera.alive),
+            microphone_alive=None if self.microphone is None else bool(self.microphone.alive),
+        )
+
+    def _cpu_temp(self) -> float | None:
+        try:
+            return int(self.thermal.read_text().strip()) / 1000
+        except (OSError, ValueError):
+            return None
+
+    def check(self) -> tuple[Health, list[str]]:
+        health = self.read()
+        return health, self.alarms.evaluate(health, self.config)
+
+
+__all__ = ["HealthMonitor", "Health", "CLOCK_SYNCED"]

@@ -1,0 +1,202 @@
+"""The recorder service: recorder + buttons + indicators + health + speaker,
+run from one main loop that also pings systemd's watchdog.
+
+READY=1 is sent only once the camera delivers frames and the state
+directory is open; SIGTERM or a critical battery seals the open segment
+before the process exits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from pathlib import Path
+
+from bodycam.errors import SealingError
+
+from .capture.speaker import NullSpeaker, Speaker, load_announcement
+from .clock import Clock, SystemClock
+from .config import HwConfig
+from .controls import HOLD, SHORT, Controls
+from .daemon import SystemdNotifier
+from .health.monitor import (
+    ALARM_BATTERY_CRITICAL,
+    ALARM_BATTERY_LOW,
+    ALARM_STORAGE_FULL,
+    Health,
+    HealthMonitor,
+)
+from .indicators import Indicators
+from .recorder import RECORDING, REFUSAL, Recorder
+from .sealing import seallog as ev
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.05
+HEALTH_SECONDS = 5.0
+FIRST_FRAME_TIMEOUT = 15.0
+
+
+def make_pin_factory(name: str):
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    if name == "lgpio":
+        from gpiozero.pins.lgpio import LGPIOFactory
+
+        return LGPIOFactory()
+    if name == "rpigpio":
+        from gpiozero.pins.rpigpio import RPiGPIOFactory
+
+        return RPiGPIOFactory()
+    if name == "pigpio":
+        from gpiozero.pins.pigpio import PiGPIOFactory
+
+        return PiGPIOFactory()
+    from gpiozero.pins.native import NativeFactory
+
+    return NativeFactory()
+
+
+class RecorderService:
+    def __init__(self, config: HwConfig, state_dir: Path, *, config_name: str = "",
+                 clock: Clock | None = None, officer: str | None = None, pin_factory=None,
+                 notifier: SystemdNotifier | None = None, bus=None, realtime: bool = True) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or SystemdNotifier()
+        self.announcement = load_announcement(
+            Path(config.speaker.announcement) if config.speaker.announcement else None)
+        self.recorder = Recorder(config, state_dir, config_name=config_name, clock=self.clock,
+                                 officer=officer, realtime=realtime)
+        factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.pin_factory)
+        self.indicators = Indicators(config.gpio, factory, self.clock)
+        self.controls = Controls(config.gpio, factory, self.clock, {
+            ("record", SHORT): self.start,
+            ("record", HOLD): self.stop,
+            ("notify", SHORT): self.notify,
+            ("mark", SHORT): self.mark,
+            ("mark", HOLD): self.refusal,
+            ("photo", SHORT): self.photo,
+        })
+        self.health = HealthMonitor(config, state_dir, self.clock, bus=bus,
+                                    camera=self.recorder.camera, microphone=self.recorder.microphone,
+                                    last_sync=self._last_sync())
+        self.last_health: Health | None = None
+        self.recorder.health_provider = lambda: self.last_health.snapshot() if self.last_health else None
+        self.speaker = Speaker(config.speaker) if config.speaker.backend == "sounddevice" else NullSpeaker()
+        self.exit_reason: str | None = None
+        self._next_health = 0.0
+
+    def _last_sync(self) -> dt.datetime | None:
+        for entry in reversed(self.recorder.sealing.log.entries):
+            if entry.event == ev.EV_CLOCK_SET:
+                return dt.datetime.fromisoformat(entry.obj["utc"].replace("Z", "+00:00"))
+        return None
+
+    # -- actions (main thread only) ------------------------------------------------
+
+    def start(self) -> None:
+        if self.recorder.state == RECORDING:
+            return
+        self.recorder.start(trigger="button")
+        self.indicators.show("recording", self.recorder.audio_only)
+        self.indicators.play("start")
+
+    def stop(self) -> None:
+        if self.recorder.state != RECORDING:
+            return
+        self.indicators.play("stop-armed")
+        self.recorder.stop(reason="button")
+        self.indicators.show("standby")
+        self.indicators.play("stop")
+
+    def notify(self) -> None:
+        was_recording = self.recorder.state == RECORDING
+        self.recorder.notify({"source": self.announcement.source, "sha256": self.announcement.sha256,
+                              "seconds_x10": round(self.announcement.seconds * 10)})
+        if not was_recording:
+            self.indicators.show("recording", self.recorder.audio_only)
+            self.indicators.play("start")
+        self.indicators.play("notify")
+        self.speaker.play(self.announcement)
+
+    def mark(self) -> None:
+        self.recorder.mark()
+        self.indicators.play("mark")
+
+    def refusal(self) -> None:
+        self.recorder.mark(REFUSAL)
+        self.indicators.play("refusal")
+
+    def photo(self) -> None:
+        try:
+            self.recorder.photo()
+            self.indicators.play("photo")
+        except (SealingError, RuntimeError) as exc:
+            log.warning("photo failed: %s", exc)
+            self.indicators.play("error")
+
+    # -- loop ---------------------------------------------------------------------
+
+    def start_up(self) -> None:
+        self.recorder.power_on()
+        deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
+        camera = self.recorder.camera
+        while camera is not None and camera.frames == 0:
+            if camera.error is not None or time.monotonic() > deadline:
+                raise SealingError(f"the camera delivers no frames: {camera.error or 'timeout'}")
+            time.sleep(0.01)
+        self.check_health()
+        self.indicators.show("standby")
+        self.notifier.ready(f"standby, device {self.recorder.device_id}")
+
+    def check_health(self) -> list[str]:
+        health, alarms = self.health.check()
+        self.last_health = health
+        for alarm in alarms:
+            self.recorder.sealing.log_event(ev.EV_ALARM, {"kind": alarm, "health": health.snapshot()})
+            self.indicators.play(alarm)
+            if alarm == ALARM_STORAGE_FULL:
+                self.recorder.stop(reason="storage-full")
+                self.indicators.show("standby")
+            if alarm == ALARM_BATTERY_CRITICAL:
+                self.exit_reason = "battery-critical"
+        self.indicators.blink_red = ALARM_BATTERY_LOW in self.health.alarms.raised
+        return alarms
+
+    def tick(self) -> None:
+        self.controls.tick()
+        self.indicators.tick()
+        now = time.monotonic()
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_SECONDS
+            self.check_health()
+        error = self.recorder.sources_error()
+        if error is not None:
+            self.exit_reason = f"capture failed: {error}"
+        self.notifier.watchdog()
+
+    def run(self, stop: threading.Event, seconds: float | None = None, record_now: bool = False) -> str:
+        self.start_up()
+        if record_now:
+            self.start()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not stop.is_set() and self.exit_reason is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.tick()
+            stop.wait(TICK_SECONDS)
+        return self.exit_reason or ("signal" if stop.is_set() else "time")
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        self.notifier.stopping()
+        try:
+            self.recorder.shutdown(reason=reason)
+        finally:
+            self.indicators.show("off")
+            self.controls.close()
+            self.indicators.close()
