@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
@@ -90,4 +91,88 @@ def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | 
     raise SystemExit(0 if ok else 1)
 
 
-commands = (record, demo)
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False),
+              help="The recorder's state directory: also check its key and certificate, and test its storage.")
+@click.option("--unattended", is_flag=True,
+              help="No prompts: outputs are read back from their pins; buttons are skipped on real hardware.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: bool) -> None:
+    """Prove a recorder works before it goes out (technicians).
+
+    Checks the camera delivers frames, the microphone level, the speaker,
+    each button (prompted press with a timeout), each LED, the vibration
+    motor and buzzer, the fuel gauge, that storage sustains 4x the recording
+    bitrate, the RTC, the device key and certificate, and the clock state.
+    Exit status 0 when nothing failed, 1 otherwise, 2 for a bad config.
+    """
+    from .selftest import SelfTest
+
+    config = load_hw_config(config_path)
+    test = SelfTest(config, state=state, unattended=unattended or as_json,
+                    ask=lambda q: click.confirm(q, default=False))
+    test.run()
+    if as_json:
+        click.echo(json.dumps(test.to_json(), indent=2))
+    else:
+        click.echo(test.table())
+    raise SystemExit(0 if test.passed else 1)
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False), default=Path("/var/lib/bodycam"),
+              show_default=True, help="Where the footage is stored (for free space).")
+@click.option("--json", "as_json", is_flag=True, help="Print the health snapshot as JSON.")
+def status(config_path: Path, state: Path, as_json: bool) -> None:
+    """Print the recorder's health now: battery, storage, clock, temperature."""
+    from .clock import SystemClock
+    from .health.monitor import HealthMonitor
+
+    config = load_hw_config(config_path)
+    health = HealthMonitor(config, state if state.exists() else Path("/"),
+                           SystemClock(config.initial_clock_state)).read()
+    snap = health.snapshot()
+    if as_json:
+        click.echo(json.dumps(snap, indent=2))
+        return
+    b = health.battery
+    click.echo(f"battery   {'%.0f %%, %.2f V' % (b.percent, b.voltage) if b else health.battery_error or 'none'}"
+               + (f", {b.minutes_left:.0f} min left" if b and b.minutes_left is not None else "")
+               + (", charging" if b and b.charging else ""))
+    click.echo(f"storage   {health.storage_free_bytes / 1e9:.1f} GB free = {health.storage_minutes:.0f} min of recording")
+    click.echo(f"clock     {health.clock_state}; RTC {'present' if health.rtc.present else 'absent'}"
+               + (f"; last dock sync {health.last_sync_utc}" if health.last_sync_utc else ""))
+    click.echo(f"cpu temp  {'%.1f °C' % health.cpu_temp_c if health.cpu_temp_c is not None else 'unknown'}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check hw-config files."""
+
+
+@config_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+def config_check(files: tuple[Path, ...]) -> None:
+    """Validate hw-configs: unknown keys, ranges, pin conflicts, unknown devices.
+
+    Exit status 0 when all are valid, 2 otherwise; errors name the file, the
+    key and what is allowed.
+    """
+    from bodycam.errors import ConfigError, InputError
+
+    bad = 0
+    for path in files:
+        try:
+            config = load_hw_config(path)
+        except (ConfigError, InputError) as exc:
+            click.echo(str(exc), err=True)
+            bad += 1
+            continue
+        click.echo(f"{path}: OK ({config.board}, camera {config.camera.backend}, gauge {config.power.gauge}, "
+                   f"rtc {config.rtc.kind})")
+    raise SystemExit(2 if bad else 0)
+
+
+commands = (record, demo, selftest, status, config_group)

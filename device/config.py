@@ -107,7 +107,8 @@ class PowerConfig(Strict):
 
 
 class RtcConfig(Strict):
-    kind: Literal["pi5", "ds3231", "pisugar3", "none"]
+    kind: Literal["pi5", "ds3231", "pisugar3", "host", "none"] = Field(
+        description="host: the sim board's own (NTP-disciplined) clock; none: untrusted until a dock sync")
     device: str = Field("/dev/rtc0", description="the kernel RTC device")
     drift_ppm: float = Field(2.0, ge=0, le=100, description="datasheet accuracy, for the drift estimate")
 
@@ -150,6 +151,8 @@ class HwConfig(Strict):
             raise ValueError("on a Pi 5 only gpio.pin_factory = 'lgpio' works")
         if self.recording.mode == "audio" and self.audio.backend == "none":
             raise ValueError("audio-only mode needs an audio backend")
+        if self.rtc.kind == "host" and self.board != "sim":
+            raise ValueError("rtc.kind 'host' is for the sim board only")
         if self.rtc.kind == "pi5" and self.board != "pi5":
             raise ValueError("rtc.kind 'pi5' exists only on board 'pi5'")
         if self.rtc.kind == "pisugar3" and self.power.gauge != "pisugar3":
@@ -166,6 +169,11 @@ class HwConfig(Strict):
                 raise ValueError(f"gpio.{name} and gpio.{by_pin[pin]} both use GPIO{pin}")
             by_pin[pin] = name
         return self
+
+    @property
+    def initial_clock_state(self) -> str:
+        """Before any dock sync: trusted only as far as an RTC keeps time."""
+        return "untrusted" if self.rtc.kind == "none" else "rtc"
 
     @property
     def bytes_per_second(self) -> float:

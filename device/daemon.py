@@ -31,7 +31,8 @@ class SystemdNotifier:
         address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             try:
-                sock.sendto(message.encode(), address)
+                # Never block the main loop on a busy listener: drop instead.
+                sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
             except OSError:
                 return False
         self.sent.append(message)

@@ -69,7 +69,7 @@ class Recorder:
     ) -> None:
         self.config = config
         self.config_name = config_name
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemClock(config.initial_clock_state)
         rec = config.recording
         self.sealing = SealingState.open(
             state_dir, self.clock, timezone=rec.timezone,

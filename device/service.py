@@ -66,7 +66,7 @@ class RecorderService:
                  clock: Clock | None = None, officer: str | None = None, pin_factory=None,
                  notifier: SystemdNotifier | None = None, bus=None, realtime: bool = True) -> None:
         self.config = config
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemClock(config.initial_clock_state)
         self.notifier = notifier or SystemdNotifier()
         self.announcement = load_announcement(
             Path(config.speaker.announcement) if config.speaker.announcement else None)

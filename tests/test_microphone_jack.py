@@ -101,3 +101,87 @@ def test_sounddevice_microphone_records_what_it_hears(jack, agency, tmp_path):
     peak_hz = np.argmax(spectrum) * 48000 / 48000
     assert abs(peak_hz - TONE_HZ) <= 5, peak_hz
     assert np.abs(signal).max() > 0.2
+
+
+def _write_wav(path, seconds=1.5, rate=22050):
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    chirp = 0.5 * np.sin(2 * np.pi * (300 * t + (3000 - 300) / (2 * seconds) * t ** 2))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((chirp * 32767).astype("<i2").tobytes())
+
+
+def test_notify_plays_the_announcement_and_the_recording_captures_it(jack, agency, tmp_path):
+    """Art. 22: the agency's WAV is played through sounddevice and is in the footage."""
+    import threading
+
+    from gpiozero.pins.mock import MockFactory
+
+    from device.capture.speaker import load_announcement
+    from device.config import SpeakerConfig
+    from device.daemon import SystemdNotifier
+    from device.sealing.seallog import scan_log
+    from device.service import RecorderService
+
+    wav = tmp_path / "notice.wav"
+    _write_wav(wav)
+    config = sim_config().model_copy(update={
+        "audio": AudioConfig(backend="sounddevice", device="system"),
+        "speaker": SpeakerConfig(backend="sounddevice", device="system", announcement=str(wav)),
+    })
+    state = agency.enrol(tmp_path / "rec", "J000002")
+    factory = MockFactory()
+    service = RecorderService(config, state, config_name="sim+jack", officer="010203",
+                              pin_factory=factory, notifier=SystemdNotifier({}))
+    stop = threading.Event()
+    runner = threading.Thread(target=lambda: service.run(stop))
+    runner.start()
+
+    def route_speaker_to_microphone():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not stop.is_set():
+            ports = subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.split()
+            outs = [p for p in ports if p.startswith("PortAudio") and ":out" in p]
+            ins = [p for p in ports if p.startswith("PortAudio") and ":in" in p]
+            if outs and ins:
+                for o in outs:
+                    for i in ins:
+                        subprocess.run(["jack_connect", o, i])
+                return
+            time.sleep(0.002)
+
+    router = threading.Thread(target=route_speaker_to_microphone)
+    try:
+        time.sleep(0.5)
+        router.start()
+        factory.pin(6).drive_low()  # the notify button: starts recording and speaks
+        time.sleep(0.1)
+        factory.pin(6).drive_high()
+        time.sleep(3.0)
+        router.join()
+        factory.pin(5).drive_low()  # hold record to stop
+        time.sleep(3.3)
+        factory.pin(5).drive_high()
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+        service.shutdown("test")
+    assert service.speaker.error is None and service.speaker.played == 1
+    notify = [e for e, _ in scan_log(state / "seallog").entries if e.event == "notify"]
+    assert notify and notify[0].data["announcement"]["source"] == "notice.wav"
+    verifier = Verifier(pki.load_cert(agency.ca_cert_path), pki.load_x25519_key(agency.identity_path))
+    out = tmp_path / "out"
+    assert unseal_recordings(verifier, state, out).ok
+    recorded = []
+    for path in sorted(out.glob("*.mp4")):
+        with av.open(str(path)) as container:
+            recorded += [f.to_ndarray()[0] for f in container.decode(audio=0)]
+    audio = np.concatenate(recorded)
+    ref = load_announcement(wav).samples[4800:]  # skip what played before the routing
+    corr = np.correlate(audio, ref, mode="valid")
+    energy = np.sqrt(np.convolve(audio ** 2, np.ones(len(ref)), mode="valid") * np.sum(ref ** 2))
+    assert np.max(corr / np.maximum(energy, 1e-9)) > 0.8

@@ -76,10 +76,24 @@ class Speaker:
     def _play(self, announcement: Announcement) -> None:
         import sounddevice as sd
 
+        samples = announcement.samples
+        position = [0]
+        done = threading.Event()
+
+        def feed(outdata, frames, time_info, status) -> None:
+            chunk = samples[position[0] : position[0] + frames]
+            outdata[: len(chunk), 0] = chunk
+            outdata[len(chunk) :, 0] = 0
+            position[0] += frames
+            if position[0] >= len(samples):
+                raise sd.CallbackStop
+
         try:
+            # Callback mode: PortAudio's blocking writes are fragile on JACK.
             with sd.OutputStream(samplerate=RATE, channels=1, dtype="float32",
-                                 device=self.cfg.device) as stream:
-                stream.write(announcement.samples.reshape(-1, 1))
+                                 device=self.cfg.device, callback=feed,
+                                 finished_callback=done.set):
+                done.wait(timeout=len(samples) / RATE + 5)
             self.played += 1
         except Exception as exc:  # a missing amplifier must not stop the recording
             self.error = exc

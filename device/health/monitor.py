@@ -133,7 +133,13 @@ class HealthMonitor:
                 error = str(exc)
         free = shutil.disk_usage(self.storage).free
         minutes = free / self.config.bytes_per_second / 60
-        rtc = kernel_rtc(self.config.rtc.device) if self.config.rtc.kind != "none" else RtcReading(False, None, False)
+        kind = self.config.rtc.kind
+        if kind == "host":
+            rtc = RtcReading(True, self.clock.utc_now(), True)
+        elif kind == "none":
+            rtc = RtcReading(False, None, False)
+        else:
+            rtc = kernel_rtc(self.config.rtc.device)
         drift = None
         if self.last_sync is not None:
             elapsed = (self.clock.utc_now() - self.last_sync).total_seconds()
