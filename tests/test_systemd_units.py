@@ -1,0 +1,89 @@
+"""The systemd units pass `systemd-analyze verify` without a single warning and
+stay under an exposure threshold in `systemd-analyze security --offline=true`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UNITS = sorted((REPO / "systemd").glob("*.service"))
+THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0}
+EXECUTABLES = ["/opt/bodycam/venv/bin/bodycam", "/usr/lib/bodycam/gadget.sh"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A root with the host's base units, our units, and their executables."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze missing: `make test` installs systemd (run as root)")
+    root = tmp_path_factory.mktemp("sysroot")
+    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True)
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy(unit, units / unit.name)
+    for exe in EXECUTABLES:
+        path = root / exe.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return root
+
+
+def verify(root: Path, *units: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", *map(str, units)],
+                          capture_output=True, text=True)
+
+
+def test_units_verify_without_any_warning(root):
+    assert {u.name for u in UNITS} >= set(THRESHOLDS)
+    result = verify(root, *(root / "etc/systemd/system" / u.name for u in UNITS))
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr
+
+
+def test_a_broken_unit_is_noticed(root, tmp_path):
+    broken = root / "etc/systemd/system/bodycam-broken.service"
+    broken.write_text((REPO / "systemd/bodycam-recorder.service").read_text()
+                      .replace("Type=notify", "Type=notify\nRestrat=always"))
+    result = verify(root, broken)
+    assert "Restrat" in result.stderr
+    broken.unlink()
+
+
+@pytest.mark.parametrize("unit", sorted(THRESHOLDS))
+def test_exposure_under_threshold(root, unit):
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--root={root}",
+                             f"--threshold={int(THRESHOLDS[unit] * 10)}", unit],
+                            capture_output=True, text=True)
+    level = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert level, result.stdout + result.stderr
+    assert float(level.group(1)) <= THRESHOLDS[unit]
+    assert result.returncode == 0
+
+
+def test_recorder_unit_has_what_the_design_asks():
+    text = (REPO / "systemd/bodycam-recorder.service").read_text()
+    for line in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "CapabilityBoundingSet=\n", "ReadWritePaths=/var/lib/bodycam",
+                 "SupplementaryGroups=video gpio i2c audio", "DevicePolicy=closed"):
+        assert line in text, line
+    assert "PrivateDevices=yes" not in text
+
+
+def test_gadget_script_uses_the_device_id_as_serial(tmp_path):
+    """Run the script's ID extraction against a real certificate."""
+    from device.sealing import pki
+
+    ca = pki.create_ca(tmp_path / "ca", "Test")
+    ident = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECIPIENT, "a", tmp_path / "a")
+    pki.enrol_device(ca, tmp_path / "state", "G123456", pki.load_cert(ident.with_suffix(".crt")))
+    script = (REPO / "systemd/gadget.sh").read_text()
+    function = script[script.index("device_id() {"):script.index("\n}\n") + 3]
+    out = subprocess.run(["sh", "-c", f"{function}\ndevice_id"], capture_output=True, text=True,
+                         env={"CERT": str(tmp_path / "state/identity/device.crt"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "G123456", out.stderr
