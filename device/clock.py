@@ -25,15 +25,21 @@ class Clock(Protocol):
 
     def utc_now(self) -> dt.datetime: ...
 
+    def adjust(self, offset_ns: int) -> None: ...
+
     def monotonic_ns(self) -> int: ...
 
 
 class SystemClock:
     def __init__(self, state: str = CLOCK_RTC) -> None:
         self.state = state
+        self.offset = dt.timedelta(0)  # applied by a dock sync
 
     def utc_now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+    def adjust(self, offset_ns: int) -> None:
+        self.offset += dt.timedelta(microseconds=offset_ns // 1000)
 
     def monotonic_ns(self) -> int:
         return time.monotonic_ns()
@@ -54,6 +60,9 @@ class ManualClock:
 
     def monotonic_ns(self) -> int:
         return self._mono
+
+    def adjust(self, offset_ns: int) -> None:
+        self._utc += dt.timedelta(microseconds=offset_ns // 1000)
 
     def advance(self, seconds: float) -> None:
         self._utc += dt.timedelta(seconds=seconds)

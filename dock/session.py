@@ -1,0 +1,345 @@
+"""One docking: authenticate, sync the clock, pull, verify, archive, receipt,
+assign, report readiness.  Each step is bounded and resumable.
+
+A recorder is not trusted: names it sends are checked against the formats'
+patterns before they touch a path; lists, JSON and files are size-limited;
+a transfer longer than announced is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import shutil
+import ssl
+import time
+from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from archive.store import ArchiveStore
+from bodycam.errors import BodycamError
+from device.clock import utc_text
+from device.docklink import NAME_RE
+from device.sealing import pki
+from device.sealing.fsutil import fsync_dir
+from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
+from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
+from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
+from device.sealing.verifier import Verifier
+
+from .registry import Registry
+
+MAX_JSON = 1024 * 1024
+MAX_LIST = 20_000
+MAX_FILE = 4 * 1024 * 1024 * 1024
+CHUNK = 256 * 1024
+
+
+class SessionError(BodycamError, RuntimeError):
+    """The docking cannot go on; the reason is shown on the bay."""
+
+
+@dataclass
+class Progress:
+    bay: int
+    device: str | None = None
+    phase: str = "connecting"
+    bytes_pulled: int = 0
+    bytes_resumed: int = 0
+    segments_total: int = 0
+    segments_archived: int = 0
+    segments_deleted: int = 0
+    flagged: list[str] = field(default_factory=list)
+    ready: bool | None = None
+    readiness: list[str] = field(default_factory=list)
+    outcome: str | None = None
+    clock_offset_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class DockIdentity:
+    key: Ed25519PrivateKey
+    cert: x509.Certificate
+    ca_cert: x509.Certificate
+    key_path: Path
+    cert_path: Path
+    ca_path: Path
+
+    @property
+    def dock_id(self) -> str:
+        return pki.cert_id(self.cert) or ""
+
+    @classmethod
+    def load(cls, key: Path, cert: Path, ca: Path) -> "DockIdentity":
+        ca_cert = pki.load_cert(ca, "agency CA certificate")
+        dock_cert = pki.load_cert(cert, "dock certificate")
+        pki.check_cert(dock_cert, ca_cert, pki.ROLE_DOCK, str(cert))
+        return cls(pki.load_ed25519_key(key, "dock key"), dock_cert, ca_cert, key, cert, ca)
+
+    def tls(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_path))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False  # link-local address; the certificate's role and CN are checked
+        ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+
+class DockSession:
+    def __init__(self, *, identity: DockIdentity, url: str, bay: int, expected_device: str | None,
+                 archive: ArchiveStore, registry: Registry, staging: Path,
+                 shift_minutes: int = 600, require_clock_synced: bool = True,
+                 on_progress: Callable[[Progress], None] = lambda p: None,
+                 timeout: float = 30.0) -> None:
+        self.identity = identity
+        self.url = url.rstrip("/")
+        self.bay = bay
+        self.expected_device = expected_device
+        self.archive = archive
+        self.registry = registry
+        self.staging_root = staging
+        self.shift_minutes = shift_minutes
+        self.require_clock_synced = require_clock_synced
+        self.progress = Progress(bay)
+        self._report = on_progress
+        self.timeout = timeout
+
+    def _phase(self, phase: str) -> None:
+        self.progress.phase = phase
+        self._report(self.progress)
+
+    # -- HTTP with limits ---------------------------------------------------------------------
+
+    async def _json(self, http: aiohttp.ClientSession, path: str) -> Any:
+        async with http.get(self.url + path) as resp:
+            if resp.status != 200:
+                raise SessionError(f"GET {path}: HTTP {resp.status}: {(await resp.content.read(300)).decode(errors='replace')}")
+            body = await resp.content.read(MAX_JSON + 1)
+            if len(body) > MAX_JSON:
+                raise SessionError(f"GET {path}: response over {MAX_JSON} bytes refused")
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise SessionError(f"GET {path}: response is not JSON") from None
+
+    async def _post(self, http: aiohttp.ClientSession, path: str, message: dict) -> tuple[int, str]:
+        async with http.post(self.url + path, json=message) as resp:
+            return resp.status, (await resp.content.read(2000)).decode(errors="replace")
+
+    async def _download(self, http: aiohttp.ClientSession, path: str, target: Path, size: int) -> None:
+        """Fetch into ``target``, resuming after what is already there."""
+        if not 0 <= size <= MAX_FILE:
+            raise SessionError(f"{path}: announced size {size} refused")
+        have = target.stat().st_size if target.exists() else 0
+        if have > size:
+            target.unlink()  # staging copy is longer than the source: start over
+            have = 0
+        if have == size:
+            return
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        async with http.get(self.url + path, headers=headers) as resp:
+            if resp.status not in (200, 206):
+                raise SessionError(f"GET {path}: HTTP {resp.status}")
+            if have and resp.status != 206:
+                have = 0  # the server ignored the range
+            mode = "ab" if have else "wb"
+            self.progress.bytes_resumed += have
+            with open(target, mode) as f:
+                got = have
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    got += len(chunk)
+                    if got > size:
+                        raise SessionError(f"{path}: recorder sent more than the {size} bytes it announced")
+                    f.write(chunk)
+                    self.progress.bytes_pulled += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        if target.stat().st_size != size:
+            raise SessionError(f"{path}: got {target.stat().st_size} of {size} bytes")
+
+    async def _peer_certificate(self) -> x509.Certificate:
+        parsed = urlsplit(self.url)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.hostname, parsed.port, ssl=self.identity.tls()), self.timeout)
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+        return x509.load_der_x509_certificate(der)
+
+    # -- the docking -----------------------------------------------------------------------------
+
+    async def run(self) -> Progress:
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout)
+        connector = aiohttp.TCPConnector(ssl=self.identity.tls(), limit=2)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                             raise_for_status=False) as http:
+                await self._run(http)
+            self.progress.outcome = "done"
+        except (SessionError, BodycamError) as exc:
+            self.progress.outcome = f"failed: {exc}"
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ssl.SSLError) as exc:
+            self.progress.outcome = f"link lost: {exc.__class__.__name__}: {exc}"
+            raise SessionError(self.progress.outcome) from None
+        finally:
+            self._report(self.progress)
+        return self.progress
+
+    async def _run(self, http: aiohttp.ClientSession) -> None:
+        # 1. Authenticate: TLS (both ways) checks the chains to the agency CA;
+        # the recorder certificate's role and ID are checked on a handshake of
+        # our own, and /v1/identity must name the same device.
+        cert = await self._peer_certificate()
+        pki.check_cert(cert, self.identity.ca_cert, pki.ROLE_DEVICE, "recorder")
+        device = pki.cert_id(cert) or ""
+        if self.expected_device and device != self.expected_device:
+            raise SessionError(f"recorder certificate is for {device}, the USB serial says {self.expected_device}")
+        self.progress.device = device
+        info = await self._json(http, "/v1/identity")
+        if info.get("device") != device:
+            raise SessionError(f"recorder says it is {info.get('device')!r}, its certificate says {device}")
+        staging = self.staging_root / device
+        for sub in (pki.IDENTITY_DIR, LOG_DIR, SEGMENTS_DIR):
+            (staging / sub).mkdir(parents=True, exist_ok=True)
+        (staging / pki.IDENTITY_DIR / pki.DEVICE_CERT).write_bytes(cert.public_bytes(Encoding.PEM))
+
+        # 2. Clock: measure (four timestamps), record, then set.
+        self._phase("clock")
+        t1 = time.time_ns()
+        t = await self._json(http, "/v1/time")
+        t4 = time.time_ns()
+        t2, t3 = int(t["t2_ns"]), int(t["t3_ns"])
+        offset = ((t2 - t1) + (t3 - t4)) // 2  # recorder minus dock
+        delay = (t4 - t1) - (t3 - t2)
+        self.progress.clock_offset_ms = offset / 1e6
+        message = sign_message(self.identity.key, self.identity.cert, {
+            "ctx": CTX_CLOCK_SYNC, "device": device, "offset_ns": -offset, "measured_offset_ns": offset,
+            "delay_ns": delay, "dock_utc": utc_text(dt.datetime.now(dt.timezone.utc)), "bay": self.bay})
+        status, text = await self._post(http, "/v1/clock", message)
+        if status != 200:
+            raise SessionError(f"recorder refused the clock sync: HTTP {status} {text}")
+
+        # 3. Pull the seal log, then sealed segments, marked ones first.
+        self._phase("pulling seal log")
+        listing = (await self._json(http, "/v1/seallog"))["files"]
+        if not isinstance(listing, list) or len(listing) > MAX_LIST:
+            raise SessionError("seal-log listing refused")
+        for item in listing:
+            name = item.get("name", "")
+            if not isinstance(name, str) or not LOG_FILE_RE.match(name):
+                raise SessionError(f"recorder offered a seal-log file with a bad name {name!r}")
+            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, int(item["bytes"]))
+        segments = (await self._json(http, "/v1/segments"))["segments"]
+        if not isinstance(segments, list) or len(segments) > MAX_LIST:
+            raise SessionError("segment listing refused")
+        for item in segments:
+            if not isinstance(item.get("name"), str) or not NAME_RE.match(item["name"]):
+                raise SessionError(f"recorder offered a segment with a bad name {item.get('name')!r}")
+        segments.sort(key=lambda s: (not s.get("marked"), s["name"]))
+        self.progress.segments_total = len(segments)
+        self._phase("pulling segments")
+        for item in segments:
+            name = item["name"]
+            await self._download(http, f"/v1/segments/{name}{MANIFEST_SUFFIX}",
+                                 staging / SEGMENTS_DIR / f"{name}{MANIFEST_SUFFIX}", int(item["manifest_bytes"]))
+            await self._download(http, f"/v1/segments/{name}{SEGMENT_SUFFIX}",
+                                 staging / SEGMENTS_DIR / f"{name}{SEGMENT_SUFFIX}", int(item["segment_bytes"]))
+
+        # 4. Verify at ciphertext level; the dock holds no decryption key.
+        self._phase("verifying")
+        report, _ = Verifier(self.identity.ca_cert).verify_recording(staging)
+        log = report.seal_log
+        if log.status not in ("verified", "truncated"):
+            raise SessionError(f"seal log does not verify: {'; '.join(log.reasons)}")
+        head = self.registry.head(device)
+        if head is not None:
+            seen = log.head_seq if log.head_seq is not None else -1
+            if seen < head[0]:
+                raise SessionError(f"seal log rolled back: head {seen} is before the {head[0]} seen at the last docking")
+            if not self._log_has(staging, head):
+                raise SessionError(f"seal log rewritten: entry {head[0]} differs from the one seen at the last docking")
+        names = [s["name"] for s in segments]
+        bad = {s.name: s for s in report.segments if s.name in names and s.status not in ("verified", "truncated")}
+        for name, seg in bad.items():
+            self.progress.flagged.append(f"{name}: {seg.status}: {'; '.join(seg.reasons)}")
+        others = [s for s in report.segments if s.status in ("missing", "unlogged", "failed") and s.name not in names]
+        for seg in others:
+            self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
+
+        # 5. Commit to the archive, then hand the receipts to the recorder.
+        self._phase("archiving")
+        good = [n for n in names if n not in bad]
+        officer = self.registry.officer(info.get("officer") or "")
+        receipts = await asyncio.to_thread(
+            self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
+            department=officer.department if officer else None)
+        self.progress.segments_archived = len(receipts)
+        self._phase("receipts")
+        for receipt in receipts:
+            status, text = await self._post(http, "/v1/receipts", receipt)
+            if status == 200 or status == 410:  # 410: already deleted at an earlier docking
+                self.progress.segments_deleted += status == 200
+                payload = json.loads(base64.b64decode(receipt["payload"]))
+                for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
+                    (staging / SEGMENTS_DIR / f"{payload['segment']}{suffix}").unlink(missing_ok=True)
+            else:
+                raise SessionError(f"recorder refused a receipt: HTTP {status} {text}")
+        if log.head_seq is not None:
+            self.registry.set_head(device, log.head_seq, log.head_digest or "")
+
+        # 6. Next officer, then readiness for a shift.
+        pending = self.registry.pending(self.bay)
+        if pending is not None:
+            self._phase("assigning")
+            message = sign_message(self.identity.key, self.identity.cert, {
+                "ctx": CTX_ASSIGNMENT, "device": device, "officer": pending.officer, "name": pending.name,
+                "department": pending.department, "certificate": pending.certificate,
+                "valid_until": pending.valid_until, "bay": self.bay})
+            status, text = await self._post(http, "/v1/assignment", message)
+            if status != 200:
+                raise SessionError(f"recorder refused the assignment: HTTP {status} {text}")
+            self.registry.clear_checkout(self.bay)
+        self._phase("readiness")
+        health = await self._json(http, "/v1/health")
+        self._readiness(health)
+        self._phase("done")
+
+    def _log_has(self, staging: Path, head: tuple[int, str]) -> bool:
+        from device.sealing.seallog import scan_log
+
+        for entry, _ in scan_log(staging / LOG_DIR).entries:
+            if entry.seq == head[0]:
+                return entry.digest.hex() == head[1]
+        return False
+
+    def _readiness(self, health: dict[str, Any]) -> None:
+        reasons = []
+        snap = health.get("health") or {}
+        battery = snap.get("battery") or {}
+        minutes = battery.get("minutes_left")
+        if battery and not battery.get("charging") and minutes is not None and minutes < self.shift_minutes:
+            reasons.append(f"battery lasts {minutes} min, a shift needs {self.shift_minutes}")
+        storage = snap.get("storage_minutes")
+        if storage is not None and storage < self.shift_minutes:
+            reasons.append(f"storage holds {storage} min, a shift needs {self.shift_minutes}")
+        if self.require_clock_synced and health.get("clock_state") != "synced":
+            reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
+        self.progress.ready = not reasons
+        self.progress.readiness = reasons
+
+
+def clear_staging(staging: Path) -> None:
+    if staging.exists():
+        shutil.rmtree(staging)
+        fsync_dir(staging.parent)
