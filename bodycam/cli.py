@@ -38,8 +38,9 @@ def main() -> None:
 def _register() -> None:
     from device.cli import commands as device_commands
     from device.sealing.cli import commands as sealing_commands
+    from dock.cli import commands as dock_commands
 
-    for command in (*sealing_commands, *device_commands):
+    for command in (*sealing_commands, *device_commands, *dock_commands):
         main.add_command(command)
 
 

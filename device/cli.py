@@ -78,16 +78,24 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
               help="Segment length; several chained segments are the point.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="hw-config (default: the project's hw-configs/sim.toml).")
-def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None) -> None:
+@click.option("--no-dock", is_flag=True, help="Stop after recording, verifying and unsealing on the recorder.")
+def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None, no_dock: bool) -> None:
     """Enrol a simulated recorder, record, seal, verify and unseal.
 
     Records SECONDS of the lavfi test pattern with a tone, with a notify, a
-    mark, a photo and a refusal mark on the way, then verifies against the
-    agency CA and decrypts with the archive identity.  Leaves the recorder's
-    state in WORKDIR/recorder, the keys in WORKDIR/keys and the playable
-    media in WORKDIR/unsealed.
+    mark, a photo and a refusal mark on the way; then docks the recorder over
+    a local link: the dock syncs its clock, pulls and verifies the footage,
+    commits it to the archive and hands back receipts, after which the
+    recorder frees the space.  Finally it verifies the archive's copy
+    against the agency CA and decrypts it with the archive identity.
+
+    Leaves the keys in WORKDIR/keys, the recorder's state in
+    WORKDIR/recorder, the dock in WORKDIR/dock, the archive in
+    WORKDIR/archive and the playable media in WORKDIR/unsealed.  With
+    --no-dock it stops after recording, verifying and unsealing on the
+    recorder, leaving WORKDIR/recorder as it was.
     """
-    ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo)
+    ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
     raise SystemExit(0 if ok else 1)
 
 

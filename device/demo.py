@@ -49,7 +49,7 @@ def enrol_demo(workdir: Path, device_id: str = DEMO_DEVICE) -> DemoKeys:
 
 
 def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None,
-             echo: Callable[[str], None]) -> bool:
+             echo: Callable[[str], None], dock: bool = True) -> bool:
     from .recorder import REFUSAL, Recorder
     from .sealing.unseal import unseal_recordings
     from .sealing.verifier import Verifier
@@ -88,16 +88,73 @@ def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Pat
         recorder.shutdown(reason="demo")
     anchor = pki.load_cert(keys.ca_cert)
     verifier = Verifier(anchor, pki.load_x25519_key(keys.archive_identity))
-    report = verifier.verify([keys.state])
-    result = unseal_recordings(verifier, keys.state, workdir / "unsealed")
+    echo(f"recorded     {seconds} s + {preroll:.1f} s pre-roll; events {', '.join(events)}")
+    if not dock:
+        report = verifier.verify([keys.state])
+        result = unseal_recordings(verifier, keys.state, workdir / "unsealed")
+        source = "recorder"
+    else:
+        report_rec = verifier.verify([keys.state])
+        echo(f"on recorder  {len(sealed)} video segments + photo, {'VERIFIED' if report_rec.ok else 'FAILED'}")
+        progress, export = _dock_and_archive(workdir, keys, config, echo)
+        report = verifier.verify([export])
+        result = unseal_recordings(verifier, export, workdir / "unsealed")
+        left = list((keys.state / "segments").glob("*.bcseg"))
+        echo(f"docked       bay 1: {progress.outcome}; clock offset {progress.clock_offset_ms:.1f} ms; "
+             f"{progress.segments_archived} segments archived, {progress.segments_deleted} freed on the recorder "
+             f"({len(left)} left); next officer assigned; ready for a shift: {progress.ready}")
+        for reason in progress.readiness:
+            echo(f"               ! {reason}")
+        source = "archive"
     media = sorted(p.name for p in result.files if p.suffix != ".json")
     echo(f"segments     {len(sealed)} video segments sealed and chained, plus {len(media) - len(sealed)} photo")
-    echo(f"recorded     {seconds} s + {preroll:.1f} s pre-roll")
-    echo(f"events       {', '.join(events)}")
-    echo(f"verification {'VERIFIED' if report.ok else 'FAILED'} against agency CA "
+    echo(f"verification {'VERIFIED' if report.ok else 'FAILED'} from the {source} against agency CA "
          f"{report.trust_anchor['sha256'][:16]} (plaintext checked)")
     echo(f"unsealed     {len(media)} media files in {workdir / 'unsealed'}")
     for line in media:
         echo(f"               {line}")
-    echo(f"try          bodycam verify --ca {keys.ca_cert} {keys.state}")
+    target = workdir / "archive-export" / DEMO_DEVICE if dock else keys.state
+    echo(f"try          bodycam verify --ca {keys.ca_cert} {target}")
     return report.ok and result.ok
+
+
+def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str], None]):
+    """Dock the recorder over a local link: the full flow of issue 5."""
+    from dock.config import load_dock_config
+    from dock.daemon import DockDaemon
+
+    from .clock import SystemClock
+    from .docklink import DockLink
+    from .sealing.state import SealingState
+
+    ca = pki.load_ca(keys.ca_dir)
+    dock_key = pki.issue_keypair(ca, pki.ROLE_DOCK, "station-1", workdir / "keys" / "dock")
+    receipt_key = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-demo", workdir / "keys" / "archive")
+    dock_dir = workdir / "dock"
+    dock_dir.mkdir()
+    (dock_dir / "officers.csv").write_text(
+        "officer_id,name,department,certificate_no,valid_until\n"
+        f"{DEMO_OFFICER},Zhang Wei,Market Regulation,LN210123,2030-12-31\n"
+        "020304,Li Na,Market Regulation,LN210456,2030-12-31\n")
+    from .health.monitor import HealthMonitor
+
+    sealing = SealingState.open(keys.state, SystemClock(config.initial_clock_state))
+    monitor = HealthMonitor(config, keys.state, sealing.clock)
+    link = DockLink(sealing, health=lambda: monitor.read().snapshot())
+    port = link.start("127.0.0.1")
+    (dock_dir / "dock.toml").write_text(
+        f'key = "{dock_key}"\ncertificate = "{dock_key.with_suffix(".crt")}"\nca = "{keys.ca_cert}"\n'
+        f'state = "{dock_dir / "state"}"\n\n[archive]\npath = "{workdir / "archive"}"\n'
+        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n\n'
+        f'[[bays]]\nbay = 1\nusb_path = "demo"\n\n[recorder]\naddress = "127.0.0.1"\nport = {port}\n')
+    try:
+        daemon = DockDaemon(load_dock_config(dock_dir / "dock.toml"))
+        daemon.registry.import_csv(dock_dir / "officers.csv")
+        daemon.registry.checkout(1, "020304")
+        echo(f"docking      dock station-1, archive in {workdir / 'archive'}, link https://127.0.0.1:{port}")
+        progress = daemon.dock(1, f"https://127.0.0.1:{port}", DEMO_DEVICE)
+    finally:
+        link.stop()
+        sealing.close()
+    export = daemon.archive.export_recording(DEMO_DEVICE, workdir / "archive-export" / DEMO_DEVICE)
+    return progress, export
