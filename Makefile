@@ -10,7 +10,7 @@ VENV_FLAGS  ?=
 BIN         := $(VENV)/bin
 DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 # Debian packages the tests use; installed only when running as root.
-APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd qemu-user-static debootstrap
+APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync
 
 .PHONY: demo test bench system-deps venv clean
 

@@ -38,6 +38,7 @@ from .sealing.state import SealingState
 API = "/v1"
 NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_\d{14}_\d{4,}$")
 MAX_BODY = 256 * 1024
+DOCK = web.RequestKey("dock", str)
 CHUNK = 256 * 1024
 
 
@@ -90,7 +91,7 @@ class DockLink:
             pki.check_cert(cert, self.ca_cert, pki.ROLE_DOCK, "client")
         except TrustError as exc:
             raise web.HTTPForbidden(text=str(exc)) from None
-        request["dock"] = pki.cert_id(cert)
+        request[DOCK] = pki.cert_id(cert) or ""
         return await handler(request)
 
     # -- reads ------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class DockLink:
             opened = open_message(body, self.ca_cert, ctx, "message")
         except BodycamError as exc:
             self.sealing.log_event(ev.EV_ALARM, {"kind": "refused-message", "ctx": ctx,
-                                                 "dock": request["dock"], "reason": str(exc)[:200]})
+                                                 "dock": request[DOCK], "reason": str(exc)[:200]})
             raise web.HTTPForbidden(text=str(exc)) from None
         payload = opened.payload
         if payload.get("device") != self.sealing.identity.device_id:

@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import json
 import os
-import shutil
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -31,7 +30,6 @@ from bodycam.errors import BodycamError
 from device.clock import utc_text
 from device.docklink import NAME_RE
 from device.sealing import pki
-from device.sealing.fsutil import fsync_dir
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
@@ -123,7 +121,7 @@ class DockSession:
         async with http.get(self.url + path) as resp:
             if resp.status != 200:
                 raise SessionError(f"GET {path}: HTTP {resp.status}: {(await resp.content.read(300)).decode(errors='replace')}")
-            body = await resp.content.read(MAX_JSON + 1)
+            body = await _read_at_most(resp, MAX_JSON + 1)
             if len(body) > MAX_JSON:
                 raise SessionError(f"GET {path}: response over {MAX_JSON} bytes refused")
             try:
@@ -339,7 +337,13 @@ class DockSession:
         self.progress.readiness = reasons
 
 
-def clear_staging(staging: Path) -> None:
-    if staging.exists():
-        shutil.rmtree(staging)
-        fsync_dir(staging.parent)
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the body up to ``limit`` bytes (``read(n)`` may return less than n)."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = await resp.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

@@ -3,6 +3,7 @@ stay under an exposure threshold in `systemd-analyze security --offline=true`.""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = sorted((REPO / "systemd").glob("*.service"))
-THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0}
+THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0, "bodycam-dock.service": 2.0}
 EXECUTABLES = ["/opt/bodycam/venv/bin/bodycam", "/usr/lib/bodycam/gadget.sh"]
 
 
@@ -73,6 +74,34 @@ def test_recorder_unit_has_what_the_design_asks():
                  "SupplementaryGroups=video gpio i2c audio", "DevicePolicy=closed"):
         assert line in text, line
     assert "PrivateDevices=yes" not in text
+
+
+def test_dock_unit_allows_netlink_for_udev():
+    text = (REPO / "systemd/bodycam-dock.service").read_text()
+    assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK" in text and "Type=notify" in text
+
+
+def _udev_errors(rules_text: str, name: str) -> list[str]:
+    """Load rules into udev's rule engine (udevadm test) and return its complaints."""
+    path = Path("/run/udev/rules.d") / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rules_text)
+    try:
+        out = subprocess.run(["udevadm", "test", "--action=add", "/sys/class/net/lo"],
+                             capture_output=True, text=True)
+    finally:
+        path.unlink()
+    return [line for line in (out.stdout + out.stderr).splitlines()
+            if name in line and not line.startswith("Reading rules file")]
+
+
+@pytest.mark.parametrize("rules", sorted((REPO / "systemd").glob("*.rules")), ids=lambda p: p.name)
+def test_udev_rules_load_without_errors(rules):
+    if os.geteuid() != 0 or shutil.which("udevadm") is None:
+        pytest.skip("needs root and udevadm; CI runs as root")
+    assert _udev_errors(rules.read_text(), "97-bodycam-under-test.rules") == []
+    assert _udev_errors('SUBSYSTEM=="net", BOGUS{x}="1"\n', "97-bodycam-broken.rules"), \
+        "udevadm test must report a broken rule"
 
 
 def test_gadget_script_uses_the_device_id_as_serial(tmp_path):

@@ -1,0 +1,111 @@
+"""Recorder detection: real udev events from a running systemd-udevd, seen by
+the real pyudev monitor in the dock daemon; match rules on udev properties."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dock.config import DockConfig, MatchConfig
+from dock.daemon import DockDaemon, bay_for, match_recorder
+
+RULES = Path("/run/udev/rules.d/99-bodycam-test.rules")
+# What udev's usb_id would set for a recorder's CDC-NCM link, given to veth
+# interfaces by name so that a test can make one appear.
+RULE_TEXT = """\
+SUBSYSTEM=="net", KERNEL=="bcrec*", ENV{ID_VENDOR_ID}="1d6b", ENV{ID_MODEL_ID}="0104", \
+ENV{ID_SERIAL_SHORT}="A123456", ENV{ID_USB_DRIVER}="cdc_ncm", ENV{ID_PATH}="test-port-3"
+SUBSYSTEM=="net", KERNEL=="bcbad*", ENV{ID_VENDOR_ID}="1d6b", ENV{ID_MODEL_ID}="0104", \
+ENV{ID_SERIAL_SHORT}="NOT A SERIAL", ENV{ID_USB_DRIVER}="cdc_ncm", ENV{ID_PATH}="test-port-3"
+"""
+
+RECORDER = {"SUBSYSTEM": "net", "ID_VENDOR_ID": "1d6b", "ID_MODEL_ID": "0104",
+            "ID_SERIAL_SHORT": "A123456", "ID_USB_DRIVER": "cdc_ncm", "ID_PATH": "p1"}
+
+
+@pytest.mark.parametrize("change,matches", [
+    ({}, True),
+    ({"ID_VENDOR_ID": "046d"}, False),
+    ({"ID_MODEL_ID": "0105"}, False),
+    ({"ID_USB_DRIVER": "cdc_ether"}, False),
+    ({"ID_SERIAL_SHORT": "A12345"}, False),
+    ({"ID_SERIAL_SHORT": "a123456"}, False),
+    ({"SUBSYSTEM": "block"}, False),
+    ({"ID_VENDOR_ID": "1D6B"}, True),
+])
+def test_match_rules(change, matches):
+    props = {**RECORDER, **change}
+    assert (match_recorder(props, MatchConfig()) == "A123456") is matches
+
+
+@pytest.fixture(scope="module")
+def udevd():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run systemd-udevd and create interfaces; CI runs as root")
+    daemon = "/lib/systemd/systemd-udevd"
+    assert Path(daemon).exists(), "systemd-udevd missing: `make test` installs udev"
+    RULES.parent.mkdir(parents=True, exist_ok=True)
+    RULES.write_text(RULE_TEXT)
+    started = None
+    if subprocess.run(["udevadm", "control", "--ping"], capture_output=True).returncode != 0:
+        started = subprocess.Popen([daemon], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["udevadm", "control", "--ping"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "systemd-udevd did not start"
+            time.sleep(0.1)
+    subprocess.run(["udevadm", "control", "--reload"], check=True)
+    yield
+    RULES.unlink()
+    if started is not None:
+        started.terminate()
+        started.wait(10)
+
+
+class SpyDaemon(DockDaemon):
+    """The real daemon loop; docking itself is replaced by a note of what would be docked."""
+
+    def __init__(self, config: DockConfig) -> None:  # no keys or archive needed to watch
+        self.config = config
+        self._active = {}
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+        self.docked: list[tuple[int, str, str | None]] = []
+        self.board = type("Board", (), {"update": lambda self, p: None})()
+
+    def dock(self, bay, url, device, retries=1):
+        self.docked.append((bay, url, device))
+
+
+def test_recorder_link_appearing_is_docked_on_its_bay(udevd, tmp_path):
+    config = DockConfig.model_validate({
+        "key": "k", "certificate": "c", "ca": "ca", "state": str(tmp_path),
+        "archive": {"path": str(tmp_path), "receipt_key": "k", "receipt_certificate": "c"},
+        "bays": [{"bay": 3, "usb_path": "test-port-3"}]})
+    assert bay_for({"ID_PATH": "test-port-3"}, config) == 3
+    daemon = SpyDaemon(config)
+    watcher = threading.Thread(target=daemon.run, daemon=True)
+    watcher.start()
+    time.sleep(0.5)  # the monitor is listening
+    links = [("bcrec0", "bcpeer0"), ("bcbad0", "bcpeer1")]
+    try:
+        for name, peer in links:
+            subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
+        deadline = time.monotonic() + 10
+        while not daemon.docked and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let any wrong match show up too
+    finally:
+        daemon.stop.set()
+        for name, _ in links:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+        watcher.join(5)
+    assert len(daemon.docked) == 1, daemon.docked
+    bay, url, device = daemon.docked[0]
+    assert bay == 3 and device == "A123456"
+    assert url == "https://[fe80::ff:fe00:1%25bcrec0]:8443"  # link-local, scoped to the link
