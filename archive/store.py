@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,37 +109,51 @@ class LocalArchive:
     def blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / digest[:2] / digest
 
-    def put_file(self, source: Path) -> str:
-        """Store a file write-once; returns its SHA-256.  Idempotent for equal content."""
+    def put_file(self, source: Path, link: bool = False) -> str:
+        """Store a file write-once; returns its SHA-256.  Idempotent for equal content.
+
+        With ``link``, a staged file that is already durable, will never be
+        written again and is on the same file system is hard-linked (one read
+        to hash it, no second write); otherwise it is copied and hashed in one
+        pass and fsync'd.  Either way the blob is
+        mode 0444 and linked into place, never renamed over anything.
+        """
+        blobs = self.root / "blobs" / "sha256"
+        tmp = blobs / f".incoming-{os.getpid()}-{threading.get_ident()}"
         h = hashlib.sha256()
-        with open(source, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        linked = False
+        if link:
+            try:
+                os.link(source, tmp)
+                linked = True
+            except OSError:  # another file system
+                pass
+        if linked:
+            with open(tmp, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        else:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
         digest = h.hexdigest()
         target = self.blob_path(digest)
-        if target.exists():
-            return digest  # same bytes already stored; content addressing makes it so
-        target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{digest}.tmp-{os.getpid()}")
-        shutil.copyfile(source, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o444)
-        check = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        if check != digest:
-            tmp.unlink()
-            raise SealingError(f"{source} changed while it was being archived")
-        try:
-            os.link(tmp, target)  # fails rather than overwrite
-        except FileExistsError:
-            pass
+            if target.exists():
+                return digest  # the same bytes are already stored
+            target.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, target)  # fails rather than overwrite
+            except FileExistsError:
+                return digest
+            fsync_dir(target.parent)
+            return digest
         finally:
             tmp.unlink()
-        fsync_dir(target.parent)
-        return digest
 
     # -- commit -------------------------------------------------------------------------
 
@@ -167,8 +182,9 @@ class LocalArchive:
             if seg is None or seg.report.status not in RECEIPTABLE or seg.manifest is None:
                 continue
             seg_dir = recording / SEGMENTS_DIR
-            seg_blob = self.put_file(seg_dir / f"{name}{SEGMENT_SUFFIX}")
-            man_blob = self.put_file(seg_dir / f"{name}{MANIFEST_SUFFIX}")
+            # Sealed segment files never change again: they may be linked.
+            seg_blob = self.put_file(seg_dir / f"{name}{SEGMENT_SUFFIX}", link=True)
+            man_blob = self.put_file(seg_dir / f"{name}{MANIFEST_SUFFIX}", link=True)
             m = seg.manifest.signed.obj
             events = m.get("meta", {}).get("events", []) if isinstance(m.get("meta"), dict) else []
             marks = [e.get("kind") for e in events if isinstance(e, dict) and e.get("event") == "mark"]

@@ -39,7 +39,7 @@ API = "/v1"
 NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_\d{14}_\d{4,}$")
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 def server_tls(state_dir: Path) -> ssl.SSLContext:
@@ -156,10 +156,28 @@ class DockLink:
         return await self._send_file(request, self.sealing.segments_dir / file)
 
     async def _send_file(self, request: web.Request, path: Path) -> web.StreamResponse:
+        """Serve a file, or the part a resumed transfer asks for (a single byte range)."""
         if not path.is_file():
             raise web.HTTPNotFound(text="not found")
-        # aiohttp's FileResponse implements Range (RFC 9110) for resumed transfers.
-        return web.FileResponse(path, chunk_size=CHUNK)
+        size = path.stat().st_size
+        start = 0
+        if request.http_range.start is not None:
+            start = request.http_range.start
+            if not 0 <= start <= size or request.http_range.stop is not None:
+                raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        resp = web.StreamResponse(status=206 if start else 200)
+        resp.content_length = size - start
+        resp.content_type = "application/octet-stream"
+        if start:
+            resp.headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+        request.transport.set_write_buffer_limits(high=4 * CHUNK)
+        await resp.prepare(request)
+        with open(path, "rb") as f:
+            f.seek(start)
+            while chunk := f.read(CHUNK):
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from .registry import Registry
 MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000
 MAX_FILE = 4 * 1024 * 1024 * 1024
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 class SessionError(BodycamError, RuntimeError):
@@ -283,14 +283,17 @@ class DockSession:
             self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
             department=officer.department if officer else None)
         self.progress.segments_archived = len(receipts)
+        # The archive may share the staged files' inodes (hard links): drop the
+        # staging names now, so that no later write to staging can reach a blob.
+        for receipt in receipts:
+            payload = json.loads(base64.b64decode(receipt["payload"]))
+            for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
+                (staging / SEGMENTS_DIR / f"{payload['segment']}{suffix}").unlink(missing_ok=True)
         self._phase("receipts")
         for receipt in receipts:
             status, text = await self._post(http, "/v1/receipts", receipt)
             if status == 200 or status == 410:  # 410: already deleted at an earlier docking
                 self.progress.segments_deleted += status == 200
-                payload = json.loads(base64.b64decode(receipt["payload"]))
-                for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
-                    (staging / SEGMENTS_DIR / f"{payload['segment']}{suffix}").unlink(missing_ok=True)
             else:
                 raise SessionError(f"recorder refused a receipt: HTTP {status} {text}")
         if log.head_seq is not None:
