@@ -12,7 +12,7 @@ DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 # Debian packages the tests use; installed only when running as root.
 APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync
 
-.PHONY: demo test bench system-deps venv clean
+.PHONY: demo test bench soak system-deps venv clean
 
 venv: $(BIN)/.installed
 
@@ -40,6 +40,10 @@ test: system-deps venv
 
 bench: system-deps venv
 	$(BIN)/python -m bench
+
+# The dock's link-cut test with 200 cuts instead of the suite's 50.
+soak: system-deps venv
+	BODYCAM_CUTS=200 $(BIN)/python -m pytest -q tests/test_dock_faults.py -k link_cut
 
 clean:
 	rm -rf $(VENV) demo bench-out .pytest_cache .hypothesis

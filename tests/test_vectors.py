@@ -125,3 +125,29 @@ def test_project_verifier_agrees_with_the_vectors():
     report, _ = verifier.verify_recording(REC)
     assert report.status == "verified", report
     assert [s.digest for s in report.segments] == [s["segment_digest"] for s in EXPECTED["segments"]]
+
+
+def test_receipt_vector():
+    """A signed message (§12), checked from its bytes."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    message = json.loads((VEC / "receipt.json").read_text())
+    payload = base64.b64decode(message["payload"])
+    obj = json.loads(payload)
+    assert json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == payload
+    cert = load_pem_x509_certificate(message["certificate"].encode())
+    ca = load_pem_x509_certificate((VEC / "keys" / "ca" / "ca.crt").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert cert.subject.rfc4514_string().startswith("CN=archive-vectors,OU=archive-receipt")
+    key = cert.public_key()
+    assert isinstance(key, Ed25519PublicKey)
+    key.verify(base64.b64decode(message["signature"]), b"bodycam/v1/receipt\x00" + payload)
+    segment = EXPECTED["segments"][0]
+    assert obj["segment_digest"] == segment["segment_digest"] and obj["segment"] == segment["name"]
+    seg = REC / "segments" / f"{segment['name']}.bcseg"
+    assert obj["files"]["segment_sha256"] == hashlib.sha256(seg.read_bytes()).hexdigest()
+    from device.sealing.messages import CTX_RECEIPT, open_message
+
+    assert open_message(message, ca, CTX_RECEIPT, "vector").payload == obj

@@ -9,6 +9,7 @@ reference.  The archive identity here is a published TEST key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -20,6 +21,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 from device.clock import ManualClock  # noqa: E402
 from device.sealing import pki  # noqa: E402
 from device.sealing.format import log_anchor  # noqa: E402
+from device.sealing.messages import CTX_RECEIPT, sign_message  # noqa: E402
 from device.sealing.seallog import scan_log  # noqa: E402
 from device.sealing.segment_file import read_manifest, scan_segment  # noqa: E402
 from device.sealing.state import SealingState  # noqa: E402
@@ -34,6 +36,7 @@ def main() -> None:
     ca = pki.create_ca(keys / "ca", "Test Vector Agency")
     (keys / "ca" / "ca.key").unlink()  # the CA key is not part of the vectors
     identity = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECIPIENT, "archive-vectors", keys)
+    receipt_key = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-vectors", keys)
     pki.enrol_device(ca, out, "V000001", pki.load_cert(identity.with_suffix(".crt")))
     clock = ManualClock()
     state = SealingState.open(out, clock, checkpoint_interval=1.0)
@@ -69,6 +72,15 @@ def main() -> None:
             "segment_digest": read_manifest(seg.with_suffix(".bcman")).digest.hex(),
         })
     (HERE / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    first = sorted((out / "segments").glob("*.bcseg"))[0]
+    receipt = sign_message(pki.load_ed25519_key(receipt_key), pki.load_cert(receipt_key.with_suffix(".crt")), {
+        "ctx": CTX_RECEIPT, "archive": "archive-vectors", "device": "V000001", "segment": first.stem,
+        "segment_seq": 0, "segment_digest": expected["segments"][0]["segment_digest"],
+        "files": {"segment_sha256": hashlib.sha256(first.read_bytes()).hexdigest(),
+                  "manifest_sha256": hashlib.sha256(first.with_suffix(".bcman").read_bytes()).hexdigest()},
+        "stored_utc": "2026-11-27T01:20:00.000000Z", "retain_until": "2027-05-29T01:20:00.000000Z"})
+    (HERE / "receipt.json").write_text(json.dumps(receipt, indent=1) + "\n")
+    (receipt_key).unlink()  # the receipt key is not part of the vectors either
 
 
 if __name__ == "__main__":
