@@ -13,14 +13,16 @@ import base64
 import datetime as dt
 import json
 import os
+import socket
 import ssl
 import time
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -92,6 +94,44 @@ class DockIdentity:
         return ctx
 
 
+class RecorderResolver(AbstractResolver):
+    """Requests go to the name ``recorder``, resolved here to the bay's address.
+
+    A link-local address needs its zone (fe80::ff:fe00:1%usb1); written in a
+    URL, aiohttp takes it for an IP literal and mangles the zone, so the
+    address never appears in the URL at all.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC):
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            self.address, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        return [{"hostname": host, "host": self.address, "port": port, "family": fam,
+                 "proto": proto, "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV}
+                for fam, _, proto, _, _ in infos]
+
+    async def close(self) -> None:
+        pass
+
+
+class LinkLocalConnector(aiohttp.TCPConnector):
+    """aiohttp 3 builds IPv6 socket addresses with scope id 0, but a recorder is
+    reached at a link-local address that needs its link's scope id.  This
+    overrides a private method; tests/test_dock_udev.py docks over a real
+    link-local veth link, so an aiohttp change that breaks it is caught."""
+
+    def _convert_hosts_to_addr_infos(self, hosts):  # type: ignore[override]
+        infos = []
+        for family, kind, proto, canon, addr in super()._convert_hosts_to_addr_infos(hosts):
+            if family == socket.AF_INET6 and "%" in addr[0]:
+                host, _, zone = addr[0].partition("%")
+                addr = (host, addr[1], 0, socket.if_nametoindex(zone))
+            infos.append((family, kind, proto, canon, addr))
+        return infos
+
+
 class DockSession:
     def __init__(self, *, identity: DockIdentity, url: str, bay: int, expected_device: str | None,
                  archive: ArchiveStore, registry: Registry, staging: Path,
@@ -99,7 +139,9 @@ class DockSession:
                  on_progress: Callable[[Progress], None] = lambda p: None,
                  timeout: float = 30.0) -> None:
         self.identity = identity
-        self.url = url.rstrip("/")
+        parsed = yarl.URL(url)  # the host may carry a link-local zone: [fe80::…%25usb1]
+        self.address, self.port = parsed.host or "", parsed.port or 8443
+        self.url = f"https://recorder:{self.port}"
         self.bay = bay
         self.expected_device = expected_device
         self.archive = archive
@@ -165,9 +207,8 @@ class DockSession:
             raise SessionError(f"{path}: got {target.stat().st_size} of {size} bytes")
 
     async def _peer_certificate(self) -> x509.Certificate:
-        parsed = urlsplit(self.url)
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parsed.hostname, parsed.port, ssl=self.identity.tls()), self.timeout)
+            asyncio.open_connection(self.address, self.port, ssl=self.identity.tls()), self.timeout)
         try:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         finally:
@@ -178,7 +219,8 @@ class DockSession:
 
     async def run(self) -> Progress:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout)
-        connector = aiohttp.TCPConnector(ssl=self.identity.tls(), limit=2)
+        connector = LinkLocalConnector(ssl=self.identity.tls(), limit=2,
+                                       resolver=RecorderResolver(self.address))
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                              raise_for_status=False) as http:

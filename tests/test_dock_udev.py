@@ -105,7 +105,89 @@ def test_recorder_link_appearing_is_docked_on_its_bay(udevd, tmp_path):
         for name, _ in links:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
         watcher.join(5)
-    assert len(daemon.docked) == 1, daemon.docked
-    bay, url, device = daemon.docked[0]
+    ours = [d for d in daemon.docked if any(f"%25{name}]" in d[1] for name, _ in links)]
+    assert len(ours) == 1, daemon.docked  # bcrec0 docked; bcbad0 (bad serial) and the peers not
+    bay, url, device = ours[0]
     assert bay == 3 and device == "A123456"
     assert url == "https://[fe80::ff:fe00:1%25bcrec0]:8443"  # link-local, scoped to the link
+
+
+SERVE_IN_NAMESPACE = """
+import sys, threading
+from pathlib import Path
+from device.clock import SystemClock
+from device.docklink import DockLink
+from device.sealing.state import SealingState
+state = SealingState.open(Path(sys.argv[1]), SystemClock())
+DockLink(state).start("::", 8443)
+print("listening", flush=True)
+threading.Event().wait(120)
+"""
+
+
+def _ip(*args, ns=None):
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp_path):
+    """The recorder's endpoint in a network namespace behind a veth pair, on the
+    gadget's link-local address; the real daemon sees the link through udev and docks it."""
+    import sys
+
+    from device.sealing import pki as _pki
+
+    from .conftest import record_segments
+    from device.clock import ManualClock
+
+    repo = Path(__file__).resolve().parent.parent
+    state = agency.enrol(tmp_path / "rec", "A123456")
+    names = record_segments(state, ManualClock(), segments=2)
+    keys = tmp_path / "keys"
+    dock_key = _pki.issue_keypair(agency.ca, _pki.ROLE_DOCK, "dock-1", keys)
+    receipt_key = _pki.issue_keypair(agency.ca, _pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys)
+    config = DockConfig.model_validate({
+        "key": str(dock_key), "certificate": str(dock_key.with_suffix(".crt")), "ca": str(agency.ca_cert_path),
+        "state": str(tmp_path / "dock"),
+        "archive": {"path": str(tmp_path / "archive"), "receipt_key": str(receipt_key),
+                    "receipt_certificate": str(receipt_key.with_suffix(".crt"))},
+        "bays": [{"bay": 3, "usb_path": "test-port-3"}],
+        "readiness": {"require_clock_synced": False}})
+    daemon = DockDaemon(config)
+    watcher = threading.Thread(target=daemon.run, daemon=True)
+    ns, host_if, dev_if = "bcrecns", "bcrec9", "bcdev9"
+    server = None
+    try:
+        _ip("ip", "netns", "add", ns)
+        watcher.start()
+        time.sleep(0.5)
+        _ip("ip", "link", "add", host_if, "type", "veth", "peer", "name", dev_if)
+        _ip("ip", "link", "set", dev_if, "netns", ns)
+        _ip("sysctl", "-qw", f"net.ipv6.conf.{dev_if}.accept_dad=0", ns=ns)
+        _ip("ip", "link", "set", dev_if, "address", "02:00:00:00:00:01", ns=ns)  # the gadget's dev_addr
+        _ip("ip", "link", "set", dev_if, "up", ns=ns)
+        _ip("sysctl", "-qw", f"net.ipv6.conf.{host_if}.accept_dad=0")
+        _ip("ip", "link", "set", host_if, "up")
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVE_IN_NAMESPACE, str(state)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo,
+                                  env={**os.environ, "PYTHONPATH": str(repo)})
+        assert server.stdout.readline().strip() == b"listening", server.stderr.read()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = daemon.board.bays.get("3", {})
+            if status.get("outcome") == "done":
+                break
+            time.sleep(0.2)
+        assert daemon.board.bays["3"]["outcome"] == "done", daemon.board.bays
+        assert daemon.board.bays["3"]["device"] == "A123456"
+        assert sorted(s["name"] for s in daemon.archive.segments(device="A123456")) == sorted(names)
+        assert not list((state / "segments").glob("*.bcseg"))
+    finally:
+        daemon.stop.set()
+        if server is not None:
+            server.kill()
+            server.wait()
+            server.stdout.close(), server.stderr.close()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        watcher.join(5)
