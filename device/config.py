@@ -113,6 +113,12 @@ class RtcConfig(Strict):
     drift_ppm: float = Field(2.0, ge=0, le=100, description="datasheet accuracy, for the drift estimate")
 
 
+class DockLinkConfig(Strict):
+    enabled: bool = Field(True, description="serve the dock link while the recorder runs")
+    listen: str = Field("::", description="address to listen on; the gadget link's side is fe80::ff:fe00:1")
+    port: int = Field(8443, ge=1, le=65535)
+
+
 class RecordingConfig(Strict):
     mode: Literal["video", "audio"] = Field("video", description="audio: audio-only recording")
     segment_seconds: int = Field(60, ge=2, le=600)
@@ -136,6 +142,7 @@ class HwConfig(Strict):
     gpio: GpioConfig
     power: PowerConfig
     rtc: RtcConfig
+    docklink: DockLinkConfig = DockLinkConfig()
     recording: RecordingConfig = RecordingConfig()
 
     @model_validator(mode="after")

@@ -2,14 +2,13 @@
 
 start / stop / mark / notify / photo are method calls (the buttons call
 them); each writes a seal-log event.  The recorder never overwrites or
-deletes footage: when storage runs low it warns, then stops cleanly with
-everything sealed.
+deletes footage; the service watches storage and stops it cleanly, with
+everything sealed, before the card is full (device/service.py).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -89,7 +88,6 @@ class Recorder:
         self.sealer = SealingQueue()
         self.segmenter: Segmenter | None = None
         self.state = OFF
-        self.storage_warned = False
         self.last_start_latency: float | None = None
         # Set by the service: a health snapshot for every segment's manifest.
         self.health_provider: Callable[[], dict[str, Any] | None] | None = None
@@ -206,25 +204,7 @@ class Recorder:
         self._raise_sealing_error()
         return writer.name
 
-    # -- health -----------------------------------------------------------------
-
-    def minutes_left(self) -> float:
-        free = shutil.disk_usage(self.sealing.root).free
-        return free / self.config.bytes_per_second / 60
-
-    def check_storage(self) -> str | None:
-        """Warn ahead; stop cleanly before the card is full.  Returns the action taken."""
-        left = self.minutes_left()
-        rec = self.config.recording
-        if left <= rec.storage_reserve_minutes:
-            self.sealing.log_event(ev.EV_ALARM, {"kind": "storage-full", "minutes_left": int(left)})
-            self.stop(reason="storage-full")
-            return "stopped"
-        if left <= rec.storage_warn_minutes and not self.storage_warned:
-            self.storage_warned = True
-            self.sealing.log_event(ev.EV_ALARM, {"kind": "storage-low", "minutes_left": int(left)})
-            return "warned"
-        return None
+    # -- errors -------------------------------------------------------------------
 
     def _raise_sealing_error(self) -> None:
         if self.sealer.error is not None:

@@ -90,6 +90,13 @@ class RecorderService:
         self.speaker = Speaker(config.speaker) if config.speaker.backend == "sounddevice" else NullSpeaker()
         self.exit_reason: str | None = None
         self._next_health = 0.0
+        self.docklink = None
+        # The officer of the last assignment a dock made sticks across restarts.
+        if officer is None:
+            for entry in reversed(self.recorder.sealing.log.entries):
+                if entry.event == ev.EV_ASSIGNMENT:
+                    self._assign({"officer": entry.data.get("officer")})
+                    break
 
     def _last_sync(self) -> dt.datetime | None:
         for entry in reversed(self.recorder.sealing.log.entries):
@@ -97,10 +104,18 @@ class RecorderService:
                 return dt.datetime.fromisoformat(entry.obj["utc"].replace("Z", "+00:00"))
         return None
 
+    def _assign(self, assignment: dict) -> None:
+        """A dock assigned the recorder to an officer: stamped from the next segment on."""
+        self.recorder.officer = assignment.get("officer")
+        self.recorder.overlay.officer = self.recorder.officer
+
     # -- actions (main thread only) ------------------------------------------------
 
     def start(self) -> None:
         if self.recorder.state == RECORDING:
+            return
+        if ALARM_STORAGE_FULL in self.health.alarms.raised:
+            self.indicators.play(ALARM_STORAGE_FULL)  # never record over anything: refuse
             return
         self.recorder.start(trigger="button")
         self.indicators.show("recording", self.recorder.audio_only)
@@ -151,6 +166,14 @@ class RecorderService:
                 raise SealingError(f"the camera delivers no frames: {camera.error or 'timeout'}")
             time.sleep(0.01)
         self.check_health()
+        link = self.config.docklink
+        if link.enabled:
+            from .docklink import DockLink
+
+            self.docklink = DockLink(self.recorder.sealing,
+                                     health=lambda: self.last_health.snapshot() if self.last_health else None,
+                                     on_assignment=self._assign)
+            self.docklink.start(link.listen, link.port)
         self.indicators.show("standby")
         self.notifier.ready(f"standby, device {self.recorder.device_id}")
 
@@ -194,6 +217,8 @@ class RecorderService:
 
     def shutdown(self, reason: str = "shutdown") -> None:
         self.notifier.stopping()
+        if self.docklink is not None:
+            self.docklink.stop()
         try:
             self.recorder.shutdown(reason=reason)
         finally:

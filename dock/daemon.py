@@ -134,15 +134,19 @@ class DockDaemon:
             self.board.update(Progress(bay=0, device=device, phase="refused",
                                        outcome=f"recorder on an unconfigured port {props.get('ID_PATH')!r}"))
             return None
+        self.start_bay(bay, self.url_for(props.get("INTERFACE", "")), device)
+        return bay
+
+    def start_bay(self, bay: int, url: str, device: str | None) -> threading.Thread:
+        """Dock on the bay's own thread: one stuck bay never holds up another."""
         with self._lock:
             running = self._active.get(bay)
             if running is not None and running.is_alive():
-                return bay
-            thread = threading.Thread(target=self.dock, args=(bay, self.url_for(props.get("INTERFACE", "")), device),
-                                      name=f"bay{bay}", daemon=True)
+                return running
+            thread = threading.Thread(target=self.dock, args=(bay, url, device), name=f"bay{bay}", daemon=True)
             self._active[bay] = thread
             thread.start()
-        return bay
+            return thread
 
     def run(self) -> None:
         import pyudev

@@ -181,3 +181,37 @@ def test_hostile_recorder_is_bounded_and_refused(agency, tmp_path, case, message
         assert not (rig.root / "etc").exists() and rig.archive.segments() == []
     finally:
         rig.close()
+
+
+def test_a_stuck_bay_never_stalls_the_others(agency, tmp_path):
+    """Bay 1 holds a recorder that accepts the connection and never answers;
+    bay 2's recorder is docked meanwhile."""
+    import socket
+
+    from dock.config import DockConfig
+    from dock.daemon import DockDaemon
+
+    rig = make_rig(agency, tmp_path)
+    rig.record(2)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    config = DockConfig.model_validate({
+        "key": str(rig.root / "keys/dock/dock.key"), "certificate": str(rig.root / "keys/dock/dock.crt"),
+        "ca": str(agency.ca_cert_path), "state": str(tmp_path / "dockstate"),
+        "archive": {"path": str(tmp_path / "archive2"), "receipt_key": str(rig.root / "keys/arch/archive-receipt.key"),
+                    "receipt_certificate": str(rig.root / "keys/arch/archive-receipt.crt")},
+        "readiness": {"require_clock_synced": False}, "recorder": {"timeout_seconds": 20}})
+    daemon = DockDaemon(config)
+    try:
+        stuck = daemon.start_bay(1, f"https://127.0.0.1:{silent.getsockname()[1]}", "D000002")
+        started = time.monotonic()
+        good = daemon.start_bay(2, rig.url, "D000001")
+        good.join(30)
+        elapsed = time.monotonic() - started
+        assert not good.is_alive() and daemon.board.bays["2"]["outcome"] == "done"
+        assert stuck.is_alive() and daemon.board.bays.get("1", {}).get("outcome") is None
+        assert elapsed < 20  # bay 2 did not wait for bay 1's timeout
+        assert rig.on_recorder() == set()
+    finally:
+        daemon.stop.set()
+        silent.close()
+        rig.close()

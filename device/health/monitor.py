@@ -12,7 +12,7 @@ import datetime as dt
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..clock import CLOCK_SYNCED, Clock, utc_text
 from ..config import HwConfig
@@ -105,7 +105,8 @@ def open_bus(config: HwConfig):
 class HealthMonitor:
     def __init__(self, config: HwConfig, storage: Path, clock: Clock, *,
                  bus=None, camera=None, microphone=None, thermal: Path = THERMAL_ZONE,
-                 last_sync: dt.datetime | None = None) -> None:
+                 last_sync: dt.datetime | None = None,
+                 free_bytes: Callable[[], int] | None = None) -> None:
         self.config = config
         self.storage = Path(storage)
         self.clock = clock
@@ -113,6 +114,7 @@ class HealthMonitor:
         self.microphone = microphone
         self.thermal = thermal
         self.last_sync = last_sync
+        self.free_bytes = free_bytes or (lambda: shutil.disk_usage(self.storage).free)
         self.alarms = Alarms()
         self.gauge = None
         self.gauge_error: str | None = None
@@ -131,7 +133,7 @@ class HealthMonitor:
                 battery = self.gauge.read()
             except GaugeError as exc:
                 error = str(exc)
-        free = shutil.disk_usage(self.storage).free
+        free = self.free_bytes()
         minutes = free / self.config.bytes_per_second / 60
         kind = self.config.rtc.kind
         if kind == "host":
