@@ -20,6 +20,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# picamera2's outputs, for the tests that run them off the Pi (no libcamera here;
+	# on a Pi it comes from apt with everything it needs).
+	$(BIN)/pip install --quiet --no-deps 'picamera2>=0.3.26,<0.4'
 	touch $@
 
 demo: venv
