@@ -77,9 +77,9 @@ class ArchiveStore(Protocol):
     def commit(self, recording: Path, names: list[str], *, source: str,
                department: str | None = None) -> list[dict[str, str]]: ...
 
-    def segment_digests(self, device: str) -> set[str]: ...
-
     def export_recording(self, device: str, out: Path) -> Path: ...
+
+    def segments(self, **where: Any) -> list[dict[str, Any]]: ...
 
 
 class LocalArchive:
@@ -223,9 +223,6 @@ class LocalArchive:
         return receipts
 
     # -- queries ------------------------------------------------------------------------
-
-    def segment_digests(self, device: str) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT segment_digest FROM segments WHERE device=?", (device,))}
 
     def segments(self, **where: Any) -> list[dict[str, Any]]:
         """Search by column equality (device, officer, department, media, ...)."""

@@ -20,7 +20,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from device.capture.overlay import Overlay, plane_view
 

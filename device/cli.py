@@ -12,7 +12,6 @@ import click
 from .config import load_hw_config
 from .demo import run_demo
 from .sealing.pki import check_officer_id
-from .service import RecorderService
 
 
 def _officer(value: str | None) -> str | None:
@@ -39,6 +38,8 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
     first.  Under systemd it reports READY once the camera delivers frames
     and pings the watchdog from its main loop.
     """
+    from .service import RecorderService  # loads PyAV, numpy, gpiozero: only when recording
+
     config = load_hw_config(config_path)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

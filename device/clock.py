@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 CLOCK_SYNCED = "synced"  # set by a dock since boot (offset known)
 CLOCK_RTC = "rtc"  # from a battery-backed RTC, not synced since boot
 CLOCK_UNTRUSTED = "untrusted"  # no RTC and no sync: the time may be wrong
-CLOCK_STATES = (CLOCK_SYNCED, CLOCK_RTC, CLOCK_UNTRUSTED)
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 

@@ -95,9 +95,6 @@ class GpioConfig(Strict):
         return pins
 
 
-GAUGES = ("max17048", "ina219-ups", "ina219-ups-b", "ina219-ups-c", "pisugar3", "none")
-
-
 class PowerConfig(Strict):
     gauge: Literal["max17048", "ina219-ups", "ina219-ups-b", "ina219-ups-c", "pisugar3", "none"]
     i2c_bus: str = Field("1", description="bus number, or 'sim' for the simulated bus of the sim board")

@@ -15,7 +15,7 @@ photo   press: a stamped still.
 from __future__ import annotations
 
 import queue
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from gpiozero import Button
@@ -31,7 +31,6 @@ class _State:
     pressed_at: int | None = None
     last_edge: int = -(10**18)
     hold_fired: bool = False
-    presses: int = field(default=0)
 
 
 class Controls:

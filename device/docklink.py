@@ -148,7 +148,7 @@ class DockLink:
 
     async def get_segment(self, request: web.Request) -> web.StreamResponse:
         file = request.match_info["file"]
-        stem, dot, suffix = file.rpartition(".")
+        stem, _, suffix = file.rpartition(".")
         if not NAME_RE.match(stem) or f".{suffix}" not in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
             raise web.HTTPNotFound(text="no such segment file")
         if stem in {w.name for w in self.sealing.open_segments.values()}:

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -161,8 +160,3 @@ class DockDaemon:
             device = monitor.poll(timeout=0.5)
             if device is not None and device.action == "add":
                 self.handle(dict(device.properties))
-
-    def wait_idle(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in list(self._active.values()):
-            thread.join(max(0.0, deadline - time.monotonic()))

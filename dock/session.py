@@ -34,7 +34,7 @@ from device.docklink import NAME_RE
 from device.sealing import pki
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
-from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
+from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
 from device.sealing.verifier import Verifier
 
 from .registry import Registry
@@ -359,8 +359,6 @@ class DockSession:
         self._phase("done")
 
     def _log_has(self, staging: Path, head: tuple[int, str]) -> bool:
-        from device.sealing.seallog import scan_log
-
         for entry, _ in scan_log(staging / LOG_DIR).entries:
             if entry.seq == head[0]:
                 return entry.digest.hex() == head[1]

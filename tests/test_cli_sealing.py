@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import struct
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

@@ -4,7 +4,6 @@ the real pyudev monitor in the dock daemon; match rules on udev properties."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 import time

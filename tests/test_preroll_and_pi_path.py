@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from fractions import Fraction
 
 import av
-import pytest
 
 from device.clock import ManualClock
 from device.capture.pipeline import PreRoll, SealingQueue, Segmenter

@@ -72,7 +72,6 @@ class PyAVCamera:
         self._last_frame: av.VideoFrame | None = None
         self.frames = 0
         self.error: BaseException | None = None
-        self.overlay_seconds = 0.0  # time spent stamping, for the bench
 
     def start(self, output) -> None:
         self._input = _open_source(self.cfg)
@@ -110,14 +109,12 @@ class PyAVCamera:
                 if (frame.width, frame.height, frame.format.name) != (cfg.width, cfg.height, "yuv420p"):
                     frame = frame.reformat(cfg.width, cfg.height, "yuv420p")
                 frame.pict_type = av.video.frame.PictureType.NONE  # let x264 place keyframes
-                t = time.perf_counter()
                 self.overlay.stamp(
                     plane_view(frame.planes[0], cfg.height, cfg.width),
                     plane_view(frame.planes[1], cfg.height // 2, cfg.width // 2),
                     plane_view(frame.planes[2], cfg.height // 2, cfg.width // 2),
                     self.clock.utc_now(), self.clock.state,
                 )
-                self.overlay_seconds += time.perf_counter() - t
                 frame.pts, frame.time_base = n, tb
                 self._last_frame = frame
                 self.frames += 1

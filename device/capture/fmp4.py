@@ -33,15 +33,12 @@ class FragmentSplitter(io.RawIOBase):
         self._buf = bytearray()
         self._pending = bytearray()  # boxes waiting for their mdat
         self._init_done = False
-        self.fragments = 0
-        self.bytes = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:  # type: ignore[override]
         self._buf += data
-        self.bytes += len(data)
         self._drain()
         return len(data)
 
@@ -74,7 +71,6 @@ class FragmentSplitter(io.RawIOBase):
     def _flush_pending(self) -> None:
         if self._pending:
             self._emit(bytes(self._pending))
-            self.fragments += 1
             self._pending = bytearray()
 
     def finish(self) -> None:

@@ -103,13 +103,6 @@ class PreRoll(Output):
                     break
                 self._buffer.popleft()
 
-    @property
-    def buffered_seconds(self) -> float:
-        with self._lock:
-            if not self._buffer:
-                return 0.0
-            return (self._buffer[-1][2] - self._buffer[0][2]) / 1e6
-
     def open(self, target: Output) -> float:
         """Hand the buffer to ``target`` and pass everything live from now on.
 
@@ -210,12 +203,10 @@ class Segmenter(Output):
         self.end_us: int | None = None
         self.audio_until = -1
         self.video_until = -1
-        self.frames_in = 0
         self._lock = threading.Lock()
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
         with self._lock:
-            self.frames_in += 1
             if audio:
                 self.audio_until = timestamp
             else:

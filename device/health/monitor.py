@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..clock import CLOCK_SYNCED, Clock, utc_text
+from ..clock import Clock, utc_text
 from ..config import HwConfig
 from .gauges import BatteryReading, GaugeError, make_gauge
 from .rtc import RtcReading, kernel_rtc
@@ -170,5 +170,3 @@ class HealthMonitor:
         health = self.read()
         return health, self.alarms.evaluate(health, self.config)
 
-
-__all__ = ["HealthMonitor", "Health", "CLOCK_SYNCED"]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import click
+from cryptography import x509
 
 from bodycam.errors import InputError, UsageError
 
@@ -17,7 +18,7 @@ from .verifier import Report, Verifier
 DEFAULT_CA = Path("/etc/bodycam/agency-ca.crt")
 
 
-def load_trust_anchor(ca: Path | None) -> "pki.x509.Certificate":
+def load_trust_anchor(ca: Path | None) -> x509.Certificate:
     path = ca or Path(os.environ.get("BODYCAM_CA", DEFAULT_CA))
     if not path.exists():
         raise UsageError(

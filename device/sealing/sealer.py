@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bodycam.errors import SealingError
 
-from ..clock import DEFAULT_TIMEZONE, Clock, compact_local, local_text, utc_text
+from ..clock import Clock, compact_local, local_text, utc_text
 from . import pki
 from .format import (
     CTX_CHECKPOINT,
@@ -345,14 +345,3 @@ def build_header(
         "meta": meta,
     }
 
-
-__all__ = [
-    "DeviceIdentity",
-    "SegmentWriter",
-    "DEFAULT_TIMEZONE",
-    "build_header",
-    "build_manifest",
-    "new_data_key",
-    "wrap_data_key",
-    "write_manifest",
-]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -315,9 +314,6 @@ class SealingState:
             {"segment_seq": writer.seq, "segment": writer.name, "digest": digest.hex(),
              "status": status, "fragments": len(writer.fragments)},
         )
-
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
 
     def close(self) -> None:
         """Seal what is open and write an orderly shutdown entry."""
