@@ -19,6 +19,12 @@ class BodycamGroup(click.Group):
         except BodycamError as exc:
             click.echo(f"bodycam: error: {exc}", err=True)
             ctx.exit(1 if isinstance(exc, SealingError) else 2)
+        except OSError as exc:
+            # A path given on the command line that cannot be used (read-only,
+            # missing parent, permission): name it rather than show a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"bodycam: error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("bodycam: interrupted", err=True)
             ctx.exit(130)

@@ -167,3 +167,12 @@ def test_demo_command_runs(tmp_path):
     assert "VERIFIED" in result.output
     again = run("demo", "--workdir", tmp_path / "d")
     assert again.exit_code == 2 and "already holds a demo" in again.output
+
+
+def test_unusable_paths_get_a_clear_error_not_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for args in (["demo", "--workdir", blocker / "demo"], ["pki", "init-ca", "--ca-dir", blocker / "ca", "--agency", "X"]):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert f"bodycam: error: {blocker}" in result.output
