@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bodycam.errors import SealingError
-from device.clock import utc_text
+from device.sealing.clock import utc_text
 from device.sealing import pki
 from device.sealing.fsutil import fsync_dir
 from device.sealing.messages import CTX_RECEIPT, sign_message

@@ -76,7 +76,7 @@ PIPELINE_CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
 import av
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.capture.pipeline import PreRoll, SealingQueue, Segmenter
 from device.capture.camera_picamera2 import TimestampAdapter
 from device.sealing import pki

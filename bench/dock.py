@@ -29,7 +29,7 @@ SEGMENTS, FRAGMENTS, FRAGMENT = 4, 30, 1_000_000  # 2 min of 8 Mbit/s footage
 SERVE = """
 import sys, threading
 from pathlib import Path
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.docklink import DockLink
 from device.sealing.state import SealingState
 state = SealingState.open(Path(sys.argv[1]), ManualClock())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.state import SealingState
 from device.sealing.verifier import Verifier

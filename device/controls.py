@@ -20,7 +20,7 @@ from typing import Callable
 
 from gpiozero import Button
 
-from .clock import Clock
+from .sealing.clock import Clock
 from .config import GpioConfig
 
 SHORT, HOLD = "press", "hold"

@@ -25,18 +25,17 @@ from cryptography import x509
 
 from bodycam.errors import BodycamError, FormatError, TrustError
 
-from .clock import CLOCK_SYNCED, utc_text
+from .sealing.clock import CLOCK_SYNCED, utc_text
 from .sealing import pki
 from .sealing import seallog as ev
 from .sealing.fsutil import fsync_dir
 from .sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, CTX_RECEIPT, open_message
-from .sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX
+from .sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX
 from .sealing.seallog import LOG_DIR, LOG_FILE_RE
 from .sealing.segment_file import read_manifest
 from .sealing.state import SealingState
 
 API = "/v1"
-NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_\d{14}_\d{4,}$")
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
 CHUNK = 1024 * 1024

@@ -12,7 +12,7 @@ import collections
 
 from gpiozero import LED, Buzzer, DigitalOutputDevice
 
-from .clock import Clock
+from .sealing.clock import Clock
 from .config import GpioConfig
 
 REMINDER_SECONDS = 120

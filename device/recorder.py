@@ -19,7 +19,8 @@ from bodycam.errors import SealingError
 from .capture.audio import SoundDeviceMic, ToneSource
 from .capture.overlay import Overlay
 from .capture.pipeline import PreRoll, SealingQueue, Segmenter
-from .clock import Clock, SystemClock, utc_text
+from .clock import SystemClock
+from .sealing.clock import Clock, utc_text
 from .config import HwConfig
 from .sealing import seallog as ev
 from .sealing.state import SealingState

@@ -21,7 +21,8 @@ from bodycam.errors import BodycamError
 
 from .capture.overlay import Overlay
 from .capture.speaker import Announcement
-from .clock import CLOCK_RTC, CLOCK_UNTRUSTED, SystemClock
+from .clock import SystemClock
+from .sealing.clock import CLOCK_RTC, CLOCK_UNTRUSTED
 from .config import HwConfig
 from .health.gauges import GaugeError
 from .health.monitor import HealthMonitor

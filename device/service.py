@@ -17,7 +17,8 @@ from pathlib import Path
 from bodycam.errors import SealingError
 
 from .capture.speaker import NullSpeaker, Speaker, load_announcement
-from .clock import Clock, SystemClock
+from .clock import SystemClock
+from .sealing.clock import Clock
 from .config import HwConfig
 from .controls import HOLD, SHORT, Controls
 from .daemon import SystemdNotifier

@@ -29,11 +29,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from archive.store import ArchiveStore
 from bodycam.errors import BodycamError
-from device.clock import utc_text
-from device.docklink import NAME_RE
+from device.sealing.clock import utc_text
 from device.sealing import pki
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
-from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
+from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
 from device.sealing.verifier import Verifier
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.state import SealingState
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archive.store import LocalArchive
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.docklink import DockLink
 from device.sealing import pki
 from device.sealing.state import SealingState

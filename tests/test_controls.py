@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.config import GpioConfig
 from device.controls import HOLD, SHORT, Controls
 from device.indicators import REMINDER_SECONDS, Indicators

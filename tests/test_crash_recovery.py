@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.seallog import scan_log
 from device.sealing.segment_file import scan_segment

@@ -137,7 +137,7 @@ def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp
     from device.sealing import pki as _pki
 
     from .conftest import record_segments
-    from device.clock import ManualClock
+    from device.sealing.clock import ManualClock
 
     repo = Path(__file__).resolve().parent.parent
     state = agency.enrol(tmp_path / "rec", "A123456")

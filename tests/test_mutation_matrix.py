@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.format import (
     REC_CHECKPOINT,

@@ -15,7 +15,7 @@ import av
 import pytest
 
 from device.capture.pipeline import PreRoll, SealingQueue, Segmenter
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.state import SealingState
 from device.sealing.unseal import unseal_recordings

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import av
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.capture.pipeline import PreRoll, SealingQueue, Segmenter
 from device.capture.camera_picamera2 import TimestampAdapter, yuv420_to_rgb
 from device.config import AudioConfig

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.sealing import pki
 from device.sealing.state import SealingState
 from device.sealing.unseal import unseal_recordings

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gpiozero.pins.mock import MockFactory
 
 from bodycam.cli import main
-from device.clock import ManualClock
+from device.sealing.clock import ManualClock
 from device.config import load_hw_config
 from device.daemon import SystemdNotifier
 from device.health.monitor import (

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from ..clock import Clock
+from ..sealing.clock import Clock
 from ..config import CameraConfig
 from .overlay import Overlay
 

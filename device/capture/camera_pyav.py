@@ -17,7 +17,7 @@ import av
 
 from bodycam.errors import ConfigError
 
-from ..clock import Clock
+from ..sealing.clock import Clock
 from ..config import CameraConfig
 from .overlay import Overlay, plane_view
 

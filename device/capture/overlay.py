@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..clock import CLOCK_UNTRUSTED
+from ..sealing.clock import CLOCK_UNTRUSTED
 
 BLACK, WHITE, NEUTRAL = 16, 235, 128
 UNTRUSTED_MARK = "CLOCK?"

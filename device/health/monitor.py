@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..clock import Clock, utc_text
+from ..sealing.clock import Clock, utc_text
 from ..config import HwConfig
 from .gauges import BatteryReading, GaugeError, make_gauge
 from .rtc import RtcReading, kernel_rtc

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bodycam.errors import SealingError
 
-from ..clock import Clock, compact_local, local_text, utc_text
+from .clock import Clock, compact_local, local_text, utc_text
 from . import pki
 from .format import (
     CTX_CHECKPOINT,
@@ -79,6 +80,11 @@ MEDIA_TYPES = {
 
 STATUS_COMPLETE = "complete"
 STATUS_TRUNCATED = "truncated"
+
+
+# A segment file stem as segment_name() spells it; the dock link and the dock
+# accept no other name (docs/format.md §13).
+SEGMENT_NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_\d{14}_\d{4,}$")
 
 
 def segment_name(device_id: str, officer: str | None, opened_local: str, seq: int) -> str:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bodycam.errors import FormatError, SealingError
 
-from ..clock import Clock, utc_text
+from .clock import Clock, utc_text
 from .format import (
     CTX_LOG,
     FORMAT_VERSION,

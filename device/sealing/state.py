@@ -20,7 +20,7 @@ from typing import Any
 from bodycam import __version__
 from bodycam.errors import FormatError, SealingError, StateLockedError
 
-from ..clock import DEFAULT_TIMEZONE, Clock, local_text, utc_text
+from .clock import DEFAULT_TIMEZONE, Clock, local_text, utc_text
 from .format import AEAD_TAG_LEN, log_anchor
 from .fsutil import fsync_dir
 from .sealer import (

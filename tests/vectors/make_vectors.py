@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from device.clock import ManualClock  # noqa: E402
+from device.sealing.clock import ManualClock  # noqa: E402
 from device.sealing import pki  # noqa: E402
 from device.sealing.format import log_anchor  # noqa: E402
 from device.sealing.messages import CTX_RECEIPT, sign_message  # noqa: E402
