@@ -45,3 +45,41 @@ class SealingError(BodycamError, RuntimeError):
 
 class StateLockedError(SealingError):
     """Another process already owns the recorder state directory."""
+
+
+class VerificationError(BodycamError, ValueError):
+    """Footage did not verify.  Raised by the ``require()`` of a verification
+    report (``device.sealing.report``); ``report`` is the report that failed,
+    so a caller can show every reason."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class SegmentFailedError(VerificationError):
+    """A signature, digest, chain link or field does not match: altered or forged."""
+
+
+class SegmentMissingError(VerificationError):
+    """The seal log names a segment the material does not hold (and no archive receipt covers it)."""
+
+
+class SegmentUnloggedError(VerificationError):
+    """A segment is present that the seal log does not place (inserted, foreign, rolled back)."""
+
+
+class SegmentIncompleteError(VerificationError):
+    """Truncated by power loss, or still open: only part of the segment is covered."""
+
+
+class SealLogError(VerificationError):
+    """The seal log is missing, broken after a bad entry, or does not verify."""
+
+
+class CertificateError(VerificationError, TrustError):
+    """The device certificate is not trusted for this footage (issuer, role, time, revocation)."""
+
+
+class AttestationError(VerificationError):
+    """The recording does not reach the seal-log head an archive attestation names."""

@@ -39,7 +39,7 @@ def test_verify_json_report(recording, agency):
     result = run("verify", "--json", "--identity", agency.identity_path, "--ca", agency.ca_cert_path, root)
     report = json.loads(result.output)
     assert result.exit_code == 0
-    assert report["format"] == "bodycam-verify-report/1" and report["ok"] is True
+    assert report["format"] == "bodycam-verify-report/2" and report["ok"] is True
     assert report["plaintext_checked"] is True
     segs = report["recordings"][0]["segments"]
     assert [s["name"] for s in segs] == names
@@ -51,7 +51,7 @@ def test_verify_json_report(recording, agency):
     [
         (["verify", "--ca", "{ca}", "/nonexistent/rec"], "not a recording folder"),
         (["verify", "--ca", "/nonexistent/ca.crt", "{root}"], "no trust anchor"),
-        (["verify", "--ca", "{garbage}", "{root}"], "not a PEM X.509"),
+        (["verify", "--ca", "{garbage}", "{root}"], "not a well-formed PEM X.509"),
         (["verify", "--ca", "{devcert}", "{root}"], "not an agency CA certificate"),
         (["verify", "--ca", "{ca}", "--identity", "{devkey}", "{root}"], "must be X25519"),
         (["verify", "--ca", "{ca}", "{segfile}"], "not a recording folder"),

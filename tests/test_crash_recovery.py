@@ -17,6 +17,7 @@ from device.sealing import pki
 from device.sealing.seallog import scan_log
 from device.sealing.segment_file import scan_segment
 from device.sealing.state import SealingState
+from device.sealing.unseal import decrypt_fragments
 from device.sealing.verifier import Verifier
 
 INTERVAL = 0.1
@@ -60,12 +61,12 @@ _checked: set[str] = set()
 
 def _assert_loss_within_one_interval(verifier, seg) -> None:
     scan = seg.scan
-    everything = list(verifier.plaintext(scan, len(scan.fragments)))  # intact records too
+    everything = list(decrypt_fragments(verifier.identity, scan, len(scan.fragments)))  # intact records too
     if len(everything) == seg.covered:
         return  # nothing after the last checkpoint survived
     last_intact_ns = struct.unpack(">QQ", everything[-1][:16])[1]
     valid = [cp for cp in scan.checkpoints if cp.seen == seg.covered]
-    covered_at_ns = valid[-1].signed.obj["mono_ns"] if valid else scan.header.obj["opened_mono_ns"]
+    covered_at_ns = int(valid[-1].payload.mono_ns if valid else scan.header_payload.opened_mono_ns)
     lost = (last_intact_ns - covered_at_ns) / 1e9
     assert lost < INTERVAL, f"{scan.path}: {lost:.3f} s after the last checkpoint"
 
@@ -117,11 +118,11 @@ def test_orphan_file_is_quarantined_not_deleted(agency, tmp_path):
     state = agency.enrol(tmp_path / "rec", "K000004")
     SealingState.open(state, ManualClock()).close()
     orphan = state / "segments" / "K000004_010203_20261127091500_0000.bcseg"
-    orphan.write_bytes(b"BCSEG\x00\x01\nH\x00\x00")  # header torn before logging
+    orphan.write_bytes(b"BCSEG\x00\x02\nH\x00\x00")  # header torn before logging
     SealingState.open(state, ManualClock()).close()
     assert not orphan.exists()
     (kept,) = (state / "segments" / "incomplete").iterdir()
-    assert kept.read_bytes() == b"BCSEG\x00\x01\nH\x00\x00"
+    assert kept.read_bytes() == b"BCSEG\x00\x02\nH\x00\x00"
     events = [e.event for e, _ in scan_log(state / "seallog").entries]
     assert "orphan-file" in events
 

@@ -25,11 +25,47 @@ from device.sealing.format import (
     open_signed_body,
     parse_canonical,
 )
-from device.sealing.segment_file import scan_segment
+from device.sealing.segment_file import parse_manifest, scan_segment
+from device.sealing.seallog import parse_entry, read_chain
+from device.sealing.messages import CTX_RECEIPT, open_message
+from device.sealing import models
 from device.sealing.verifier import Verifier
 
+# Well-formed but hostile JSON: huge and deep numbers, lone surrogates, deep
+# nesting, wrong types (spelled as JSON text, since Python's json would refuse
+# to write some of them).
+hostile_scalars = st.sampled_from([
+    "9" * 5000, "-" + "9" * 400, "1e400", "1E-400", "-0", "0.0", "1.5", str(2**53), str(-(2**53)),
+    str(2**64), '"\\ud800"', '"\\udfff\\ud800"', '"\\u0000"', '"a\\ud83d"', "true", "null",
+    "[]", "{}", '"x" ', "NaN", "Infinity", "-Infinity", '"\\ud83d\\ude00"',
+    "[" * 50 + "]" * 50, '{"a":' * 40 + "1" + "}" * 40, "[" * 100000 + "]" * 100000,
+])
+CTXS = ["bodycam/v2/segment-header", "bodycam/v2/checkpoint", "bodycam/v2/manifest",
+        "bodycam/v2/seal-log", "bodycam/v2/receipt"]
+
+
+@st.composite
+def hostile_payloads(draw):
+    """A JSON object text with the format's field names and hostile values."""
+    names = ["ctx", "v", "device", "seq", "segment_seq", "prev", "data", "meta", "fragments",
+             "fragment_count", "mono_ns", "utc", "run", "event", "status", "truncated", "chain",
+             "segment", "media", "officer", "wrapped_key", "file_bytes", "x"]
+    keys = draw(st.lists(st.sampled_from(names), max_size=12, unique=True))
+    parts = [f'"ctx":"{draw(st.sampled_from(CTXS))}"', '"v":2']
+    for key in keys:
+        if key in ("ctx", "v"):
+            continue
+        value = draw(hostile_scalars | json_values.map(lambda v: __import__("json").dumps(v)))
+        parts.append(f'"{key}":{value}')
+    return ("{" + ",".join(sorted(parts)) + "}").encode()
+
+
+def signed_body(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload + bytes(64)
+
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(max_size=20)
+    .filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t)),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
@@ -134,3 +170,77 @@ def test_verifier_survives_random_corruption(pristine, agency, tmp_path_factory,
         return
     if bytes(content) != (src / target.relative_to(root)).read_bytes():
         assert report.status != "verified", target
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_payloads())
+def test_every_reader_gives_a_verdict_on_hostile_json(payload):
+    """Each reader of a signed body either parses it or raises FormatError."""
+    body = signed_body(payload)
+    for reader in (
+        lambda: open_signed_body(body, "x", CTX_LOG),
+        lambda: scan_segment(MAGIC_SEGMENT + encode_record(REC_HEADER, body), "x"),
+        lambda: parse_manifest(b"BCMAN\x00\x02\n" + encode_record(0x4D, body), "x"),
+        lambda: parse_entry(Record(0x4C, 8, 8 + 5 + len(body), memoryview(encode_record(0x4C, body))), "x"),
+    ):
+        try:
+            reader()
+        except FormatError:
+            pass
+    try:
+        obj = parse_canonical(payload, "x")
+    except FormatError:
+        return
+    for model in (models.SegmentHeader, models.Checkpoint, models.Manifest, models.LogEntryPayload,
+                  models.SegmentSealedData, models.ReceiptData):
+        try:
+            models.parse_payload(model, obj, "x")
+        except FormatError:
+            pass
+
+
+@pytest.mark.parametrize("text", [
+    b'{"ctx":"bodycam/v2/segment-header","n":' + b"9" * 5000 + b',"v":2}',
+    b'{"ctx":"bodycam/v2/segment-header","n":"\\ud800","v":2}',
+    b'{"ctx":"bodycam/v2/segment-header","n":' + b"[" * 200000 + b"]" * 200000 + b',"v":2}',
+    b'{"ctx":"bodycam/v2/segment-header","n":9007199254740992,"v":2}',
+    b'{"ctx":"bodycam/v2/segment-header","n":1.0,"v":2}',
+])
+def test_the_reported_hostile_values_are_format_errors(text):
+    with pytest.raises(FormatError):
+        parse_canonical(text, "x")
+    with pytest.raises(FormatError):
+        scan_segment(MAGIC_SEGMENT + encode_record(REC_HEADER, signed_body(text)), "x")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text() | st.binary(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=10))
+def test_open_message_gives_a_verdict_on_anything(agency, message):
+    ca = pki.load_cert(agency.ca_cert_path)
+    for candidate in (message, {"payload": message, "signature": message, "certificate": message}):
+        try:
+            open_message(candidate, ca, CTX_RECEIPT, "x")
+        except (FormatError, pki.TrustError):
+            pass
+
+
+def test_hostile_header_case_fails_that_segment_only(pristine, agency, tmp_path):
+    """../shared/cases/hostile-header.py: no key, one rewritten header."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "hostile-header.py"
+    if not case.exists():
+        case = Path("/work/shared/cases/hostile-header.py")
+    src, names = pristine["A"]
+    root = tmp_path / "A"
+    shutil.copytree(src, root)
+    subprocess.run([sys.executable, str(case), str(root)], check=True, capture_output=True)
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(root)
+    assert [s.status for s in report.segments] == ["verified", "failed", "verified", "verified"]
+    assert report.status == "failed"
+    with pytest.raises(__import__("bodycam.errors").errors.SegmentFailedError):
+        report.segments[1].require()

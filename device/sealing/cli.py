@@ -12,15 +12,17 @@ from cryptography import x509
 from bodycam.errors import InputError, UsageError
 
 from . import pki
+from .report import Report
+from .revocation import RevocationList, load_crl, revoke
 from .unseal import unseal_recordings
-from .verifier import Report, Verifier
+from .verifier import Verifier
 
 DEFAULT_CA = Path("/etc/bodycam/agency-ca.crt")
 
 
 def load_trust_anchor(ca: Path | None) -> x509.Certificate:
     path = ca or Path(os.environ.get("BODYCAM_CA", DEFAULT_CA))
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(
             f"no trust anchor: {path} does not exist; pass --ca AGENCY_CERT "
             "(the agency CA certificate, ca.crt)"
@@ -38,7 +40,8 @@ def check_recording_dirs(paths: tuple[Path, ...]) -> list[Path]:
                 f"{path}: not a recording folder (expected identity/device.crt, seallog/, "
                 "segments/ as in a recorder's state or an evidence export)"
             )
-        if not (path / pki.IDENTITY_DIR / pki.DEVICE_CERT).is_file():
+        cert = path / pki.IDENTITY_DIR / pki.DEVICE_CERT
+        if not cert.exists() and not cert.is_symlink():
             raise InputError(f"{path}: no identity/device.crt; not a recording folder")
         out.append(path)
     return out
@@ -85,13 +88,21 @@ def render_table(report: Report) -> str:
     return "\n".join(lines)
 
 
+def load_revocations(crl: Path | None, anchor: x509.Certificate) -> RevocationList | None:
+    return load_crl(crl, anchor) if crl is not None else None
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/format.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/format.md §8).")
 @click.option("--identity", type=click.Path(path_type=Path, dir_okay=False),
               help=f"{identity_option_help}: also decrypt and check the plaintext.")
 @ca_option
-def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Path | None) -> None:
+@click.option("--crl", type=click.Path(path_type=Path, dir_okay=False),
+              help="The agency CA's revocation list (crl.pem from `bodycam pki revoke`): footage a "
+                   "revoked device signed at or after its revocation time fails.")
+def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Path | None,
+           crl: Path | None) -> None:
     """Verify sealed recordings against the agency CA.
 
     Each PATH is a recording folder (a recorder's state directory or a copy
@@ -100,12 +111,17 @@ def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Pa
     inserted, reordered, duplicated or replayed, and the ciphertext; with
     --identity also the plaintext.
 
-    Exit status: 0 everything verified; 1 something failed or is truncated
-    (power loss); 2 bad usage or unreadable input.
+    What this proves offline, and what it cannot (a seal log cut at a record
+    boundary together with its newest segments): docs/format.md §7.8.
+    The folder's own identity/ca.crt is never trusted: only --ca.
+
+    Exit status: 0 everything verified; 1 the material was read and something
+    failed or is truncated (power loss); 2 bad usage, or an input named on
+    the command line (--ca, --identity, --crl, a PATH) unusable.
     """
     anchor = load_trust_anchor(ca)
     key = pki.load_x25519_key(identity) if identity else None
-    report = Verifier(anchor, key).verify(check_recording_dirs(paths))
+    report = Verifier(anchor, key, load_revocations(crl, anchor)).verify(check_recording_dirs(paths))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -203,6 +219,35 @@ def show(cert: Path) -> None:
     click.echo(f"issuer      {c.issuer.rfc4514_string()}")
     click.echo(f"valid       {c.not_valid_before_utc:%Y-%m-%d} to {c.not_valid_after_utc:%Y-%m-%d}")
     click.echo(f"sha256      {pki.fingerprint(c)}")
+
+
+@pki_group.command("revoke")
+@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--cert", "cert_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The device certificate to revoke (identity/device.crt of the lost recorder).")
+@click.option("--at", "at_text", default=None,
+              help="UTC time from which its signatures are refused, YYYY-MM-DDThh:mm:ssZ "
+                   "(default now): when the recorder was lost or stolen.")
+def revoke_cmd(ca_dir: Path, cert_path: Path, at_text: str | None) -> None:
+    """Revoke a lost or stolen recorder: add it to CA_DIR/crl.pem.
+
+    Footage the device signed before --at still verifies; footage signed at
+    or after it fails with `bodycam verify --crl CA_DIR/crl.pem`.
+    """
+    import datetime as dt
+
+    if at_text is None:
+        when = dt.datetime.now(dt.timezone.utc)
+    else:
+        try:
+            when = dt.datetime.strptime(at_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            raise UsageError(f"--at {at_text!r} is not YYYY-MM-DDThh:mm:ssZ") from None
+    ca = pki.load_ca(ca_dir)
+    cert = pki.load_cert(cert_path, "device certificate")
+    path = revoke(ca, ca_dir, cert, when)
+    click.echo(f"revoked {pki.cert_id(cert)} (serial {cert.serial_number:x}) from "
+               f"{when:%Y-%m-%dT%H:%M:%SZ}; CRL {path}")
 
 
 pki_group.name = "pki"

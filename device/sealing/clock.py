@@ -36,7 +36,9 @@ class ManualClock:
     def __init__(
         self, start: dt.datetime | None = None, state: str = CLOCK_SYNCED
     ) -> None:
-        self._utc = start or dt.datetime(2026, 11, 27, 1, 15, 0, tzinfo=dt.timezone.utc)
+        # Default: now, to the second.  Certificates are judged at the signed
+        # time, so a fixed date would fall outside a freshly issued certificate.
+        self._utc = start or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         self._mono = 1_000_000_000
         self.state = state
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -31,13 +32,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+import rfc8785
+
 from bodycam.errors import FormatError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-MAGIC_SEGMENT = b"BCSEG\x00\x01\n"
-MAGIC_MANIFEST = b"BCMAN\x00\x01\n"
-MAGIC_LOG = b"BCLOG\x00\x01\n"
+MAGIC_SEGMENT = b"BCSEG\x00\x02\n"
+MAGIC_MANIFEST = b"BCMAN\x00\x02\n"
+MAGIC_LOG = b"BCLOG\x00\x02\n"
 MAGIC_LEN = 8
 
 REC_HEADER = 0x48  # 'H'
@@ -59,14 +62,14 @@ MAX_SIGNED_PAYLOAD = 1024 * 1024
 SIGNATURE_LEN = 64
 
 # Signing contexts (also the "ctx" field of each payload).
-CTX_HEADER = "bodycam/v1/segment-header"
-CTX_CHECKPOINT = "bodycam/v1/checkpoint"
-CTX_MANIFEST = "bodycam/v1/manifest"
-CTX_LOG = "bodycam/v1/seal-log"
+CTX_HEADER = "bodycam/v2/segment-header"
+CTX_CHECKPOINT = "bodycam/v2/checkpoint"
+CTX_MANIFEST = "bodycam/v2/manifest"
+CTX_LOG = "bodycam/v2/seal-log"
 # Other byte strings that bind keys and nonces to their use.
-HPKE_INFO_PREFIX = b"bodycam/v1/segment-key\x00"
-FRAGMENT_AAD_PREFIX = b"bodycam/v1/fragment\x00"
-LOG_ANCHOR_PREFIX = b"bodycam/v1/seal-log-anchor\x00"
+HPKE_INFO_PREFIX = b"bodycam/v2/segment-key\x00"
+FRAGMENT_AAD_PREFIX = b"bodycam/v2/fragment\x00"
+LOG_ANCHOR_PREFIX = b"bodycam/v2/seal-log-anchor\x00"
 
 HASH_LEAF = b"\x00"
 HASH_CHAIN = b"\x01"
@@ -75,56 +78,110 @@ ZERO_DIGEST = bytes(32)
 
 
 # --------------------------------------------------------------------------
-# canonical JSON
+# canonical JSON (RFC 8785, JCS)
+
+# The integer domain of every signed payload: I-JSON's exactly representable
+# integers (RFC 7493 §2.2; RFC 8785 §3.2.2.3 serialises numbers as IEEE 754
+# doubles, so larger integers would have no single spelling).  Quantities
+# that may exceed it (nanosecond clocks) are written as decimal strings.
+MAX_SAFE_INTEGER = 2**53 - 1
+# Nesting depth of objects and arrays in a payload (the whole payload is 1).
+MAX_JSON_DEPTH = 16
+DECIMAL_RE = re.compile(r"^-?(0|[1-9][0-9]{0,18})$")
 
 
-def _check_canonical_value(value: Any, path: str) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+def _check_canonical_value(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise FormatError(f"nesting deeper than {MAX_JSON_DEPTH} at {path}")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        # Lone surrogates ("\ud800") cannot be UTF-8; refuse them by name.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError(f"string with a lone surrogate at {path}") from None
         return
     if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
-            raise FormatError(f"integer out of 64-bit range at {path}")
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise FormatError(f"integer outside ±(2^53−1) at {path}")
         return
     if isinstance(value, float):
         raise FormatError(f"floats are not allowed in signed payloads (at {path})")
     if isinstance(value, list):
         for i, item in enumerate(value):
-            _check_canonical_value(item, f"{path}[{i}]")
+            _check_canonical_value(item, f"{path}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise FormatError(f"object keys must be strings (at {path})")
-            _check_canonical_value(item, f"{path}.{key}")
+            _check_canonical_value(key, f"{path} key", depth + 1)
+            _check_canonical_value(item, f"{path}.{key}", depth + 1)
         return
     raise FormatError(f"unsupported type {type(value).__name__} at {path}")
 
 
 def canonical_json(obj: dict[str, Any]) -> bytes:
-    """Serialise ``obj`` the one way the format allows.
+    """Serialise ``obj`` by RFC 8785 (JCS) within the format's JSON profile.
 
-    Sorted keys, no insignificant white space, UTF-8, integers only.
+    Profile: no floats, integers within ±(2^53−1), strings without lone
+    surrogates, nesting at most ``MAX_JSON_DEPTH``.  Raises FormatError for
+    anything outside it (naming the JSON path), never another exception.
 
     >>> canonical_json({"b": 1, "a": "é"})
-    b'{"a":"\\xc3\\xa9","b":1}'
+    b'{"a":"\xc3\xa9","b":1}'
     """
-    _check_canonical_value(obj, "$")
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
-
-
-def parse_canonical(payload: bytes, where: str) -> dict[str, Any]:
-    """Parse a canonical-JSON object, refusing any other spelling of it."""
+    _check_canonical_value(obj, "$", 1)
     try:
-        obj = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FormatError(f"payload is not JSON ({exc.__class__.__name__})", where) from None
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as exc:
+        raise FormatError(f"cannot canonicalise: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    # Longer than any integer of the domain: refuse before converting, so a
+    # 5,000-digit number costs nothing and raises nothing but ValueError.
+    if len(text) > 17:
+        raise ValueError("integer outside the format's domain")
+    return int(text)
+
+
+def parse_canonical(payload: bytes | memoryview, where: str) -> dict[str, Any]:
+    """Parse a canonical-JSON object, refusing any other spelling of it.
+
+    Total: any byte string either gives a dict or raises FormatError naming
+    ``where`` and the fault.
+    """
+    payload = bytes(payload)
+    try:
+        text = payload.decode("utf-8")
+        obj = json.loads(text, parse_int=_bounded_int, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = exc.__class__.__name__
+        if isinstance(exc, ValueError) and not isinstance(exc, UnicodeDecodeError):
+            reason = str(exc).split(":")[0][:80]
+        raise FormatError(f"payload is not JSON of the format's profile ({reason})", where) from None
     if not isinstance(obj, dict):
         raise FormatError("payload is not a JSON object", where)
-    if canonical_json(obj) != bytes(payload):
-        raise FormatError("payload is not in canonical form", where)
+    try:
+        again = canonical_json(obj)
+    except FormatError as exc:
+        raise FormatError(str(exc), where) from None
+    if again != payload:
+        raise FormatError("payload is not in canonical form (RFC 8785)", where)
     return obj
+
+
+def decimal_int(value: Any, where: str) -> int:
+    """A decimal-string integer field (e.g. ``mono_ns``) as int; FormatError otherwise."""
+    if not isinstance(value, str) or not DECIMAL_RE.match(value):
+        raise FormatError(f"expected a decimal integer string, found {type(value).__name__}", where)
+    return int(value)
 
 
 # --------------------------------------------------------------------------

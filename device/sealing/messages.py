@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,9 @@ from bodycam.errors import FormatError, TrustError
 from . import pki
 from .format import FORMAT_VERSION, canonical_json, parse_canonical
 
-CTX_RECEIPT = "bodycam/v1/receipt"
-CTX_CLOCK_SYNC = "bodycam/v1/clock-sync"
-CTX_ASSIGNMENT = "bodycam/v1/assignment"
+CTX_RECEIPT = "bodycam/v2/receipt"
+CTX_CLOCK_SYNC = "bodycam/v2/clock-sync"
+CTX_ASSIGNMENT = "bodycam/v2/assignment"
 ROLE_FOR = {
     CTX_RECEIPT: pki.ROLE_ARCHIVE_RECEIPT,
     CTX_CLOCK_SYNC: pki.ROLE_DOCK,
@@ -55,22 +56,34 @@ class OpenedMessage:
     raw: bytes  # the canonical payload
 
 
-def open_message(message: Any, ca_cert: x509.Certificate, ctx: str, where: str) -> OpenedMessage:
-    """Check a signed message completely; raise TrustError / FormatError naming the fault."""
+def open_message(
+    message: Any, ca_cert: x509.Certificate, ctx: str, where: str,
+    at: dt.datetime | None | bool = None,
+) -> OpenedMessage:
+    """Check a signed message completely; raise TrustError / FormatError naming the fault.
+
+    The signer's certificate is judged at ``at`` (default now; ``False``:
+    not judged here, the caller judges it at the message's own time).
+    """
     if not isinstance(message, dict) or set(message) != {"payload", "signature", "certificate"}:
         raise FormatError("a signed message has exactly payload, signature and certificate", where)
     try:
         data = base64.b64decode(message["payload"], validate=True)
         signature = base64.b64decode(message["signature"], validate=True)
-        cert = x509.load_pem_x509_certificate(str(message["certificate"]).encode())
-    except (binascii.Error, ValueError, TypeError):
+        if not all(isinstance(message[k], str) for k in ("payload", "signature", "certificate")):
+            raise TypeError("not text")
+        cert_pem = message["certificate"].encode("utf-8")
+    except (binascii.Error, ValueError, TypeError, UnicodeError):
         raise FormatError("signed message fields are not valid base64 / PEM", where) from None
+    if len(cert_pem) > MAX_MESSAGE:
+        raise FormatError("signed message certificate is too large", where)
+    cert = pki.parse_cert(cert_pem, f"{where}: signer", "signer certificate")
     if len(data) > MAX_MESSAGE:
         raise FormatError(f"signed message payload over {MAX_MESSAGE} bytes", where)
     payload = parse_canonical(data, where)
     if payload.get("ctx") != ctx or payload.get("v") != FORMAT_VERSION:
         raise FormatError(f"message context {payload.get('ctx')!r} where {ctx!r} was expected", where)
-    pki.check_cert(cert, ca_cert, ROLE_FOR[ctx], f"{where}: signer")
+    pki.check_cert(cert, ca_cert, ROLE_FOR[ctx], f"{where}: signer", at=at)
     public = cert.public_key()
     if not isinstance(public, Ed25519PublicKey):
         raise TrustError(f"{where}: signer key is not Ed25519")

@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from bodycam.errors import InputError, TrustError, UsageError
 
 from .fsutil import write_new_file
+from .safeio import MAX_CERTIFICATE_FILE, MAX_KEY_FILE, read_bounded
 
 ROLE_CA = "agency-ca"
 ROLE_DEVICE = "device"
@@ -93,11 +94,43 @@ def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 
 
 def cert_role(cert: x509.Certificate) -> str | None:
-    return _attr(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
+    """The subject's OU (the role), or None; TrustError if the subject cannot be parsed."""
+    try:
+        return _attr(cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
+    except ValueError:
+        raise TrustError("certificate subject cannot be parsed") from None
 
 
 def cert_id(cert: x509.Certificate) -> str | None:
-    return _attr(cert.subject, NameOID.COMMON_NAME)
+    """The subject's CN (the ID), or None; TrustError if the subject cannot be parsed."""
+    try:
+        return _attr(cert.subject, NameOID.COMMON_NAME)
+    except ValueError:
+        raise TrustError("certificate subject cannot be parsed") from None
+
+
+def parse_cert(data: bytes, where: str, what: str = "certificate") -> x509.Certificate:
+    """Parse a PEM certificate completely, now.
+
+    ``cryptography`` decodes names, validity and extensions lazily, so a
+    corrupted certificate can load and then raise ValueError at first use.
+    Everything the project reads of a certificate is touched here once, so
+    a certificate that loads is whole; TrustError otherwise.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.not_valid_before_utc, cert.not_valid_after_utc
+        for ext in cert.extensions:
+            ext.value
+        cert.public_key()
+        cert.public_bytes(serialization.Encoding.DER)
+        cert.serial_number
+    except (ValueError, TypeError, UnicodeError):
+        raise TrustError(f"{where}: not a well-formed PEM X.509 {what}") from None
+    # cryptography can load a certificate with an unsupported key and fail only here.
+    return cert
 
 
 # --------------------------------------------------------------------------
@@ -118,20 +151,13 @@ def write_cert(path: Path, cert: x509.Certificate) -> None:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return read_bounded(path, MAX_KEY_FILE, what)
 
 
-def load_cert(path: Path, what: str = "certificate") -> x509.Certificate:
-    data = _read(path, what)
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise TrustError(f"{path}: not a PEM X.509 {what}") from None
+def load_cert(path: Path, what: str = "certificate", *, follow_links: bool = True) -> x509.Certificate:
+    """Read (regular file, bounded) and parse a PEM certificate; InputError / TrustError."""
+    data = read_bounded(path, MAX_CERTIFICATE_FILE, what, follow_links=follow_links)
+    return parse_cert(data, str(path), what)
 
 
 def load_ed25519_key(path: Path, what: str = "signing key") -> Ed25519PrivateKey:
@@ -276,9 +302,11 @@ def check_cert(
     role: str,
     where: str,
     entity_id: str | None = None,
-    at: dt.datetime | None = None,
+    at: dt.datetime | None | bool = None,
 ) -> None:
-    """Raise TrustError unless ``cert`` is a ``role`` cert issued by ``ca_cert``."""
+    """Raise TrustError unless ``cert`` is a ``role`` end-entity certificate issued
+    by ``ca_cert`` and valid at ``at`` (default now; ``False``: time not judged
+    here, the caller judges it at the signed time of what it signed)."""
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
@@ -290,11 +318,31 @@ def check_cert(
         raise TrustError(f"{where}: certificate role is {cert_role(cert)!r}, expected {role!r}")
     if entity_id is not None and cert_id(cert) != entity_id:
         raise TrustError(f"{where}: certificate is for {cert_id(cert)!r}, expected {entity_id!r}")
-    when = at or _now()
+    check_end_entity(cert, where)
+    if at is not False:
+        check_validity(cert, where, at or _now())
+
+
+def check_end_entity(cert: x509.Certificate, where: str) -> None:
+    """An end-entity certificate: basicConstraints CA:FALSE (present), keyUsage present
+    and without keyCertSign / cRLSign; TrustError otherwise."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise TrustError(f"{where}: certificate lacks {exc.oid._name}; not an end-entity certificate") from None
+    if bc.ca:
+        raise TrustError(f"{where}: certificate has CA:TRUE; a device, dock or archive key may not issue certificates")
+    if ku.key_cert_sign or ku.crl_sign:
+        raise TrustError(f"{where}: certificate may sign certificates or CRLs (keyUsage)")
+
+
+def check_validity(cert: x509.Certificate, where: str, when: dt.datetime) -> None:
+    """TrustError unless ``when`` lies within the certificate's validity."""
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
         raise TrustError(
-            f"{where}: certificate valid {cert.not_valid_before_utc:%Y-%m-%d} to "
-            f"{cert.not_valid_after_utc:%Y-%m-%d}, not at {when:%Y-%m-%d %H:%M}"
+            f"{where}: certificate valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}, not at {when:%Y-%m-%d %H:%M} UTC"
         )
 
 

@@ -84,7 +84,7 @@ STATUS_TRUNCATED = "truncated"
 
 # A segment file stem as segment_name() spells it; the dock link and the dock
 # accept no other name (docs/format.md §13).
-SEGMENT_NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_\d{14}_\d{4,}$")
+SEGMENT_NAME_RE = re.compile(r"^[A-Z0-9]{7}_[A-Z0-9]{6,12}_[0-9]{14}_[0-9]{4,}$")
 
 
 def segment_name(device_id: str, officer: str | None, opened_local: str, seq: int) -> str:
@@ -112,7 +112,8 @@ class DeviceIdentity:
         rcert = pki.load_cert(ident / pki.RECIPIENT_CERT, "archive recipient certificate")
         pki.check_cert(rcert, ca, pki.ROLE_ARCHIVE_RECIPIENT, str(ident / pki.RECIPIENT_CERT))
         recipient = rcert.public_key()
-        assert isinstance(recipient, X25519PublicKey)
+        if not isinstance(recipient, X25519PublicKey):
+            raise SealingError(f"{ident / pki.RECIPIENT_CERT}: recipient key is not X25519")
         return cls(
             pki.cert_id(cert) or "",
             key,
@@ -210,7 +211,7 @@ class SegmentWriter:
             "fragments": len(self.fragments),
             "chain": self._chain.hex(),
             "utc": utc_text(self._clock.utc_now()),
-            "mono_ns": self._clock.monotonic_ns(),
+            "mono_ns": str(self._clock.monotonic_ns()),
         }
         self._write(encode_record(REC_CHECKPOINT, sign_body(self._identity.key, payload)))
         self._covered = len(self.fragments)
@@ -338,7 +339,7 @@ def build_header(
         "officer": officer,
         "opened_utc": utc_text(now),
         "opened_local": local_text(now, timezone),
-        "opened_mono_ns": clock.monotonic_ns(),
+        "opened_mono_ns": str(clock.monotonic_ns()),
         "timezone": timezone,
         "clock_state": clock.state,
         "prev_segment": prev_segment.hex() if prev_segment else None,

@@ -7,13 +7,14 @@ their position.  Signatures are checked by the caller (verifier, recovery).
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bodycam.errors import FormatError
 
 from .format import (
+    MAX_SIGNED_PAYLOAD,
+    SIGNATURE_LEN,
     CTX_CHECKPOINT,
     CTX_HEADER,
     CTX_MANIFEST,
@@ -34,6 +35,12 @@ from .format import (
     leaf_hash,
     open_signed_body,
 )
+from .models import Checkpoint, Manifest, SegmentHeader, parse_payload
+from .safeio import map_bounded, read_bounded
+
+# Bounds of the files (docs/format.md §2 "Limits").
+MAX_SEGMENT_FILE = 64 * 1024**3
+MAX_MANIFEST_FILE = 8 + 5 + 4 + MAX_SIGNED_PAYLOAD + SIGNATURE_LEN
 
 SEGMENT_RECORDS = frozenset({REC_HEADER, REC_FRAGMENT, REC_CHECKPOINT})
 
@@ -50,6 +57,7 @@ class FragmentRecord:
 @dataclass(frozen=True)
 class CheckpointRecord:
     signed: SignedBody
+    payload: Checkpoint
     seen: int  # fragments before it in the file
     chain_at: bytes  # chain value after those fragments
     offset: int
@@ -61,6 +69,7 @@ class SegmentScan:
     path: str
     size: int
     header: SignedBody
+    header_payload: SegmentHeader
     header_digest: bytes
     header_end: int
     fragments: list[FragmentRecord] = field(default_factory=list)
@@ -68,17 +77,27 @@ class SegmentScan:
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     torn: TornTail | None = None
 
+    def chain_boundary(self, count: int) -> int | None:
+        """Offset just past what ``count`` covered fragments end at: the end of the
+        last checkpoint that covers exactly ``count`` (the header's end for 0);
+        None if no checkpoint covers exactly ``count``."""
+        if count == 0:
+            return self.header_end
+        ends = [cp.end for cp in self.checkpoints if cp.seen == count]
+        return ends[-1] if ends else None
+
     def chain_after(self, count: int) -> bytes:
         """Chain value after ``count`` fragments (0 = after the header)."""
         return self.chains[count - 1] if count else chain_link(ZERO_DIGEST, self.header_digest)
 
 
 def map_file(path: Path) -> memoryview:
-    """The file's bytes, read-only and without a copy (mmap)."""
-    with open(path, "rb") as f:
-        if f.seek(0, 2) == 0:
-            return memoryview(b"")
-        return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    """A segment file's bytes, read-only and without a copy (mmap).
+
+    Only a regular file that is not a symbolic link, of at most
+    ``MAX_SEGMENT_FILE`` bytes; InputError otherwise.
+    """
+    return map_bounded(path, MAX_SEGMENT_FILE, "segment file")
 
 
 def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:
@@ -91,8 +110,9 @@ def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:
     if first.rtype != REC_HEADER:
         raise FormatError("segment file does not start with a header record", where)
     header = open_signed_body(first.body, f"{where} header", CTX_HEADER)
+    header_payload = parse_payload(SegmentHeader, header.obj, f"{where} header")
     header_digest = leaf_hash(first.raw)
-    scan = SegmentScan(where, len(data), header, header_digest, first.end)
+    scan = SegmentScan(where, len(data), header, header_payload, header_digest, first.end)
     chain = chain_link(ZERO_DIGEST, header_digest)
     for item in records:
         if isinstance(item, TornTail):
@@ -103,11 +123,11 @@ def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:
             scan.fragments.append(_fragment(item, len(scan.fragments), where))
             scan.chains.append(chain)
         elif item.rtype == REC_CHECKPOINT:
-            signed = open_signed_body(
-                item.body, f"{where} checkpoint at offset {item.offset}", CTX_CHECKPOINT
-            )
+            cp_where = f"{where} checkpoint at offset {item.offset}"
+            signed = open_signed_body(item.body, cp_where, CTX_CHECKPOINT)
+            payload = parse_payload(Checkpoint, signed.obj, cp_where)
             scan.checkpoints.append(
-                CheckpointRecord(signed, len(scan.fragments), chain, item.offset, item.end)
+                CheckpointRecord(signed, payload, len(scan.fragments), chain, item.offset, item.end)
             )
         else:
             raise FormatError(f"second header record at offset {item.offset}", where)
@@ -132,14 +152,21 @@ def _fragment(record: Record, expected_index: int, where: str) -> FragmentRecord
 @dataclass(frozen=True)
 class ManifestFile:
     signed: SignedBody
+    payload: Manifest
     digest: bytes
 
 
+def parse_manifest(data: bytes, where: str) -> ManifestFile:
+    """Parse a manifest file's bytes; FormatError unless exactly one valid M record."""
+    items = list(iter_records(data, where, MAGIC_MANIFEST, frozenset({REC_MANIFEST})))
+    record = items[0] if len(items) == 1 else None
+    if not isinstance(record, Record):
+        raise FormatError("a manifest file holds exactly one complete manifest record", where)
+    signed = open_signed_body(record.body, where, CTX_MANIFEST)
+    return ManifestFile(signed, parse_payload(Manifest, signed.obj, where), leaf_hash(record.raw))
+
+
 def read_manifest(path: Path) -> ManifestFile:
-    data = Path(path).read_bytes()
-    items = list(iter_records(data, str(path), MAGIC_MANIFEST, frozenset({REC_MANIFEST})))
-    if len(items) != 1 or isinstance(items[0], TornTail):
-        raise FormatError("a manifest file holds exactly one complete manifest record", str(path))
-    record = items[0]
-    assert isinstance(record, Record)
-    return ManifestFile(open_signed_body(record.body, str(path), CTX_MANIFEST), leaf_hash(record.raw))
+    """Read and parse a ``.bcman`` (a regular file, no link, bounded); InputError / FormatError."""
+    data = read_bounded(path, MAX_MANIFEST_FILE, "manifest", follow_links=False)
+    return parse_manifest(data, str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bodycam import __version__
-from bodycam.errors import FormatError, SealingError, StateLockedError
+from bodycam.errors import BodycamError, FormatError, SealingError, StateLockedError
 
 from .clock import DEFAULT_TIMEZONE, Clock, local_text, utc_text
 from .format import AEAD_TAG_LEN, log_anchor
@@ -49,7 +49,8 @@ from .seallog import (
     LogEntry,
     SealLog,
 )
-from .segment_file import read_manifest, scan_segment
+from .models import SegmentOpenedData, SegmentSealedData
+from .segment_file import map_file, read_manifest, scan_segment
 
 LOCK_FILE = "lock"
 
@@ -118,6 +119,10 @@ class SealingState:
                     "software": __version__,
                     "clock_state": clock.state,
                     "torn_log_records": len(log.torn_at_start),
+                    "log_breaks": [
+                        {"file": b.file, "offset": b.offset, "reason": b.reason[:200]}
+                        for b in log.breaks_at_start[:20]
+                    ],
                     **(boot_data or {}),
                 },
             )
@@ -128,12 +133,13 @@ class SealingState:
         return state
 
     def _note(self, entry: LogEntry) -> None:
-        seq = entry.data.get("segment_seq")
-        if entry.event == EV_SEGMENT_OPENED and isinstance(seq, int):
-            self._opened[seq] = entry
-        elif entry.event == EV_SEGMENT_SEALED and isinstance(seq, int):
-            self._sealed[seq] = entry
-            self.last_sealed = bytes.fromhex(entry.data["digest"])
+        # Only entries on the chain reach here, with their data parsed.
+        typed = entry.typed
+        if isinstance(typed, SegmentOpenedData) and typed.segment_seq == len(self._opened):
+            self._opened[typed.segment_seq] = entry
+        elif isinstance(typed, SegmentSealedData) and typed.segment_seq in self._opened:
+            self._sealed[typed.segment_seq] = entry
+            self.last_sealed = bytes.fromhex(typed.digest)
 
     def log_event(self, event: str, data: dict[str, Any] | None = None) -> LogEntry:
         with self._lock:
@@ -154,7 +160,7 @@ class SealingState:
             path = self.segments_dir / f"{name}{SEGMENT_SUFFIX}"
             try:
                 self._recover_one(seq, name, path, bytes.fromhex(entry.data["header_digest"]))
-            except (FormatError, OSError) as exc:
+            except (BodycamError, OSError) as exc:
                 self.log_event(
                     EV_SEGMENT_LOST, {"segment_seq": seq, "segment": name, "reason": str(exc)}
                 )
@@ -180,7 +186,7 @@ class SealingState:
                 },
             )
             return
-        data = path.read_bytes()
+        data = map_file(path)
         scan = scan_segment(data, str(path))
         if scan.header_digest != header_digest:
             raise FormatError("header differs from the one in the seal log", str(path))
@@ -256,7 +262,7 @@ class SealingState:
             self.log_event(
                 EV_ORPHAN,
                 {"file": path.name, "moved_to": f"{INCOMPLETE_DIR}/{target.name}",
-                 "bytes": target.stat().st_size},
+                 "bytes": target.lstat().st_size},
             )
 
     # -- segments ------------------------------------------------------------
