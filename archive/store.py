@@ -33,7 +33,6 @@ from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR
 from device.sealing.verifier import Verifier
 
-RECEIPTABLE = ("verified", "truncated")
 DEFAULT_RETENTION_DAYS = 183  # Art. 12: patrol footage at least six months
 
 SCHEMA = """
@@ -166,7 +165,7 @@ class LocalArchive:
         """
         verifier = Verifier(self.ca_cert)
         report, good = verifier.verify_recording(recording)
-        if report.seal_log.status not in ("verified", "truncated"):
+        if not report.seal_log.usable:
             raise SealingError(f"seal log does not verify: {'; '.join(report.seal_log.reasons)}")
         device = report.device or ""
         by_name = {g.report.name: g for g in good}
@@ -179,7 +178,7 @@ class LocalArchive:
         retain = now + dt.timedelta(days=self.retention_days)
         for name in names:
             seg = by_name.get(name)
-            if seg is None or seg.report.status not in RECEIPTABLE or seg.manifest is None:
+            if seg is None or not seg.report.acceptable(allow_incomplete=True) or seg.manifest is None:
                 continue
             seg_dir = recording / SEGMENTS_DIR
             # Sealed segment files never change again: they may be linked.

@@ -196,6 +196,7 @@ class DockLink:
             raise web.HTTPForbidden(text=f"message is for device {payload.get('device')!r}")
         payload["_sha256"] = hashlib.sha256(opened.raw).hexdigest()
         payload["_signer"] = opened.signer
+        payload["_message"] = body
         return payload
 
     async def receipt(self, request: web.Request) -> web.Response:
@@ -220,7 +221,8 @@ class DockLink:
         seq = manifest.signed.obj["segment_seq"]
         self.sealing.log_event(ev.EV_RECEIPT, {
             "segment_seq": seq, "segment": name, "digest": r["segment_digest"],
-            "archive": r["_signer"], "retain_until": r.get("retain_until"), "receipt_sha256": r["_sha256"]})
+            "archive": r["_signer"], "retain_until": r.get("retain_until"), "receipt_sha256": r["_sha256"],
+            "receipt": r["_message"]})  # the signed receipt itself: a deletion counts only with it
         for path in (seg, man):
             os.chmod(path, 0o644)
             path.unlink()

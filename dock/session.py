@@ -34,6 +34,7 @@ from device.sealing import pki
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
+from device.sealing.report import LogStatus
 from device.sealing.verifier import Verifier
 
 from .registry import Registry
@@ -299,8 +300,10 @@ class DockSession:
         self._phase("verifying")
         report, _ = Verifier(self.identity.ca_cert).verify_recording(staging)
         log = report.seal_log
-        if log.status not in ("verified", "truncated"):
+        if not log.usable:
             raise SessionError(f"seal log does not verify: {'; '.join(log.reasons)}")
+        if log.status is LogStatus.BROKEN:  # the good prefix still places segments
+            self.progress.flagged.append(f"seal log: {'; '.join(log.reasons)}")
         head = self.registry.head(device)
         if head is not None:
             seen = log.head_seq if log.head_seq is not None else -1
@@ -309,10 +312,10 @@ class DockSession:
             if not self._log_has(staging, head):
                 raise SessionError(f"seal log rewritten: entry {head[0]} differs from the one seen at the last docking")
         names = [s["name"] for s in segments]
-        bad = {s.name: s for s in report.segments if s.name in names and s.status not in ("verified", "truncated")}
+        bad = {s.name: s for s in report.segments if s.name in names and not s.acceptable(allow_incomplete=True)}
         for name, seg in bad.items():
             self.progress.flagged.append(f"{name}: {seg.status}: {'; '.join(seg.reasons)}")
-        others = [s for s in report.segments if s.status in ("missing", "unlogged", "failed") and s.name not in names]
+        others = [s for s in report.segments if s.problem and s.name not in names]
         for seg in others:
             self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
 

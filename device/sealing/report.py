@@ -86,6 +86,16 @@ class SegmentReport:
         until a check concludes otherwise, so that is not enough)."""
         return self.status is SegmentStatus.FAILED and bool(self.reasons)
 
+    def acceptable(self, *, allow_incomplete: bool = False) -> bool:
+        """``require()`` as a boolean: True exactly when it would return."""
+        return self.status is SegmentStatus.VERIFIED or (
+            allow_incomplete and self.status in INCOMPLETE)
+
+    @property
+    def problem(self) -> bool:
+        """Missing, unlogged or failed: what a dock or archive must flag."""
+        return self.status not in GOOD | INCOMPLETE
+
     def require(self, *, allow_incomplete: bool = False) -> None:
         """Return if this segment verified (or, with ``allow_incomplete``, is
         truncated/open with its covered part verified); raise otherwise.
@@ -94,9 +104,7 @@ class SegmentReport:
         SegmentIncompleteError; a deleted or excluded segment raises
         SegmentMissingError (there is no footage to accept).
         """
-        if self.status is SegmentStatus.VERIFIED:
-            return
-        if allow_incomplete and self.status in INCOMPLETE:
+        if self.acceptable(allow_incomplete=allow_incomplete):
             return
         error = _SEGMENT_ERRORS.get(self.status, SegmentMissingError)
         raise error(f"{self.name}: {self.status}: {'; '.join(self.reasons) or 'no reason given'}", self)

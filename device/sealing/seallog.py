@@ -162,15 +162,20 @@ class LogScan:
 
 
 def scan_log(log_dir: Path) -> LogScan:
-    """Parse every seal-log file in name order; FormatError / InputError on the first fault."""
+    """Parse every seal-log file in name order, each up to its first fault
+    (unreadable file, corrupt or malformed record); signatures and the
+    chain are not checked.  InputError only if the folder cannot be listed."""
     scan = LogScan([], [], log_files(log_dir))
     for name in scan.files:
-        data = map_bounded(Path(log_dir) / name, MAX_LOG_FILE, "seal-log file")
-        for item in iter_records(data, name, MAGIC_LOG, frozenset({REC_LOG_ENTRY})):
-            if isinstance(item, TornTail):
-                scan.torn.append((name, item))
-            else:
-                scan.entries.append(parse_entry(item, name))
+        try:
+            data = map_bounded(Path(log_dir) / name, MAX_LOG_FILE, "seal-log file")
+            for item in iter_records(data, name, MAGIC_LOG, frozenset({REC_LOG_ENTRY})):
+                if isinstance(item, TornTail):
+                    scan.torn.append((name, item))
+                else:
+                    scan.entries.append(parse_entry(item, name))
+        except (FormatError, InputError):
+            continue
     return scan
 
 
