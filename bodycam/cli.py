@@ -4,6 +4,7 @@ and exit codes (2: bad usage or input; 1: the operation failed)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -12,7 +13,56 @@ from bodycam import __version__
 from bodycam.errors import BodycamError, SealingError
 
 
+# Where subcommands come from: the read side (verify, unseal, pki) needs only
+# the format package; the recorder's and dock's commands are imported only
+# when one of them is asked for (or for --help), so that `bodycam verify`
+# runs on an install without the recorder's dependencies (pyproject extras).
+READ_SIDE = "device.sealing.cli"
+OTHER_SOURCES = ("device.cli", "dock.cli")
+
+
+def _commands_of(module: str) -> tuple[click.Command, ...]:
+    return tuple(importlib.import_module(module).commands)
+
+
 class BodycamGroup(click.Group):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+        self._unavailable: dict[str, str] = {}
+
+    def _load(self, module: str) -> None:
+        if module in self._loaded:
+            return
+        self._loaded.add(module)
+        try:
+            commands = _commands_of(module)
+        except ImportError as exc:
+            # An install without that part's extra: say which extra brings it.
+            self._unavailable[module] = exc.name or str(exc)
+            return
+        for command in commands:
+            self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in (READ_SIDE, *OTHER_SOURCES):
+            self._load(module)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load(READ_SIDE)
+        found = super().get_command(ctx, cmd_name)
+        for module in OTHER_SOURCES:
+            if found is not None:
+                break
+            self._load(module)
+            found = super().get_command(ctx, cmd_name)
+        if found is None and self._unavailable:
+            missing = ", ".join(sorted(set(self._unavailable.values())))
+            ctx.fail(f"no command {cmd_name!r} in this install (missing: {missing}; install "
+                     "bodycam[recorder], bodycam[dock] or bodycam[archive])")
+        return found
+
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
@@ -40,17 +90,6 @@ def main() -> None:
     agency CA certificate can verify it.  Start with `bodycam demo`.
     """
 
-
-def _register() -> None:
-    from device.cli import commands as device_commands
-    from device.sealing.cli import commands as sealing_commands
-    from dock.cli import commands as dock_commands
-
-    for command in (*sealing_commands, *device_commands, *dock_commands):
-        main.add_command(command)
-
-
-_register()
 
 
 def run() -> None:
