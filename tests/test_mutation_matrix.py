@@ -350,3 +350,238 @@ def test_power_cut_is_reported_as_truncation_not_forgery(agency, tmp_path):
     with open(writer.path, "ab") as f:
         f.write(b"more")
     assert verify(root, agency).segments[2].status == "failed"
+
+
+# -- rules that hold even when every signature is valid (docs/format.md §7.3) -----------------
+
+import base64  # noqa: E402
+import datetime as dt  # noqa: E402
+import hashlib  # noqa: E402
+
+from cryptography import x509  # noqa: E402
+
+from device.sealing.messages import CTX_RECEIPT, sign_message  # noqa: E402
+from device.sealing.segment_file import read_manifest  # noqa: E402
+from device.sealing.seallog import EV_DELETION, EV_RECEIPT  # noqa: E402
+
+
+def _delete_with(root: Path, name: str, seq: int, *, receipt: dict | None, digest: str | None = None,
+                 sign_key=None) -> None:
+    """Log (optionally) a receipt entry and a deletion with the device's own key, as a
+    recorder or an adversary holding its key would, and remove the files."""
+    segment = seg(root, name)
+    real = read_manifest(segment.with_suffix(".bcman")).digest.hex()
+    state = SealingState.open(root, ManualClock())
+    try:
+        if receipt is not None:
+            raw = base64.b64decode(receipt["payload"])
+            state.log_event(EV_RECEIPT, {"segment_seq": seq, "segment": name, "digest": digest or real,
+                                         "archive": "archive-test", "retain_until": None,
+                                         "receipt_sha256": hashlib.sha256(raw).hexdigest(),
+                                         "receipt": receipt})
+        for path in (segment, segment.with_suffix(".bcman")):
+            path.unlink()
+        state.log_event(EV_DELETION, {"segment_seq": seq, "segment": name, "digest": digest or real,
+                                      "reason": "archive receipt"})
+    finally:
+        state.close()
+
+
+def _receipt(agency, root: Path, name: str, seq: int, role=pki.ROLE_ARCHIVE_RECEIPT, digest=None):
+    key_path = agency.root / f"{role}.key"
+    if not key_path.exists():
+        pki.issue_keypair(agency.ca, role, "archive-test", agency.root, stem=role)
+    key, cert = pki.load_ed25519_key(key_path), pki.load_cert(key_path.with_suffix(".crt"))
+    segment = seg(root, name)
+    ctx = CTX_RECEIPT
+    return sign_message(key, cert, {
+        "ctx": ctx, "archive": "archive-test", "device": "A123456", "segment": name, "segment_seq": seq,
+        "segment_digest": digest or read_manifest(segment.with_suffix(".bcman")).digest.hex(),
+        "files": {"segment_sha256": "0" * 64, "manifest_sha256": "0" * 64},
+        "stored_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "retain_until": None})
+
+
+def test_deletion_with_a_valid_receipt_is_deleted_and_verifies(recording, agency):
+    root, names = recording
+    _delete_with(root, names[1], 1, receipt=_receipt(agency, root, names[1], 1))
+    report = verify(root, agency)
+    assert by_name(report, names[1]).status == "deleted"
+    assert report.status == "verified", report.reasons
+
+
+@pytest.mark.parametrize("forgery", ["no-receipt", "receipt-by-a-dock", "receipt-for-another-digest",
+                                     "wrong-digest-in-deletion"])
+def test_forged_deletion_leaves_the_segment_missing(recording, agency, forgery):
+    root, names = recording
+    if forgery == "no-receipt":
+        _delete_with(root, names[2], 2, receipt=None)
+    elif forgery == "receipt-by-a-dock":
+        _delete_with(root, names[2], 2, receipt=_receipt(agency, root, names[2], 2, role=pki.ROLE_DOCK))
+    elif forgery == "receipt-for-another-digest":
+        _delete_with(root, names[2], 2, receipt=_receipt(agency, root, names[2], 2, digest="ab" * 32))
+    else:
+        _delete_with(root, names[2], 2, receipt=None, digest="cd" * 32)
+    report = verify(root, agency)
+    gone = by_name(report, names[2])
+    assert gone.status == "missing", gone
+    assert report.status == "failed"
+    assert [s.status for s in report.segments if s.name != names[2]] == ["verified"] * 3
+
+
+def test_deletion_of_a_segment_never_opened_fails(recording, agency):
+    root, names = recording
+    state = SealingState.open(root, ManualClock())
+    state.log_event(EV_DELETION, {"segment_seq": 9, "segment": "A123456_010203_20990101000000_0009",
+                                  "digest": "ab" * 32, "reason": "archive receipt"})
+    state.close()
+    report = verify(root, agency)
+    assert report.status == "failed"
+    assert any("never opened" in r for r in report.reasons)
+    assert [s.status for s in report.segments] == ["verified"] * 4
+
+
+def _device_cert(agency, root: Path, *, ca: bool = False, start=None, end=None) -> None:
+    old = pki.load_cert(root / "identity" / "device.crt")
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(agency.ca.cert.subject)
+               .public_key(old.public_key()).serial_number(old.serial_number)
+               .not_valid_before(start or old.not_valid_before_utc)
+               .not_valid_after(end or old.not_valid_after_utc)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+    path = root / "identity" / "device.crt"
+    path.unlink()
+    pki.write_cert(path, builder.sign(agency.ca.key, None))
+    del now
+
+
+def test_device_certificate_with_ca_true_fails(recording, agency):
+    root, _ = recording
+    _device_cert(agency, root, ca=True)
+    report = verify(root, agency)
+    assert report.status == "failed"
+    assert any("CA:TRUE" in r for r in report.reasons)
+
+
+def test_expired_certificate_still_verifies_what_it_signed_while_valid(agency, tmp_path):
+    """Footage outlives certificates: judged at the signed time, not now."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    root = agency.enrol(tmp_path / "old", "E000001")
+    _device_cert(agency, root, start=now - dt.timedelta(days=30), end=now - dt.timedelta(days=10))
+    record_segments(root, ManualClock(now - dt.timedelta(days=20)), segments=2)
+    assert verify(root, agency).status == "verified"
+    # Signed after the certificate ended: fails, whatever "now" is.
+    late = agency.enrol(tmp_path / "late", "E000002")
+    _device_cert(agency, late, start=now - dt.timedelta(days=30), end=now - dt.timedelta(days=10))
+    record_segments(late, ManualClock(now - dt.timedelta(days=5)), segments=1)
+    report = verify(late, agency)
+    assert report.status == "failed"
+    assert any("not at" in r for s in report.segments for r in s.reasons)
+
+
+def test_revocation_fails_footage_signed_after_it_only(agency, tmp_path):
+    from device.sealing.revocation import load_crl, revoke
+    from device.sealing.verifier import Verifier as V
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    root = agency.enrol(tmp_path / "lost", "R000001")
+    clock = ManualClock(now)
+    record_segments(root, clock, segments=1)
+    clock.advance(3600)
+    record_segments(root, clock, segments=1)
+    ca_dir = tmp_path / "ca-copy"
+    shutil.copytree(agency.ca_cert_path.parent, ca_dir)
+    crl_path = revoke(pki.load_ca(ca_dir), ca_dir, pki.load_cert(root / "identity" / "device.crt"),
+                      now + dt.timedelta(minutes=30))
+    anchor = pki.load_cert(agency.ca_cert_path)
+    report, _ = V(anchor, None, load_crl(crl_path, anchor)).verify_recording(root)
+    assert [s.status for s in report.segments] == ["verified", "failed"]
+    assert any("revoked" in r for r in report.segments[1].reasons)
+    # A CRL not signed by the agency CA is refused, not used.
+    rogue = make_agency(tmp_path / "rogue")
+    with pytest.raises(pki.TrustError):
+        load_crl(crl_path, rogue.ca.cert)
+
+
+# -- the good prefix and the recorder's start in any state of its log (docs/format.md §5.2) -----
+
+
+def test_one_malformed_entry_keeps_the_good_prefix(recording, agency):
+    """A validly signed entry whose data is malformed counts like a bad signature."""
+    root, names = recording
+    key = pki.load_ed25519_key(root / "identity" / "device.key")
+    # Entry 5 is segment 1's segment-sealed; its digest becomes a wrong type.
+    rewrite_signed(log_file(root), REC_LOG_ENTRY, lambda e: e["data"].update(digest=12), nth=5,
+                   resign_with=key)
+    report = verify(root, agency)
+    assert (report.seal_log.status, report.seal_log.entries) == ("broken", 5)
+    assert any("malformed" in r for r in report.seal_log.reasons)
+    assert report.segments[0].status == "verified"
+
+
+def test_recorder_starts_after_a_corrupt_byte_in_an_old_log_file(recording, agency):
+    root, names = recording
+    # A second run adds a second log file; then a byte of the first one rots.
+    record_segments(root, ManualClock(), segments=1)
+    first, second = sorted((root / "seallog").iterdir())
+    recs = records(first)
+    flip_byte(first, recs[6].offset + 40)
+    before = {p.name: p.read_bytes() for p in (root / "seallog").iterdir()}
+
+    state = SealingState.open(root, ManualClock())  # must not raise
+    writer = state.open_segment("application/octet-stream", "010203")
+    writer.append(fragment_bytes(writer.seq, 0))
+    writer.close({})
+    state.close()
+    after = {p.name: p.read_bytes() for p in (root / "seallog").iterdir()}
+    assert all(after[name] == data for name, data in before.items())  # nothing rewritten
+    (new,) = set(after) - set(before)
+    assert int(new[:12]) == 6  # continues the good prefix, in a new file
+
+    report = verify(root, agency)
+    assert report.seal_log.status == "broken"
+    by_seq = {s.seq: s.status for s in report.segments if s.seq is not None}
+    assert by_seq[0] == "verified" and by_seq[1] == "verified"  # in the prefix
+    assert by_seq[max(by_seq)] == "verified"  # recorded after the restart
+    # What the break cut off was moved aside, never deleted.
+    assert sorted((root / "segments" / "incomplete").iterdir())
+    # And the recorder starts again, and again.
+    SealingState.open(root, ManualClock()).close()
+
+
+@pytest.mark.parametrize("damage", ["torn-middle-of-file", "garbage-file", "bad-magic", "fifo", "link-to-zero",
+                                    "empty-file", "malformed-last-entry"])
+def test_recorder_starts_in_any_state_of_its_log(recording, agency, damage):
+    root, names = recording
+    logdir = root / "seallog"
+    (first,) = sorted(logdir.iterdir())
+    data = first.read_bytes()
+    if damage == "torn-middle-of-file":
+        first.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage-file":
+        (logdir / "000000000010-00000000000000aa.log").write_bytes(os.urandom(500))
+    elif damage == "bad-magic":
+        first.write_bytes(b"XXXXXXXX" + data[8:])
+    elif damage == "fifo":
+        os.mkfifo(logdir / "000000000010-00000000000000bb.log")
+    elif damage == "link-to-zero":
+        os.symlink("/dev/zero", logdir / "000000000010-00000000000000cc.log")
+    elif damage == "empty-file":
+        (logdir / "000000000010-00000000000000dd.log").write_bytes(b"")
+    else:
+        key = pki.load_ed25519_key(root / "identity" / "device.key")
+        rewrite_signed(first, REC_LOG_ENTRY, lambda e: e.update(data={"segment_seq": "x"}),
+                       nth=len(records(first)) - 1, resign_with=key)
+    state = SealingState.open(root, ManualClock())
+    writer = state.open_segment("application/octet-stream", "010203")
+    writer.append(fragment_bytes(writer.seq, 0))
+    writer.close({})
+    state.close()
+    report = verify(root, agency)
+    newest = [s for s in report.segments if s.seq is not None][-1]
+    assert newest.status == "verified", (damage, report)

@@ -328,11 +328,14 @@ def check_end_entity(cert: x509.Certificate, where: str) -> None:
     and without keyCertSign / cRLSign; TrustError otherwise."""
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound as exc:
-        raise TrustError(f"{where}: certificate lacks {exc.oid._name}; not an end-entity certificate") from None
+    except x509.ExtensionNotFound:
+        raise TrustError(f"{where}: certificate lacks basicConstraints (CA:FALSE required)") from None
     if bc.ca:
         raise TrustError(f"{where}: certificate has CA:TRUE; a device, dock or archive key may not issue certificates")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise TrustError(f"{where}: certificate lacks keyUsage; not an end-entity certificate") from None
     if ku.key_cert_sign or ku.crl_sign:
         raise TrustError(f"{where}: certificate may sign certificates or CRLs (keyUsage)")
 

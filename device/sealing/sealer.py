@@ -17,6 +17,7 @@ closed nothing on the recorder can decrypt it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import re
@@ -99,13 +100,18 @@ class DeviceIdentity:
     public_raw: bytes
     recipient: X25519PublicKey
     recipient_fingerprint: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
 
     @classmethod
     def load(cls, state_dir: Path) -> "DeviceIdentity":
         ident = Path(state_dir) / pki.IDENTITY_DIR
         ca = pki.load_cert(ident / pki.CA_CERT, "agency CA certificate")
         cert = pki.load_cert(ident / pki.DEVICE_CERT, "device certificate")
-        pki.check_cert(cert, ca, pki.ROLE_DEVICE, str(ident / pki.DEVICE_CERT))
+        # Validity is not judged here: a recorder whose certificate has lapsed
+        # still records (footage is judged at its signed time, and the boot
+        # entry says whether the certificate was valid then).
+        pki.check_cert(cert, ca, pki.ROLE_DEVICE, str(ident / pki.DEVICE_CERT), at=False)
         key = pki.load_ed25519_key(ident / pki.DEVICE_KEY, "device key")
         if key.public_key().public_bytes_raw() != cert.public_key().public_bytes_raw():
             raise SealingError(f"{ident}: device key does not match device certificate")
@@ -120,6 +126,8 @@ class DeviceIdentity:
             key.public_key().public_bytes_raw(),
             recipient,
             pki.fingerprint(rcert),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
         )
 
 

@@ -118,6 +118,7 @@ class SealingState:
                 {
                     "software": __version__,
                     "clock_state": clock.state,
+                    "certificate_valid": identity.valid_from <= clock.utc_now() <= identity.valid_until,
                     "torn_log_records": len(log.torn_at_start),
                     "log_breaks": [
                         {"file": b.file, "offset": b.offset, "reason": b.reason[:200]}
