@@ -10,7 +10,7 @@ import sys
 import click
 
 from bodycam import __version__
-from bodycam.errors import BodycamError, SealingError
+from bodycam.errors import BodycamError, SealingError, VerificationError
 
 
 # Where subcommands come from: the read side (verify, unseal, pki) needs only
@@ -68,7 +68,7 @@ class BodycamGroup(click.Group):
             return super().invoke(ctx)
         except BodycamError as exc:
             click.echo(f"bodycam: error: {exc}", err=True)
-            ctx.exit(1 if isinstance(exc, SealingError) else 2)
+            ctx.exit(1 if isinstance(exc, (SealingError, VerificationError)) else 2)
         except OSError as exc:
             # A path given on the command line that cannot be used (read-only,
             # missing parent, permission): name it rather than show a traceback.

@@ -176,3 +176,119 @@ def test_unusable_paths_get_a_clear_error_not_a_traceback(tmp_path):
         result = run(*args)
         assert result.exit_code == 2, result.output
         assert f"bodycam: error: {blocker}" in result.output
+
+
+# -- what "verified" proves offline, and the archive's attestation (docs/format.md §7.8, §12.1) ---
+
+
+def _cut_newest(root, names):
+    """Cut the seal log at a record boundary and delete the newest segment with it."""
+    import os
+
+    (log,) = sorted((root / "seallog").iterdir())
+    recs = records(log)
+    opened = [r for r in recs if b'"segment-opened"' in bytes(r.raw)][-1]
+    data = log.read_bytes()
+    log.write_bytes(data[: opened.offset])
+    for suffix in (".bcseg", ".bcman"):
+        os.unlink(root / "segments" / f"{names[-1]}{suffix}")
+
+
+def _attestation(agency, root, tmp_path):
+    import datetime as dt
+
+    from device.sealing import pki
+    from device.sealing.attestation import sign_attestation
+    from device.sealing.verifier import Verifier
+
+    key_path = agency.root / "attest" / "archive-receipt.key"
+    if not key_path.exists():
+        pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-test", key_path.parent)
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(root)
+    message = sign_attestation(
+        pki.load_ed25519_key(key_path), pki.load_cert(key_path.with_suffix(".crt")),
+        archive="archive-test", device=report.device, device_certificate=report.device_certificate,
+        head_seq=report.seal_log.head_seq, head_digest=report.seal_log.head_digest,
+        when=dt.datetime.now(dt.timezone.utc))
+    path = tmp_path / "attestation.json"
+    path.write_text(json.dumps(message))
+    return path
+
+
+def test_a_cut_log_with_its_newest_segment_verifies_offline_but_not_against_an_attestation(
+        recording, agency, tmp_path):
+    root, names = recording
+    attestation = _attestation(agency, root, tmp_path)
+    assert run("verify", "--ca", agency.ca_cert_path, "--attestation", attestation, root).exit_code == 0
+    _cut_newest(root, names)
+    # The documented limit of an offline check: nothing outside the recorder saw the cut entries.
+    offline = run("verify", "--ca", agency.ca_cert_path, root)
+    assert offline.exit_code == 0, offline.output
+    attested = run("verify", "--json", "--ca", agency.ca_cert_path, "--attestation", attestation, root)
+    assert attested.exit_code == 1
+    rec = json.loads(attested.output)["recordings"][0]
+    assert rec["attestation"]["status"] == "failed"
+    assert any("entries were cut" in r for r in rec["reasons"])
+
+
+def test_forged_attestation_is_refused(recording, agency, tmp_path):
+    root, _ = recording
+    path = _attestation(agency, root, tmp_path)
+    message = json.loads(path.read_text())
+    import base64
+
+    payload = json.loads(base64.b64decode(message["payload"]))
+    payload["head_seq"] += 5
+    from device.sealing.format import canonical_json
+
+    message["payload"] = base64.b64encode(canonical_json(payload)).decode()
+    path.write_text(json.dumps(message))
+    result = run("verify", "--ca", agency.ca_cert_path, "--attestation", path, root)
+    assert result.exit_code == 2 and "signature does not verify" in result.output
+
+
+def test_excerpt_verifies_alone_and_names_its_intentional_gaps(recording, agency, tmp_path):
+    root, names = recording
+    out = tmp_path / "case-2026-001"
+    made = run("excerpt", root, "--segment", names[1], "--segment", names[2], "--out", out,
+               "--purpose", "案件 2026-001", "--ca", agency.ca_cert_path)
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in (out / "segments").iterdir()) == sorted(
+        f"{n}{s}" for n in names[1:3] for s in (".bcseg", ".bcman"))
+    result = run("verify", "--json", "--ca", agency.ca_cert_path, out)
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)["recordings"][0]
+    assert [s["status"] for s in rec["segments"]] == ["excluded", "verified", "verified", "excluded"]
+    assert rec["excerpt"]["excluded"] == [names[0], names[3]]
+    assert rec["excerpt"]["purpose"] == "案件 2026-001"
+    # A chosen segment removed from the excerpt is missing, not excluded.
+    for suffix in (".bcseg", ".bcman"):
+        (out / "segments" / f"{names[2]}{suffix}").unlink()
+    rec = json.loads(run("verify", "--json", "--ca", agency.ca_cert_path, out).output)["recordings"][0]
+    assert rec["segments"][2]["status"] == "missing" and rec["status"] == "failed"
+
+
+def test_excerpt_refuses_a_segment_that_does_not_verify(recording, agency, tmp_path):
+    root, names = recording
+    flip_byte(root / "segments" / f"{names[1]}.bcseg", 300)
+    result = run("excerpt", root, "--segment", names[1], "--out", tmp_path / "x", "--ca", agency.ca_cert_path)
+    assert result.exit_code == 1 and names[1] in result.output
+
+
+def test_pki_revoke_and_verify_crl(recording, agency, tmp_path):
+    import shutil
+
+    root, names = recording
+    ca_dir = tmp_path / "ca"
+    shutil.copytree(agency.ca_cert_path.parent, ca_dir)
+    future = run("pki", "revoke", "--ca-dir", ca_dir, "--cert", root / "identity" / "device.crt",
+                 "--at", "2099-01-01T00:00:00Z")
+    assert future.exit_code == 0, future.output
+    assert run("verify", "--ca", agency.ca_cert_path, "--crl", ca_dir / "crl.pem", root).exit_code == 0
+    past = run("pki", "revoke", "--ca-dir", ca_dir, "--cert", root / "identity" / "device.crt",
+               "--at", "2000-01-01T00:00:00Z")
+    assert past.exit_code == 0
+    result = run("verify", "--ca", agency.ca_cert_path, "--crl", ca_dir / "crl.pem", root)
+    assert result.exit_code == 1 and "revoked" in result.output
+    assert run("pki", "revoke", "--ca-dir", ca_dir, "--cert", root / "identity" / "device.crt",
+               "--at", "yesterday").exit_code == 2

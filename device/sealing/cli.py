@@ -12,6 +12,8 @@ from cryptography import x509
 from bodycam.errors import InputError, UsageError
 
 from . import pki
+from .attestation import load_attestation
+from .excerpt import make_excerpt
 from .report import Report
 from .revocation import RevocationList, load_crl, revoke
 from .unseal import unseal_recordings
@@ -101,8 +103,12 @@ def load_revocations(crl: Path | None, anchor: x509.Certificate) -> RevocationLi
 @click.option("--crl", type=click.Path(path_type=Path, dir_okay=False),
               help="The agency CA's revocation list (crl.pem from `bodycam pki revoke`): footage a "
                    "revoked device signed at or after its revocation time fails.")
+@click.option("--attestation", type=click.Path(path_type=Path, dir_okay=False),
+              help="An archive-signed log-head attestation (docs/format.md §12.1): the recording "
+                   "must reach the seal-log entry it names and agree with it; closes the gap of a "
+                   "log cut together with its newest segments.")
 def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Path | None,
-           crl: Path | None) -> None:
+           crl: Path | None, attestation: Path | None) -> None:
     """Verify sealed recordings against the agency CA.
 
     Each PATH is a recording folder (a recorder's state directory or a copy
@@ -121,7 +127,8 @@ def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Pa
     """
     anchor = load_trust_anchor(ca)
     key = pki.load_x25519_key(identity) if identity else None
-    report = Verifier(anchor, key, load_revocations(crl, anchor)).verify(check_recording_dirs(paths))
+    attested = load_attestation(attestation, anchor) if attestation else None
+    report = Verifier(anchor, key, load_revocations(crl, anchor)).verify(check_recording_dirs(paths), attested)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -156,6 +163,31 @@ def unseal(src: Path, identity: Path, out: Path, ca: Path | None, unsafe_skip_ve
     for line in result.lines:
         click.echo(line)
     raise SystemExit(0 if result.ok else 1)
+
+
+# --------------------------------------------------------------------------
+# excerpt
+
+
+@click.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--segment", "names", multiple=True, required=True,
+              help="A segment to include (its name, e.g. A123456_010203_20261127091500_0042); repeat.")
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="New folder for the excerpt (must not exist).")
+@click.option("--purpose", default="", help="What the excerpt is for, e.g. the case number.")
+@ca_option
+def excerpt(src: Path, names: tuple[str, ...], out: Path, purpose: str, ca: Path | None) -> None:
+    """Write an excerpt: chosen segments plus the seal log that places them.
+
+    The excerpt verifies on its own with `bodycam verify OUT`; every other
+    segment of the device is reported as `excluded` (an intentional gap).
+    See docs/format.md §10.
+    """
+    anchor = load_trust_anchor(ca)
+    (root,) = check_recording_dirs((src,))
+    make_excerpt(Verifier(anchor), root, list(names), out, purpose)
+    click.echo(f"excerpt of {len(names)} segment(s) in {out}")
 
 
 # --------------------------------------------------------------------------
@@ -251,4 +283,4 @@ def revoke_cmd(ca_dir: Path, cert_path: Path, at_text: str | None) -> None:
 
 
 pki_group.name = "pki"
-commands = (pki_group, verify, unseal)
+commands = (pki_group, verify, unseal, excerpt)

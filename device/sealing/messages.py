@@ -29,8 +29,10 @@ from .format import FORMAT_VERSION, canonical_json, parse_canonical
 CTX_RECEIPT = "bodycam/v2/receipt"
 CTX_CLOCK_SYNC = "bodycam/v2/clock-sync"
 CTX_ASSIGNMENT = "bodycam/v2/assignment"
+CTX_ATTESTATION = "bodycam/v2/log-head-attestation"
 ROLE_FOR = {
     CTX_RECEIPT: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_ATTESTATION: pki.ROLE_ARCHIVE_RECEIPT,
     CTX_CLOCK_SYNC: pki.ROLE_DOCK,
     CTX_ASSIGNMENT: pki.ROLE_DOCK,
 }

@@ -23,9 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from bodycam.errors import InputError, TrustError
+from bodycam.errors import FormatError, InputError, TrustError
 
 from . import pki
+from .attestation import Attestation, check_attestation
+from .excerpt import apply_index, read_index
 from .report import (
     LogStatus,
     RecordingReport,
@@ -73,14 +75,18 @@ class Verifier:
             "sha256": pki.fingerprint(self.ca_cert),
         }
 
-    def verify(self, paths: list[Path]) -> Report:
-        recordings = [self.verify_recording(Path(p))[0] for p in paths]
+    def verify(self, paths: list[Path], attestation: Attestation | None = None) -> Report:
+        recordings = [self.verify_recording(Path(p), attestation)[0] for p in paths]
         return Report(self.anchor, self.identity is not None, recordings)
 
     # -- one recording -----------------------------------------------------------
 
-    def verify_recording(self, root: Path) -> tuple[RecordingReport, list[VerifiedSegment]]:
-        """Verify one recording folder; never raises for what the folder holds."""
+    def verify_recording(
+        self, root: Path, attestation: Attestation | None = None
+    ) -> tuple[RecordingReport, list[VerifiedSegment]]:
+        """Verify one recording folder (a whole recording or an excerpt, §10);
+        never raises for what the folder holds.  With ``attestation`` (an
+        archive's signed log head, §12.1) also check the log reaches it."""
         report = RecordingReport(str(root))
         good: list[VerifiedSegment] = []
         cert_path = root / pki.IDENTITY_DIR / pki.DEVICE_CERT
@@ -118,6 +124,15 @@ class Verifier:
         seal_may_be_torn = report.seal_log.status is LogStatus.TRUNCATED
         ctx = SegmentContext(device_id, public, cert, revoked_at, seal_may_be_torn)
         self._segments(root, ctx, evidence, report, good)
+        try:
+            index = read_index(root)
+        except (FormatError, InputError) as exc:
+            report.reasons.append(f"excerpt index: {exc}")
+            index = None
+        if index is not None:
+            apply_index(index, report)
+        if attestation is not None:
+            check_attestation(attestation, report, evidence.chain.entries)
         report.conclude()
         return report, good
 
