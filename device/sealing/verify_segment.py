@@ -90,6 +90,8 @@ def verify_segment(
         )
     if scan.header_digest.hex() != ev.opened.typed.header_digest:  # type: ignore[union-attr]
         rep.fail("header differs from the one recorded in the seal log")
+    if header.run != ev.opened.obj["run"]:
+        rep.fail("header run differs from the run that logged its opening")
     if header.prev_segment != ev.expected_prev:
         rep.fail("does not chain to the segment sealed before it was opened (prev_segment)")
     check_signed_time(rep, ctx, "opening", header.opened_utc)
