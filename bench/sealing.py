@@ -1,7 +1,7 @@
 """Sealing and verifier throughput beside raw SHA-256 and ChaCha20-Poly1305.
 
-Targets (issue 2): sealing >= 100 s of 8 Mbit/s footage per CPU-second;
-verifier >= 300 MB/s.
+Targets (issue 2, kept by issue 9 for format v2): sealing >= 100 s of
+8 Mbit/s footage per CPU-second; verifier >= 300 MB/s on ciphertext.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def run() -> list[tuple[str, str, str]]:
         start = _cpu()
         report, _ = verifier.verify_recording(root / "rec")
         vcpu = _cpu() - start
-        assert report.status == "verified"
+        if report.status != "verified":  # a bench of a failing verifier measures nothing
+            raise RuntimeError(f"bench recording did not verify: {report.reasons}")
         vmbps = size / vcpu / 1e6
         rows.append((
             "verifier (ciphertext)",

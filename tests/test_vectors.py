@@ -324,3 +324,46 @@ def test_project_verifier_agrees_with_each_case(name):
                      for s in report.segments],
     }
     assert got == exp
+
+
+def test_case_excerpt_places_its_segment_and_names_the_gaps():
+    rec, exp = case("excerpt")
+    index = json.loads((rec / "excerpt.json").read_text())
+    assert index["format"] == "bodycam-excerpt/2"
+    entries = [e for e in log_entries(rec)[0]]
+    assert chain_ok(rec) == len(entries) == exp["log_entries"]
+    assert entries[-1][1]["seq"] == index["head_seq"] and entries[-1][4].hex() == index["head_digest"]
+    held = {p.name[:-6] for p in (rec / "segments").glob("*.bcseg")}
+    assert held == set(index["segments"])
+    opened = [e[1]["data"]["segment"] for e in entries if e[1]["event"] == "segment-opened"]
+    assert [s["status"] for s in exp["segments"]] == [
+        "verified" if name in held else "excluded" for name in opened]
+    # The seal log places the chosen segment: its sealed digest is the manifest's leaf.
+    for name in held:
+        (sealed,) = [e[1] for e in entries if e[1]["event"] == "segment-sealed" and e[1]["data"]["segment"] == name]
+        mrec = records((rec / "segments" / f"{name}.bcman").read_bytes(), MAN_MAGIC)[0][1]
+        assert leaf(mrec).hex() == sealed["data"]["digest"]
+
+
+def test_attestation_vector():
+    """The archive's signed log head (§12.1) names the recording's last entry."""
+    message = json.loads((VEC / "attestation.json").read_text())
+    payload = base64.b64decode(message["payload"])
+    obj = json.loads(payload)
+    assert rfc8785.dumps(obj) == payload and obj["ctx"] == "bodycam/v2/log-head-attestation"
+    cert = load_pem_x509_certificate(message["certificate"].encode())
+    cert.verify_directly_issued_by(load_pem_x509_certificate((VEC / "keys" / "ca" / "ca.crt").read_bytes()))
+    assert "OU=archive-receipt" in cert.subject.rfc4514_string()
+    cert.public_key().verify(base64.b64decode(message["signature"]),
+                             b"bodycam/v2/log-head-attestation\x00" + payload)
+    assert (obj["head_seq"], obj["head_digest"]) == (EXPECTED["log"][-1]["seq"], EXPECTED["log"][-1]["digest"])
+
+
+def test_project_verifier_agrees_with_the_attestation_vector():
+    from device.sealing import pki
+    from device.sealing.attestation import load_attestation
+    from device.sealing.verifier import Verifier
+
+    ca = pki.load_cert(VEC / "keys" / "ca" / "ca.crt")
+    report, _ = Verifier(ca).verify_recording(REC, load_attestation(VEC / "attestation.json", ca))
+    assert report.status == "verified" and report.attestation["status"] == "matched"

@@ -31,6 +31,8 @@ from device.sealing.seallog import EV_DELETION, EV_RECEIPT, scan_log  # noqa: E4
 from device.sealing.segment_file import read_manifest, scan_segment  # noqa: E402
 from device.sealing.state import SealingState  # noqa: E402
 from device.sealing.verifier import Verifier  # noqa: E402
+from device.sealing.attestation import sign_attestation  # noqa: E402
+from device.sealing.excerpt import make_excerpt  # noqa: E402
 
 NON_ASCII = {"当事人": "张三", "案由": "无照经营", "note": "é ü ß 😀 \u2028"}
 
@@ -85,6 +87,16 @@ def main() -> None:
     receipt = _receipt(rkey, rcert, first, 0, expected["segments"][0]["segment_digest"], clock)
     (HERE / "receipt.json").write_text(json.dumps(receipt, indent=1) + "\n")
     make_cases(ca, identity, rkey, rcert, cases)
+    # An excerpt of the main recording (segment 1 only), and the archive's attestation of its head.
+    verifier = Verifier(ca.cert)
+    make_excerpt(verifier, out, [expected["segments"][1]["name"]], cases / "excerpt" / "recording",
+                 "案件 VEC-001")
+    _short(verifier, "excerpt", cases / "excerpt" / "recording", cases)
+    head = expected["log"][-1]
+    attestation = sign_attestation(rkey, rcert, archive="archive-vectors", device="V000001",
+                                   device_certificate=pki.fingerprint(cert), head_seq=head["seq"],
+                                   head_digest=head["digest"], when=clock.utc_now())
+    (HERE / "attestation.json").write_text(json.dumps(attestation, indent=1) + "\n")
     (receipt_key).unlink()  # the receipt key is not part of the vectors either
     (keys / "ca" / "ca.key").unlink()  # nor the CA key
 
@@ -294,15 +306,20 @@ def make_cases(ca, identity, rkey, rcert, cases: Path) -> None:
     verifier = Verifier(ca.cert)
     for name, root in seen.items():
         _finish(root)
-        report, _ = verifier.verify_recording(root)
-        short = {
-            "recording": report.status.value,
-            "seal_log": report.seal_log.status.value,
-            "log_entries": report.seal_log.entries,
-            "segments": [{"name": s.name, "seq": s.seq, "status": s.status.value,
-                          "fragments": s.fragments} for s in report.segments],
-        }
-        (cases / name / "expected.json").write_text(json.dumps(short, indent=1, ensure_ascii=False) + "\n")
+        _short(verifier, name, root, cases)
+
+
+def _short(verifier, name: str, root: Path, cases: Path) -> None:
+    """Write the case's expected report in short (what tests/test_vectors.py compares)."""
+    report, _ = verifier.verify_recording(root)
+    short = {
+        "recording": report.status.value,
+        "seal_log": report.seal_log.status.value,
+        "log_entries": report.seal_log.entries,
+        "segments": [{"name": s.name, "seq": s.seq, "status": s.status.value,
+                      "fragments": s.fragments} for s in report.segments],
+    }
+    (cases / name / "expected.json").write_text(json.dumps(short, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
