@@ -238,7 +238,8 @@ class DockLink:
             raise web.HTTPBadRequest(text="offset_ns must be an integer within ten years")
         self.sealing.log_event(ev.EV_CLOCK_SET, {
             "offset_ns": offset, "delay_ns": m.get("delay_ns"), "dock": m["_signer"],
-            "dock_utc": m.get("dock_utc"), "message_sha256": m["_sha256"]})
+            "dock_utc": m.get("dock_utc"), "message_sha256": m["_sha256"],
+            "sync": m["_message"]})  # the dock-signed sync: bounds the time of what follows
         # Applied to the recorder's clock; on a Pi the service also writes the RTC.
         self.sealing.clock.adjust(offset)
         self.sealing.clock.state = CLOCK_SYNCED

@@ -585,3 +585,38 @@ def test_recorder_starts_in_any_state_of_its_log(recording, agency, damage):
     report = verify(root, agency)
     newest = [s for s in report.segments if s.seq is not None][-1]
     assert newest.status == "verified", (damage, report)
+
+
+def test_dock_synced_time_catches_footage_backdated_after_revocation(agency, tmp_path):
+    """A thief with the key sets the recorder's clock back; the dock sync on the chain
+    still places the footage after the revocation."""
+    from device.sealing.messages import CTX_CLOCK_SYNC
+    from device.sealing.revocation import load_crl, revoke
+    from device.sealing.verifier import Verifier as V
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    root = agency.enrol(tmp_path / "stolen", "S000001")
+    clock = ManualClock(now)
+    record_segments(root, clock, segments=1)
+    dock_dir = tmp_path / "dock"
+    pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", dock_dir)
+    sync = sign_message(pki.load_ed25519_key(dock_dir / "dock.key"), pki.load_cert(dock_dir / "dock.crt"), {
+        "ctx": CTX_CLOCK_SYNC, "device": "S000001", "offset_ns": 0, "measured_offset_ns": 0,
+        "delay_ns": 1000, "dock_utc": (now + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "bay": 1})
+    state = SealingState.open(root, ManualClock(now + dt.timedelta(hours=2)))
+    state.log_event("clock-set", {"offset_ns": 0, "dock": "dock-1", "sync": sync})
+    state.close()
+    # Backdated: the device clock says 10 minutes after the first segment.
+    record_segments(root, ManualClock(now + dt.timedelta(minutes=10)), segments=1)
+    ca_dir = tmp_path / "ca-copy"
+    shutil.copytree(agency.ca_cert_path.parent, ca_dir)
+    crl = revoke(pki.load_ca(ca_dir), ca_dir, pki.load_cert(root / "identity" / "device.crt"),
+                 now + dt.timedelta(hours=1))
+    anchor = pki.load_cert(agency.ca_cert_path)
+    report, _ = V(anchor, None, load_crl(crl, anchor)).verify_recording(root)
+    assert [s.status for s in report.segments] == ["verified", "failed"]
+    assert any("dock-synced" in r for r in report.segments[1].reasons)
+    # Without the revocation both verify: the bound alone is not a fault.
+    report, _ = V(anchor).verify_recording(root)
+    assert [s.status for s in report.segments] == ["verified", "verified"]

@@ -23,7 +23,7 @@ from bodycam.errors import BodycamError
 
 from . import pki
 from .format import log_anchor
-from .messages import CTX_RECEIPT, open_message
+from .messages import CTX_CLOCK_SYNC, CTX_RECEIPT, open_message
 from .models import (
     DeletionData,
     ReceiptData,
@@ -33,6 +33,7 @@ from .models import (
 )
 from .report import LogReport, LogStatus
 from .seallog import (
+    EV_CLOCK_SET,
     EV_DELETION,
     EV_RECEIPT,
     EV_SEGMENT_OPENED,
@@ -53,6 +54,10 @@ class SegmentEvidence:
     unclean: LogEntry | None = None
     receipt: LogEntry | None = None  # a verified receipt for the sealed digest
     deletion: LogEntry | None = None  # a deletion that counts
+    # Dock-signed clock syncs around the segment on the chain (§7.1): it was
+    # opened after ``time_floor`` and sealed before ``time_ceiling``.
+    time_floor: dt.datetime | None = None
+    time_ceiling: dt.datetime | None = None
 
     @property
     def name(self) -> str:
@@ -113,19 +118,45 @@ def verify_log(
     return evidence
 
 
+def dock_time(entry: LogEntry, device_id: str, ca_cert: x509.Certificate) -> dt.datetime | None:
+    """The dock's time from a ``clock-set`` entry that carries its dock-signed sync
+    message (§12) for this device; None for any other entry (never raises)."""
+    if entry.event != EV_CLOCK_SET or not isinstance(entry.data.get("sync"), dict):
+        return None
+    try:
+        opened = open_message(entry.data["sync"], ca_cert, CTX_CLOCK_SYNC, "clock sync", at=False)
+        if opened.payload.get("device") != device_id:
+            return None
+        when = dt.datetime.strptime(str(opened.payload.get("dock_utc")), "%Y-%m-%dT%H:%M:%S.%fZ")
+        when = when.replace(tzinfo=dt.timezone.utc)
+        pki.check_validity(opened.certificate, "dock", when)
+    except (BodycamError, ValueError):
+        return None
+    return when
+
+
 def _collect(evidence: LogEvidence, device_id: str, ca_cert: x509.Certificate) -> None:
     segs = evidence.segments
     problems = evidence.problems
     last_sealed: str | None = None
+    floor: dt.datetime | None = None
+    awaiting_ceiling: list[SegmentEvidence] = []
     for entry in evidence.chain.entries:
         typed = entry.typed
         where = f"seal log entry {entry.seq} ({entry.event})"
+        synced = dock_time(entry, device_id, ca_cert)
+        if synced is not None:
+            floor = max(floor, synced) if floor else synced
+            for waiting in awaiting_ceiling:
+                waiting.time_ceiling = synced
+            awaiting_ceiling.clear()
+            continue
         if isinstance(typed, SegmentOpenedData):
             if typed.segment_seq != len(segs):
                 problems.append(f"{where}: opens segment {typed.segment_seq} where "
                                 f"{len(segs)} was next")
                 continue
-            segs[typed.segment_seq] = SegmentEvidence(entry, last_sealed)
+            segs[typed.segment_seq] = SegmentEvidence(entry, last_sealed, time_floor=floor)
             continue
         if not isinstance(typed, (SegmentSealedData, UncleanStopData, ReceiptData, DeletionData)):
             continue
@@ -140,6 +171,7 @@ def _collect(evidence: LogEvidence, device_id: str, ca_cert: x509.Certificate) -
                 continue
             ev.sealed = entry
             last_sealed = typed.digest
+            awaiting_ceiling.append(ev)
         elif isinstance(typed, UncleanStopData):
             if ev.sealed is not None or ev.unclean is not None:
                 problems.append(f"{where}: unclean stop of a segment already sealed or stopped")

@@ -65,6 +65,23 @@ def check_signed_time(rep: SegmentReport, ctx: SegmentContext, label: str, text:
                  f"at {ctx.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
+def check_dock_bounds(rep: SegmentReport, ctx: SegmentContext, ev: SegmentEvidence) -> None:
+    """Dock-signed clock syncs on the chain bound when the segment was made, whatever
+    the device's clock claimed (§7.1): a floor after the certificate's end or its
+    revocation, or a ceiling before its start, fails the segment."""
+    cert = ctx.certificate
+    if ev.time_floor is not None:
+        if ev.time_floor > cert.not_valid_after_utc:
+            rep.fail(f"opened after a dock-synced time {ev.time_floor:%Y-%m-%dT%H:%M:%SZ}, after the "
+                     "device certificate ended")
+        if ctx.revoked_at is not None and ev.time_floor >= ctx.revoked_at:
+            rep.fail(f"opened after a dock-synced time {ev.time_floor:%Y-%m-%dT%H:%M:%SZ}, after the "
+                     "device certificate was revoked (its own clock says otherwise)")
+    if ev.time_ceiling is not None and ev.time_ceiling < cert.not_valid_before_utc:
+        rep.fail(f"sealed before a dock-synced time {ev.time_ceiling:%Y-%m-%dT%H:%M:%SZ}, before the "
+                 "device certificate began")
+
+
 def verify_segment(
     path: Path, rep: SegmentReport, ev: SegmentEvidence, ctx: SegmentContext
 ) -> VerifiedSegment | None:
@@ -95,6 +112,7 @@ def verify_segment(
     if header.prev_segment != ev.expected_prev:
         rep.fail("does not chain to the segment sealed before it was opened (prev_segment)")
     check_signed_time(rep, ctx, "opening", header.opened_utc)
+    check_dock_bounds(rep, ctx, ev)
 
     covered = 0
     for cp in scan.checkpoints:
