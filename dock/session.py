@@ -34,7 +34,7 @@ from device.sealing import pki
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
-from device.sealing.report import LogStatus
+from device.sealing.report import LogStatus, SegmentStatus
 from device.sealing.verifier import Verifier
 
 from .registry import Registry
@@ -318,6 +318,11 @@ class DockSession:
         others = [s for s in report.segments if s.problem and s.name not in names]
         for seg in others:
             self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
+        received = {row["segment_digest"] for row in self.archive.segments(device=device)}
+        for seg in report.segments:  # deleted on a receipt this archive never issued
+            if seg.status is SegmentStatus.DELETED and seg.digest not in received:
+                self.progress.flagged.append(f"{seg.name}: deleted on the recorder, but the archive "
+                                             "never received it")
 
         # 5. Commit to the archive, then hand the receipts to the recorder.
         self._phase("archiving")
