@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bodycam.errors import FormatError
+from bodycam.errors import FormatError, InputError
 from device.sealing import pki
 from device.sealing.format import (
     CTX_LOG,
@@ -244,3 +244,116 @@ def test_hostile_header_case_fails_that_segment_only(pristine, agency, tmp_path)
     assert report.status == "failed"
     with pytest.raises(__import__("bodycam.errors").errors.SegmentFailedError):
         report.segments[1].require()
+
+
+# -- hostile payloads that carry a *valid* device signature --------------------------------
+
+HOSTILE_VALUES = [None, True, 0, -1, 2**53 - 1, "", "x" * 300, "\u202e", [], {}, [[[[]]]], {"a": {"b": {}}},
+                  "ffff", "0" * 64, "2026-13-45T99:99:99.000000Z"]
+
+
+def _resign(path, rtype, nth, key, edit):
+    from .mutate import rewrite_signed
+
+    rewrite_signed(path, rtype, edit, nth=nth, resign_with=key)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_validly_signed_hostile_payloads_get_a_verdict(pristine, agency, tmp_path_factory, data):
+    """The device key signs whatever its holder wants: a header, checkpoint, manifest or
+    log entry with wrong types, missing or extra fields is a reason, never a crash."""
+    src, names = pristine["A"]
+    root = tmp_path_factory.mktemp("signed") / "A"
+    shutil.copytree(src, root)
+    for p in root.rglob("*"):
+        if p.is_file():
+            p.chmod(0o644)
+    key = pki.load_ed25519_key(root / "identity" / "device.key")
+    target_kind = data.draw(st.sampled_from(["header", "checkpoint", "manifest", "log"]))
+    field = data.draw(st.sampled_from(["segment_seq", "device", "fragments", "chain", "status",
+                                       "truncated", "data", "prev", "seq", "meta", "officer", "new"]))
+    action = data.draw(st.sampled_from(["set", "delete"]))
+    value = data.draw(st.sampled_from(HOSTILE_VALUES))
+
+    def edit(obj):
+        if action == "delete":
+            obj.pop(field, None)
+            obj.setdefault("extra", 1)  # make sure the payload changes
+        else:
+            obj[field] = value
+
+    seg_path = root / "segments" / f"{names[2]}.bcseg"
+    if target_kind == "header":
+        _resign(seg_path, 0x48, 0, key, edit)
+    elif target_kind == "checkpoint":
+        _resign(seg_path, 0x43, 1, key, edit)
+    elif target_kind == "manifest":
+        _resign(seg_path.with_suffix(".bcman"), 0x4D, 0, key, edit)
+    else:
+        (log,) = (root / "seallog").iterdir()
+        _resign(log, 0x4C, data.draw(st.integers(0, 9)), key, edit)
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(root)
+    assert report.status in ("failed", "verified", "truncated")
+    if target_kind != "log":
+        assert [s.status for i, s in enumerate(report.segments) if i != 2] == ["verified"] * 3
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_recorder_starts_whatever_its_log_files_hold(pristine, agency, tmp_path_factory, data):
+    """SealingState.open after random damage to the seal log: starts, never rewrites,
+    and what it records next verifies."""
+    from device.sealing.clock import ManualClock
+    from device.sealing.state import SealingState
+
+    src, _ = pristine["A"]
+    root = tmp_path_factory.mktemp("start") / "A"
+    shutil.copytree(src, root)
+    (log,) = (root / "seallog").iterdir()
+    content = bytearray(log.read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        content[data.draw(st.integers(0, len(content) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        content = content[: data.draw(st.integers(0, len(content)))]
+    log.chmod(0o644)
+    log.write_bytes(bytes(content))
+    before = log.read_bytes()
+    state = SealingState.open(root, ManualClock())
+    writer = state.open_segment("application/octet-stream", "010203")
+    writer.append(b"after the damage" * 10)
+    writer.close({})
+    state.close()
+    assert log.read_bytes() == before
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(root)
+    newest = [s for s in report.segments if s.seq is not None][-1]
+    assert newest.name == writer.name and newest.status == "verified", report
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_read_chain_gives_a_verdict_on_any_log_file(tmp_path_factory, tail):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    folder = tmp_path_factory.mktemp("log")
+    (folder / "000000000000-0123456789abcdef.log").write_bytes(MAGIC_LOG + tail)
+    (folder / "000000000001-0123456789abcdef.log").write_bytes(tail)
+    chain = read_chain(folder, Ed25519PrivateKey.generate().public_key(), "A123456", bytes(32))
+    assert chain.entries == []  # nothing chains without the device key
+
+
+@settings(max_examples=150, deadline=None)
+@given(hostile_payloads())
+def test_attestation_and_excerpt_index_readers_are_total(tmp_path_factory, agency, payload):
+    from device.sealing.attestation import load_attestation
+    from device.sealing.excerpt import read_index
+
+    folder = tmp_path_factory.mktemp("idx")
+    (folder / "excerpt.json").write_bytes(payload)
+    (folder / "att.json").write_bytes(payload)
+    for reader in (lambda: read_index(folder),
+                   lambda: load_attestation(folder / "att.json", pki.load_cert(agency.ca_cert_path))):
+        try:
+            reader()
+        except (FormatError, pki.TrustError, InputError):  # InputError: over the file's size limit
+            pass
