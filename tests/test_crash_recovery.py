@@ -157,3 +157,24 @@ def test_key_is_gone_after_close(agency, tmp_path):
     # The device key cannot unwrap it (HPKE to the archive's X25519 key only).
     scan = scan_segment(writer.path.read_bytes(), "x")
     assert scan.header.obj["recipient"] == pki.fingerprint(pki.load_cert(agency.recipient_cert_path))
+
+
+def test_recorder_starts_when_its_folders_are_not_folders(agency, tmp_path):
+    """seallog/ or segments/ replaced by a file or a link: moved aside (never deleted),
+    the recorder starts and what it records verifies (against a fresh chain)."""
+    import shutil
+
+    for name, make in (("seallog", lambda p: p.write_bytes(b"junk")),
+                       ("segments", lambda p: p.symlink_to("/dev/null"))):
+        state = agency.enrol(tmp_path / name / "rec", "K000005")
+        shutil.rmtree(state / name, ignore_errors=True)
+        make(state / name)
+        sealing = SealingState.open(state, ManualClock())
+        writer = sealing.open_segment("application/octet-stream", "010203")
+        writer.append(b"x" * 100)
+        writer.close({})
+        sealing.close()
+        aside = [p for p in state.iterdir() if p.name.startswith(f"{name}.not-a-folder-")]
+        assert len(aside) == 1 and (aside[0].is_symlink() or aside[0].read_bytes() == b"junk")
+        report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
+        assert report.status == "verified", report

@@ -13,6 +13,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import secrets
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,24 @@ from .models import SegmentOpenedData, SegmentSealedData
 from .segment_file import map_file, read_manifest, scan_segment
 
 LOCK_FILE = "lock"
+
+
+def _make_folder(path: Path) -> str | None:
+    """Ensure ``path`` is a real folder.  Anything else under that name (a file, a
+    link, a FIFO) is renamed aside, never deleted; returns its new name or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        path.mkdir()
+        fsync_dir(path.parent)
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    aside = path.with_name(f"{path.name}.not-a-folder-{secrets.token_hex(4)}")
+    os.rename(path, aside)
+    path.mkdir()
+    fsync_dir(path.parent)
+    return aside.name
 
 
 class SealingState:
@@ -107,7 +127,7 @@ class SealingState:
             os.close(lock_fd)
             raise StateLockedError(f"{root}: another recorder process owns this state") from None
         try:
-            (root / SEGMENTS_DIR).mkdir(exist_ok=True)
+            moved = [_make_folder(root / name) for name in (SEGMENTS_DIR, LOG_DIR)]
             log = SealLog(
                 root / LOG_DIR, identity.device_id, identity.key,
                 log_anchor(identity.public_raw), clock,
@@ -124,6 +144,7 @@ class SealingState:
                         {"file": b.file, "offset": b.offset, "reason": b.reason[:200]}
                         for b in log.breaks_at_start[:20]
                     ],
+                    "moved_aside": [m for m in moved if m],
                     **(boot_data or {}),
                 },
             )
