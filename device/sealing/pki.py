@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 )
 from cryptography.x509.oid import NameOID
 
-from bodycam.errors import InputError, TrustError, UsageError
+from bodycam.errors import TrustError, UsageError
 
 from .fsutil import write_new_file
 from .safeio import MAX_CERTIFICATE_FILE, MAX_KEY_FILE, read_bounded

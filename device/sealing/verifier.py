@@ -178,7 +178,7 @@ class Verifier:
                     rep.status = SegmentStatus.MISSING
                     why = evidence.unproven_deletions.get(seq)
                     rep.reasons.append(
-                        f"the seal log names this segment but it is not here"
+                        "the seal log names this segment but it is not here"
                         + (f"; its deletion ({why}) carries no valid archive receipt" if why else ""))
                 continue
             seg_ctx = ctx if seq == last_seq else SegmentContext(

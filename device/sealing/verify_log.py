@@ -34,11 +34,6 @@ from .models import (
 from .report import LogReport, LogStatus
 from .seallog import (
     EV_CLOCK_SET,
-    EV_DELETION,
-    EV_RECEIPT,
-    EV_SEGMENT_OPENED,
-    EV_SEGMENT_SEALED,
-    EV_UNCLEAN_STOP,
     LOG_DIR,
     LogChain,
     LogEntry,
