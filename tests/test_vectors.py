@@ -367,3 +367,273 @@ def test_project_verifier_agrees_with_the_attestation_vector():
     ca = pki.load_cert(VEC / "keys" / "ca" / "ca.crt")
     report, _ = Verifier(ca).verify_recording(REC, load_attestation(VEC / "attestation.json", ca))
     assert report.status == "verified" and report.attestation["status"] == "matched"
+
+
+# -- a second verifier, from docs/format.md alone (§5.2, §7.1-§7.5, §10.1) ----------------
+#
+# Written against the document, not the code: statuses for every case must come out
+# exactly as the case's expected.json says.  (Certificate time, revocation and dock bounds
+# are not exercised by the cases; the end-entity rule is.)
+
+import os  # noqa: E402
+import re  # noqa: E402
+
+LOG_NAME = re.compile(r"[0-9]{12}-[0-9a-f]{16}\.log")
+HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _jcs_payload(rec_bytes: bytes, ctx: str):
+    """(obj, payload, sig) of a signed record, or None if §2.1 is not met."""
+    body = rec_bytes[5:]
+    if len(body) < 68:
+        return None
+    (n,) = struct.unpack_from(">I", body)
+    if 4 + n + 64 != len(body) or n > 1 << 20:
+        return None
+    payload, sig = body[4 : 4 + n], body[4 + n :]
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+        if not isinstance(obj, dict) or rfc8785.dumps(obj) != payload:
+            return None
+    except (ValueError, rfc8785.CanonicalizationError, RecursionError):
+        return None
+    if obj.get("ctx") != ctx or obj.get("v") != 2:
+        return None
+    return obj, payload, sig
+
+
+def _sig_ok(pub, obj, payload, sig) -> bool:
+    try:
+        pub.verify(sig, obj["ctx"].encode() + b"\x00" + payload)
+        return True
+    except Exception:  # noqa: BLE001 - InvalidSignature
+        return False
+
+
+INTERPRETED = {
+    "segment-opened": {"segment_seq", "segment", "header_digest", "media"},
+    "segment-sealed": {"segment_seq", "segment", "digest", "status", "fragments"},
+    "unclean-stop": {"segment_seq", "segment", "after_fragment", "uncovered_bytes"},
+    "receipt": {"segment_seq", "segment", "digest", "archive", "retain_until", "receipt_sha256", "receipt"},
+    "deletion": {"segment_seq", "segment", "digest", "reason"},
+}
+
+
+def _entry_ok(obj) -> bool:
+    keys = {"ctx", "v", "device", "seq", "prev", "utc", "mono_ns", "run", "event", "data"}
+    if set(obj) != keys or not isinstance(obj["data"], dict) or not isinstance(obj["seq"], int):
+        return False
+    want = INTERPRETED.get(obj["event"])
+    if want is None:
+        return True
+    have = set(obj["data"]) - ({"recovered"} if obj["event"] == "segment-sealed" else set())
+    return have == want and isinstance(obj["data"]["segment_seq"], int)
+
+
+def _walk_log(rec: Path, pub, device: str):
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    prev = hashlib.sha256(b"\x02" + b"bodycam/v2/seal-log-anchor\x00" + raw).digest()
+    names = sorted(n for n in os.listdir(rec / "seallog") if LOG_NAME.fullmatch(n))
+    entries, breaks, torn_last = [], 0, False
+    for idx, name in enumerate(names):
+        data = (rec / "seallog" / name).read_bytes()
+        if data[:8] != LOG_MAGIC:
+            if not (len(data) < 8 and LOG_MAGIC.startswith(data)):
+                breaks += 1
+            continue
+        pos, first = 8, True
+        while pos < len(data):
+            if len(data) - pos < 5:
+                torn_last |= idx == len(names) - 1
+                break
+            rtype, length = struct.unpack_from(">BI", data, pos)
+            if rtype != 0x4C or length > 64 << 20:
+                breaks += 1
+                break
+            if pos + 5 + length > len(data):
+                torn_last |= idx == len(names) - 1
+                break
+            rec_bytes = data[pos : pos + 5 + length]
+            if first and int(name[:12]) != len(entries):
+                breaks += 1
+                break
+            first = False
+            parsed = _jcs_payload(rec_bytes, "bodycam/v2/seal-log")
+            if (parsed is None or not _entry_ok(parsed[0]) or parsed[0]["seq"] != len(entries)
+                    or parsed[0]["run"] != name[13:29] or parsed[0]["device"] != device
+                    or parsed[0]["prev"] != prev.hex() or not _sig_ok(pub, *parsed)):
+                breaks += 1
+                break
+            prev = leaf(rec_bytes)
+            entries.append((parsed[0], prev))
+            pos += 5 + length
+    status = "failed" if not entries else "broken" if breaks else "truncated" if torn_last else "verified"
+    return entries, status
+
+
+def _receipt_ok(data, sealed_digest, device, ca) -> bool:
+    message = data["receipt"]
+    try:
+        payload = base64.b64decode(message["payload"])
+        cert = load_pem_x509_certificate(message["certificate"].encode())
+        cert.verify_directly_issued_by(ca)
+        cert.public_key().verify(base64.b64decode(message["signature"]), b"bodycam/v2/receipt\x00" + payload)
+        obj = json.loads(payload)
+    except Exception:  # noqa: BLE001 - any fault: not a valid receipt
+        return False
+    return ("OU=archive-receipt" in cert.subject.rfc4514_string()
+            and hashlib.sha256(payload).hexdigest() == data["receipt_sha256"]
+            and data["digest"] == sealed_digest
+            and (obj.get("device"), obj.get("segment"), obj.get("segment_seq"), obj.get("segment_digest"))
+            == (device, data["segment"], data["segment_seq"], data["digest"]))
+
+
+def _check_segment(rec, name, pub, device, seq, ev, last_and_torn):
+    """(status, covered fragments) of a present segment, §7.4."""
+    data = (rec / "segments" / f"{name}.bcseg").read_bytes()
+    if data[:8] != SEG_MAGIC:
+        return "failed", 0
+    recs = records(data, SEG_MAGIC, allow_torn=True)
+    torn = 8 + sum(len(r) for _, r in recs) != len(data)
+    if not recs or recs[0][0] != 0x48:
+        return "failed", 0
+    parsed = _jcs_payload(recs[0][1], "bodycam/v2/segment-header")
+    if parsed is None or not _sig_ok(pub, *parsed):
+        return "failed", 0
+    header = parsed[0]
+    hd = leaf(recs[0][1])
+    if (header["device"], header["segment_seq"], header["segment"]) != (device, seq, name) \
+            or hd.hex() != ev["opened"]["data"]["header_digest"] or header["prev_segment"] != ev["prev"] \
+            or header["run"] != ev["opened"]["run"]:
+        return "failed", 0
+    chain = hashlib.sha256(b"\x01" + bytes(32) + hd).digest()
+    chains, digests, covered, ends, pos = [], [], 0, {0: len(recs[0][1]) + 8}, 8 + len(recs[0][1])
+    for rtype, rb in recs[1:]:
+        pos += len(rb)
+        if rtype == 0x46:
+            index, pt = struct.unpack_from(">Q32s", rb, 5)
+            if index != len(chains):
+                return "failed", 0
+            chain = hashlib.sha256(b"\x01" + chain + leaf(rb)).digest()
+            chains.append(chain)
+            digests.append(pt.hex())
+        elif rtype == 0x43:
+            cp = _jcs_payload(rb, "bodycam/v2/checkpoint")
+            if cp is None or not _sig_ok(pub, *cp) or cp[0]["fragments"] != len(chains) \
+                    or cp[0]["chain"] != chain.hex() or (cp[0]["device"], cp[0]["segment_seq"]) != (device, seq):
+                return "failed", 0
+            covered = len(chains)
+            ends[covered] = pos
+        else:
+            return "failed", 0
+    man_path = rec / "segments" / f"{name}.bcman"
+    if not man_path.exists():
+        return ("failed", 0) if ev.get("sealed") else ("open", covered)
+    mrecs = records(man_path.read_bytes(), MAN_MAGIC, allow_torn=True)
+    if len(mrecs) != 1 or 8 + len(mrecs[0][1]) != len(man_path.read_bytes()):
+        return "failed", 0
+    mp = _jcs_payload(mrecs[0][1], "bodycam/v2/manifest")
+    if mp is None or not _sig_ok(pub, *mp):
+        return "failed", 0
+    m = mp[0]
+    same = ("device", "segment_seq", "segment", "media", "officer", "opened_utc", "opened_local",
+            "timezone", "clock_state", "prev_segment")
+    sealed = ev.get("sealed")
+    if any(m[k] != header[k] for k in same) or m["header_digest"] != hd.hex():
+        return "failed", 0
+    if sealed is None and not last_and_torn or sealed is not None and sealed["data"]["digest"] != leaf(mrecs[0][1]).hex():
+        return "failed", 0
+    n = m["fragment_count"]
+    if n > len(chains) or m["chain"] != (chains[n - 1] if n else hashlib.sha256(
+            b"\x01" + bytes(32) + hd).digest()).hex():
+        return "failed", 0
+    if [f["sha256"] for f in m["fragments"]] != digests[:n] or m["file_bytes"] != len(data):
+        return "failed", 0
+    if m["status"] == "complete":
+        ok = n == len(chains) and not torn and ends.get(n) == len(data) and m["truncated"] is None
+        return ("verified", n) if ok else ("failed", 0)
+    t = m["truncated"]
+    if (t is None or t["covered_bytes"] != ends.get(n) or t["after_fragment"] != n
+            or hashlib.sha256(data[t["covered_bytes"]:]).hexdigest() != t["uncovered_sha256"]
+            or not ev.get("unclean")):
+        return "failed", 0
+    return "truncated", n
+
+
+def independent_report(rec: Path) -> dict:
+    ca = load_pem_x509_certificate((VEC / "keys" / "ca" / "ca.crt").read_bytes())
+    cert = load_pem_x509_certificate((rec / "identity" / "device.crt").read_bytes())
+    failed = {"recording": "failed", "seal_log": "failed", "log_entries": 0, "segments": []}
+    try:
+        cert.verify_directly_issued_by(ca)
+        if cert.extensions.get_extension_for_class(BasicConstraints).value.ca:
+            return failed
+    except Exception:  # noqa: BLE001
+        return failed
+    device = cert.subject.rfc4514_string().split("CN=")[1].split(",")[0]
+    pub = cert.public_key()
+    entries, log_status = _walk_log(rec, pub, device)
+    problems, segs, last_sealed = 0, {}, None
+    for obj, _ in entries:
+        d, ev = obj["data"], obj["event"]
+        if ev == "segment-opened":
+            if d["segment_seq"] != len(segs):
+                problems += 1
+                continue
+            segs[d["segment_seq"]] = {"opened": obj, "prev": last_sealed, "name": d["segment"]}
+        elif ev in INTERPRETED:
+            s = segs.get(d["segment_seq"])
+            if s is None or s["name"] != d["segment"]:
+                problems += 1
+            elif ev == "segment-sealed":
+                s["sealed"], last_sealed = obj, d["digest"]
+            elif ev == "unclean-stop":
+                s["unclean"] = obj
+            elif ev == "receipt":
+                if s.get("sealed") and _receipt_ok(d, s["sealed"]["data"]["digest"], device, ca):
+                    s["receipt"] = obj
+                else:
+                    problems += 1
+            elif ev == "deletion":
+                if s.get("receipt") and d["digest"] == s["sealed"]["data"]["digest"]:
+                    s["deletion"] = obj
+                else:
+                    problems += 1
+    index_path = rec / "excerpt.json"
+    chosen = set(json.loads(index_path.read_text())["segments"]) if index_path.exists() else None
+    present = {p.name[:-6] for p in (rec / "segments").glob("*.bcseg")}
+    out = []
+    for seq, s in sorted(segs.items()):
+        name = s["name"]
+        if name not in present:
+            status = ("deleted" if s.get("deletion") else
+                      "excluded" if chosen is not None and name not in chosen else "missing")
+            out.append({"name": name, "seq": seq, "status": status, "fragments": 0})
+            continue
+        status, covered = _check_segment(rec, name, pub, device, seq, s,
+                                         seq == max(segs) and log_status == "truncated")
+        out.append({"name": name, "seq": seq, "status": status, "fragments": covered})
+    placed = {s["name"] for s in segs.values()}
+    for name in sorted(present - placed):
+        out.append({"name": name, "seq": None, "status": "unlogged", "fragments": 0})
+    statuses = {s["status"] for s in out}
+    if not problems and out and log_status == "verified" and statuses <= {"verified", "deleted", "excluded"}:
+        recording = "verified"
+    elif not problems and out and log_status in ("verified", "truncated") and statuses <= {
+            "verified", "deleted", "excluded", "truncated", "open"}:
+        recording = "truncated"
+    else:
+        recording = "failed"
+    return {"recording": recording, "seal_log": log_status, "log_entries": len(entries), "segments": out}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CASES.iterdir()))
+def test_second_verifier_from_the_document_agrees_with_each_case(name):
+    rec, exp = case(name)
+    assert independent_report(rec) == exp
+
+
+def test_second_verifier_agrees_on_the_main_recording():
+    got = independent_report(REC)
+    assert got["recording"] == "verified" and got["log_entries"] == len(EXPECTED["log"])
+    assert [s["status"] for s in got["segments"]] == ["verified", "verified"]
