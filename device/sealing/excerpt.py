@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,9 +35,10 @@ from .clock import utc_text
 from .fsutil import write_new_file
 from .models import DEVICE, HEX32, SEGMENT, UTC, _Strict, parse_payload
 from .report import SegmentStatus
-from .safeio import read_bounded
+from .safeio import MAX_CERTIFICATE_FILE, list_folder, map_bounded, read_bounded
 from .sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
-from .seallog import LOG_DIR
+from .seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE
+from .segment_file import MAX_MANIFEST_FILE, MAX_SEGMENT_FILE
 
 EXCERPT_FILE = "excerpt.json"
 EXCERPT_FORMAT = "bodycam-excerpt/2"
@@ -88,12 +88,20 @@ def make_excerpt(verifier, source: Path, names: list[str], out: Path, purpose: s
     (out / pki.IDENTITY_DIR).mkdir(parents=True)
     (out / LOG_DIR).mkdir()
     (out / SEGMENTS_DIR).mkdir()
-    shutil.copyfile(source / pki.IDENTITY_DIR / pki.DEVICE_CERT, out / pki.IDENTITY_DIR / pki.DEVICE_CERT)
-    for log_file in sorted((source / LOG_DIR).iterdir()):
-        shutil.copyfile(log_file, out / LOG_DIR / log_file.name)
+    cert = read_bounded(source / pki.IDENTITY_DIR / pki.DEVICE_CERT, MAX_CERTIFICATE_FILE,
+                        "device certificate", follow_links=False)
+    write_new_file(out / pki.IDENTITY_DIR / pki.DEVICE_CERT, cert, mode=0o444)
+    # Only regular files, bounded, as the verifier reads them (a link or FIFO in the
+    # source is not followed; the verifier has already reported it).
+    regular, _ = list_folder(source / LOG_DIR, "seal log folder")
+    for name in regular:
+        if LOG_FILE_RE.match(name):
+            data = map_bounded(source / LOG_DIR / name, MAX_LOG_FILE, "seal-log file")
+            write_new_file(out / LOG_DIR / name, bytes(data), mode=0o444)
     for name in names:
-        for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
-            shutil.copyfile(source / SEGMENTS_DIR / f"{name}{suffix}", out / SEGMENTS_DIR / f"{name}{suffix}")
+        for suffix, limit in ((SEGMENT_SUFFIX, MAX_SEGMENT_FILE), (MANIFEST_SUFFIX, MAX_MANIFEST_FILE)):
+            data = map_bounded(source / SEGMENTS_DIR / f"{name}{suffix}", limit, "segment file")
+            write_new_file(out / SEGMENTS_DIR / f"{name}{suffix}", bytes(data), mode=0o444)
     index = {
         "format": EXCERPT_FORMAT, "device": report.device, "segments": sorted(names),
         "head_seq": report.seal_log.head_seq, "head_digest": report.seal_log.head_digest,
