@@ -28,6 +28,7 @@ from bodycam.errors import BodycamError, FormatError, TrustError
 from .sealing.clock import CLOCK_SYNCED, utc_text
 from .sealing import pki
 from .sealing import seallog as ev
+from .sealing.format import decimal_int
 from .sealing.fsutil import fsync_dir
 from .sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, CTX_RECEIPT, open_message
 from .sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX
@@ -233,11 +234,14 @@ class DockLink:
 
     async def clock(self, request: web.Request) -> web.Response:
         m = await self._message(request, CTX_CLOCK_SYNC)
-        offset = m.get("offset_ns")
-        if not isinstance(offset, int) or abs(offset) > 10 * 365 * 86400 * 10**9:
-            raise web.HTTPBadRequest(text="offset_ns must be an integer within ten years")
+        try:  # decimal strings (format §2.1: may exceed JSON's exact integers)
+            offset = decimal_int(m.get("offset_ns"), "offset_ns")
+        except FormatError:
+            raise web.HTTPBadRequest(text="offset_ns must be a decimal integer string") from None
+        if abs(offset) > 10 * 365 * 86400 * 10**9:
+            raise web.HTTPBadRequest(text="offset_ns must be within ten years")
         self.sealing.log_event(ev.EV_CLOCK_SET, {
-            "offset_ns": offset, "delay_ns": m.get("delay_ns"), "dock": m["_signer"],
+            "offset_ns": str(offset), "delay_ns": m.get("delay_ns"), "dock": m["_signer"],
             "dock_utc": m.get("dock_utc"), "message_sha256": m["_sha256"],
             "sync": m["_message"]})  # the dock-signed sync: bounds the time of what follows
         # Applied to the recorder's clock; on a Pi the service also writes the RTC.

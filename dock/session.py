@@ -264,8 +264,9 @@ class DockSession:
         delay = (t4 - t1) - (t3 - t2)
         self.progress.clock_offset_ms = offset / 1e6
         message = sign_message(self.identity.key, self.identity.cert, {
-            "ctx": CTX_CLOCK_SYNC, "device": device, "offset_ns": -offset, "measured_offset_ns": offset,
-            "delay_ns": delay, "dock_utc": utc_text(dt.datetime.now(dt.timezone.utc)), "bay": self.bay})
+            # Nanoseconds as decimal strings: they may exceed JSON's exact integers (format §2.1).
+            "ctx": CTX_CLOCK_SYNC, "device": device, "offset_ns": str(-offset), "measured_offset_ns": str(offset),
+            "delay_ns": str(delay), "dock_utc": utc_text(dt.datetime.now(dt.timezone.utc)), "bay": self.bay})
         status, text = await self._post(http, "/v1/clock", message)
         if status != 200:
             raise SessionError(f"recorder refused the clock sync: HTTP {status} {text}")

@@ -76,3 +76,18 @@ def test_deletion_the_archive_never_received_is_flagged(agency, tmp_path):
         assert progress.segments_archived == 1
     finally:
         rig.close()
+
+
+def test_clock_a_year_off_is_synced(agency, tmp_path):
+    """An offset beyond JSON's exact integers (2^53 ns ≈ 104 days) travels as a decimal string."""
+    rig = make_rig(agency, tmp_path)
+    try:
+        rig.clock.advance(-400 * 86400)
+        before = rig.clock.utc_now()
+        rig.dock()
+        (entry,) = [e for e in rig.sealing.log.entries if e.event == "clock-set"]
+        offset = int(entry.data["offset_ns"])
+        assert offset > 2**53 and abs(offset - 400 * 86400 * 10**9) < 60 * 10**9
+        assert (rig.clock.utc_now() - before).days >= 399
+    finally:
+        rig.close()

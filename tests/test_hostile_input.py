@@ -167,3 +167,29 @@ def test_read_bounded_is_the_shared_helper(tmp_path):
         read_bounded(tmp_path / "nope", 100, "config")
     with pytest.raises(InputError, match="FIFO"):  # the certificate readers use it too
         pki.load_cert(fifo, "agency CA certificate")
+
+
+def test_keys_and_certificates_of_other_algorithms_are_named(recording, agency, tmp_path):
+    """An EC CA certificate or an EC identity: exit 2 naming the file, never a traceback."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    root, _ = recording
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "agency-ca")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "ec.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ec.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    for args, message in ((("--ca", tmp_path / "ec.crt"), "ec.crt"),
+                          (("--ca", agency.ca_cert_path, "--identity", tmp_path / "ec.key"), "must be X25519")):
+        result = bodycam("verify", *args, root)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

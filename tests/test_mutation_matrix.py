@@ -601,11 +601,11 @@ def test_dock_synced_time_catches_footage_backdated_after_revocation(agency, tmp
     dock_dir = tmp_path / "dock"
     pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", dock_dir)
     sync = sign_message(pki.load_ed25519_key(dock_dir / "dock.key"), pki.load_cert(dock_dir / "dock.crt"), {
-        "ctx": CTX_CLOCK_SYNC, "device": "S000001", "offset_ns": 0, "measured_offset_ns": 0,
-        "delay_ns": 1000, "dock_utc": (now + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "ctx": CTX_CLOCK_SYNC, "device": "S000001", "offset_ns": "0", "measured_offset_ns": "0",
+        "delay_ns": "1000", "dock_utc": (now + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "bay": 1})
     state = SealingState.open(root, ManualClock(now + dt.timedelta(hours=2)))
-    state.log_event("clock-set", {"offset_ns": 0, "dock": "dock-1", "sync": sync})
+    state.log_event("clock-set", {"offset_ns": "0", "dock": "dock-1", "sync": sync})
     state.close()
     # Backdated: the device clock says 10 minutes after the first segment.
     record_segments(root, ManualClock(now + dt.timedelta(minutes=10)), segments=1)

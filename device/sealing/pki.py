@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -127,7 +127,7 @@ def parse_cert(data: bytes, where: str, what: str = "certificate") -> x509.Certi
         cert.public_key()
         cert.public_bytes(serialization.Encoding.DER)
         cert.serial_number
-    except (ValueError, TypeError, UnicodeError):
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
         raise TrustError(f"{where}: not a well-formed PEM X.509 {what}") from None
     # cryptography can load a certificate with an unsupported key and fail only here.
     return cert
@@ -164,7 +164,7 @@ def load_ed25519_key(path: Path, what: str = "signing key") -> Ed25519PrivateKey
     data = _read(path, what)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TrustError(f"{path}: not an unencrypted PEM private key ({what})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise TrustError(f"{path}: {what} must be Ed25519, found {type(key).__name__}")
@@ -175,7 +175,7 @@ def load_x25519_key(path: Path, what: str = "archive identity") -> X25519Private
     data = _read(path, what)
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TrustError(f"{path}: not an unencrypted PEM private key ({what})") from None
     if not isinstance(key, X25519PrivateKey):
         raise TrustError(f"{path}: {what} must be X25519, found {type(key).__name__}")
@@ -292,7 +292,7 @@ def check_ca_cert(ca_cert: x509.Certificate, where: str) -> None:
         raise TrustError(f"{where}: not an agency CA certificate (OU={cert_role(ca_cert)!r})")
     try:
         ca_cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise TrustError(f"{where}: CA certificate is not validly self-signed") from None
 
 
@@ -309,7 +309,7 @@ def check_cert(
     here, the caller judges it at the signed time of what it signed)."""
     try:
         cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise TrustError(
             f"{where}: certificate {cert_id(cert)!r} was not issued by the agency CA "
             f"{fingerprint(ca_cert)[:16]}…"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from bodycam.errors import TrustError
@@ -46,7 +47,7 @@ def parse_crl(data: bytes, ca_cert: x509.Certificate, where: str) -> RevocationL
             revoked.serial_number, revoked.revocation_date_utc
         valid = crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
         issuer_ok = crl.issuer == ca_cert.subject
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TrustError(f"{where}: not a well-formed PEM X.509 CRL") from None
     if not (valid and issuer_ok):
         raise TrustError(f"{where}: CRL is not signed by the agency CA {pki.fingerprint(ca_cert)[:16]}…")
