@@ -288,8 +288,19 @@ def load_ca(ca_dir: Path) -> AgencyCA:
 
 
 def check_ca_cert(ca_cert: x509.Certificate, where: str) -> None:
+    """TrustError unless an agency CA certificate (§1): OU agency-ca, Ed25519,
+    basicConstraints CA:TRUE, validly self-signed."""
     if cert_role(ca_cert) != ROLE_CA:
         raise TrustError(f"{where}: not an agency CA certificate (OU={cert_role(ca_cert)!r})")
+    try:
+        key = ca_cert.public_key()
+        is_ca = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (x509.ExtensionNotFound, ValueError, UnsupportedAlgorithm):
+        raise TrustError(f"{where}: CA certificate lacks a usable key or basicConstraints") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise TrustError(f"{where}: an agency CA key must be Ed25519, found {type(key).__name__}")
+    if not is_ca:
+        raise TrustError(f"{where}: CA certificate without CA:TRUE")
     try:
         ca_cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
