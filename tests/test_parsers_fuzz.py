@@ -357,3 +357,36 @@ def test_attestation_and_excerpt_index_readers_are_total(tmp_path_factory, agenc
             reader()
         except (FormatError, pki.TrustError, InputError):  # InputError: over the file's size limit
             pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=600), st.data())
+def test_certificate_key_and_crl_readers_are_total(agency, tmp_path_factory, noise, data):
+    """PEM readers meet arbitrary bytes, and real PEM with bytes changed inside."""
+    from device.sealing.revocation import parse_crl
+
+    ca = pki.load_cert(agency.ca_cert_path)
+    real = bytearray(agency.ca_cert_path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        real[data.draw(st.integers(30, len(real) - 30))] = data.draw(st.sampled_from(b"ABCDEF+/=\n"))
+    folder = tmp_path_factory.mktemp("pem")
+    for blob in (noise, bytes(real), b"-----BEGIN CERTIFICATE-----\n" + noise + b"\n-----END CERTIFICATE-----\n"):
+        (folder / "f.pem").write_bytes(blob)
+        for reader in (lambda: pki.parse_cert(blob, "x"), lambda: parse_crl(blob, ca, "x"),
+                       lambda: pki.load_ed25519_key(folder / "f.pem"),
+                       lambda: pki.load_x25519_key(folder / "f.pem")):
+            try:
+                reader()
+            except pki.TrustError:
+                pass
+        try:
+            cert = pki.parse_cert(blob, "x")
+        except pki.TrustError:
+            continue
+        for check in (lambda: pki.check_ca_cert(cert, "x"),
+                      lambda: pki.check_cert(cert, ca, pki.ROLE_DEVICE, "x", at=False),
+                      lambda: (pki.cert_id(cert), pki.cert_role(cert), pki.fingerprint(cert))):
+            try:
+                check()
+            except pki.TrustError:
+                pass
