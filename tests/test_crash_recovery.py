@@ -178,3 +178,36 @@ def test_recorder_starts_when_its_folders_are_not_folders(agency, tmp_path):
         assert len(aside) == 1 and (aside[0].is_symlink() or aside[0].read_bytes() == b"junk")
         report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
         assert report.status == "verified", report
+
+
+def test_recorder_starts_with_a_fifo_lock_and_a_file_where_incomplete_should_be(agency, tmp_path):
+    state = agency.enrol(tmp_path / "rec", "K000006")
+    SealingState.open(state, ManualClock()).close()
+    (state / "lock").unlink()
+    os.mkfifo(state / "lock")  # an open() without O_NONBLOCK would wait here for ever
+    (state / "segments" / "incomplete").write_bytes(b"not a folder")
+    (state / "segments" / "K000006_010203_20261127091500_0099.bcseg").write_bytes(b"orphan")
+    sealing = SealingState.open(state, ManualClock())
+    sealing.close()
+    kept = sorted(p.name for p in (state / "segments").iterdir())
+    assert any(n.startswith("incomplete.not-a-folder-") for n in kept)
+    assert [p.read_bytes() for p in (state / "segments" / "incomplete").iterdir()] == [b"orphan"]
+    assert any(p.name.startswith("lock.not-a-file-") for p in state.iterdir())
+
+
+def test_power_cut_while_writing_a_manifest_is_not_a_fault(agency, tmp_path):
+    """write_new_file's temporary name survives a power cut between create and link."""
+    state = agency.enrol(tmp_path / "rec", "K000007")
+    clock = ManualClock()
+    sealing = SealingState.open(state, clock)
+    writer = sealing.open_segment("application/octet-stream", "010203")
+    clock.advance(1)
+    writer.append(b"x" * 1000)
+    writer.abandon()
+    (state / "segments" / f".{writer.name}.bcman.tmp-4242").write_bytes(b"BCMAN\x00\x02\nM\x00")
+    sealing.log.close()
+    os.close(sealing._lock_fd)
+    SealingState.open(state, clock).close()
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
+    assert report.status == "truncated", report
+    assert any("tmp-4242" in n for n in report.notes)

@@ -75,6 +75,7 @@ def render_table(report: Report) -> str:
             f"seal log      {log.status}, {log.entries} entries in {log.files} files",
         ]
         lines += [f"  ! {reason}" for reason in rec.reasons + log.reasons]
+        lines += [f"  - {note}" for note in rec.notes]
         if rec.segments:
             lines.append(f"  {'SEQ':>4}  {'SEGMENT':<36} {'MEDIA':<11} {'FRAGS':>5}  {'STATUS':<9} REASON")
         for seg in rec.segments:

@@ -141,6 +141,7 @@ class RecordingReport:
     device_certificate: str | None = None
     status: RecordingStatus = RecordingStatus.FAILED
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # reported, not a fault
     seal_log: LogReport = field(default_factory=LogReport)
     segments: list[SegmentReport] = field(default_factory=list)
     excerpt: dict[str, Any] | None = None

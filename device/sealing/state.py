@@ -75,6 +75,19 @@ def _make_folder(path: Path) -> str | None:
     return aside.name
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor; something else under its name (a FIFO, which
+    would block the open, a folder, a link) is renamed aside first."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            os.rename(path, path.with_name(f"{path.name}.not-a-file-{secrets.token_hex(4)}"))
+    except FileNotFoundError:
+        pass
+    return os.open(path, flags, 0o600)
+
+
 class SealingState:
     def __init__(
         self,
@@ -120,7 +133,7 @@ class SealingState:
         if not 0.0 <= checkpoint_interval <= 10.0:
             raise SealingError("checkpoint interval must be between 0 and 10 seconds")
         identity = DeviceIdentity.load(root)
-        lock_fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        lock_fd = _open_lock(root / LOCK_FILE)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -276,7 +289,7 @@ class SealingState:
             if path.stem in known:
                 continue
             target_dir = self.segments_dir / INCOMPLETE_DIR
-            target_dir.mkdir(exist_ok=True)
+            _make_folder(target_dir)
             target = target_dir / f"{path.name}.{self.log.run}"
             os.rename(path, target)
             fsync_dir(target_dir)

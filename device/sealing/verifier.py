@@ -158,7 +158,8 @@ class Verifier:
                                       "or folder); not read")
         for name in regular:
             if not name.endswith((SEGMENT_SUFFIX, MANIFEST_SUFFIX)):
-                report.reasons.append(f"{seg_dir / name}: not a segment or manifest; not read")
+                # E.g. a manifest's temporary file left by a power cut: not read, not a fault.
+                report.notes.append(f"{seg_dir / name}: not a segment or manifest; not read")
 
         last_seq = max(evidence.segments, default=None)
         for seq, ev in sorted(evidence.segments.items()):
