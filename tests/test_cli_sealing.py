@@ -292,3 +292,29 @@ def test_pki_revoke_and_verify_crl(recording, agency, tmp_path):
     assert result.exit_code == 1 and "revoked" in result.output
     assert run("pki", "revoke", "--ca-dir", ca_dir, "--cert", root / "identity" / "device.crt",
                "--at", "yesterday").exit_code == 2
+
+
+def test_require_raises_the_typed_error_of_the_first_fault(recording, agency, tmp_path):
+    import pytest
+
+    from bodycam.errors import AttestationError, SegmentMissingError, VerificationError
+    from device.sealing import pki
+    from device.sealing.attestation import load_attestation
+    from device.sealing.verifier import Verifier
+
+    root, names = recording
+    anchor = pki.load_cert(agency.ca_cert_path)
+    attestation = load_attestation(_attestation(agency, root, tmp_path), anchor)
+    report, _ = Verifier(anchor).verify_recording(root, attestation)
+    report.require()  # verified: returns
+    _cut_newest(root, names)
+    report, _ = Verifier(anchor).verify_recording(root, attestation)
+    with pytest.raises(AttestationError):
+        report.require()
+    for suffix in (".bcseg", ".bcman"):
+        (root / "segments" / f"{names[0]}{suffix}").unlink()
+    report, _ = Verifier(anchor).verify_recording(root)
+    with pytest.raises(SegmentMissingError) as caught:
+        report.require()
+    assert isinstance(caught.value, VerificationError) and isinstance(caught.value, ValueError)
+    assert caught.value.report is report.segments[0]

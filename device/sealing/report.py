@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bodycam.errors import (
+    AttestationError,
     CertificateError,
     SealLogError,
     SegmentFailedError,
@@ -183,13 +184,17 @@ class RecordingReport:
 
     def require(self, *, allow_truncated: bool = False) -> None:
         """Return if the recording verified; raise the VerificationError of its
-        first fault otherwise (certificate, then recording, log, segments)."""
+        first fault otherwise: CertificateError, AttestationError, then
+        VerificationError for a problem of the recording, SealLogError, and the
+        Segment…Error of the first segment that is not good."""
         if self.status is RecordingStatus.VERIFIED:
             return
         if allow_truncated and self.status is RecordingStatus.TRUNCATED:
             return
         if not self.certificate_trusted:
             raise CertificateError(f"{self.path}: {'; '.join(self.reasons)}", self)
+        if self.attestation is not None and self.attestation.get("status") != "matched":
+            raise AttestationError(f"{self.path}: {'; '.join(self.attestation.get('reasons', []))}", self)
         if self.reasons:
             raise VerificationError(f"{self.path}: {'; '.join(self.reasons)}", self)
         self.seal_log.require(allow_truncated=allow_truncated)
