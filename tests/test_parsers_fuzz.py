@@ -365,12 +365,26 @@ def test_certificate_key_and_crl_readers_are_total(agency, tmp_path_factory, noi
     """PEM readers meet arbitrary bytes, and real PEM with bytes changed inside."""
     from device.sealing.revocation import parse_crl
 
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from device.sealing.revocation import CRL_FILE, revoke
+
     ca = pki.load_cert(agency.ca_cert_path)
-    real = bytearray(agency.ca_cert_path.read_bytes())
-    for _ in range(data.draw(st.integers(1, 4))):
-        real[data.draw(st.integers(30, len(real) - 30))] = data.draw(st.sampled_from(b"ABCDEF+/=\n"))
+    crl_dir = agency.root / "fuzz-crl"
+    if not (crl_dir / CRL_FILE).exists():
+        crl_dir.mkdir(exist_ok=True)
+        device = agency.ca.issue(pki.ROLE_DEVICE, "F000001", Ed25519PrivateKey.generate().public_key())
+        revoke(agency.ca, crl_dir, device, dt.datetime.now(dt.timezone.utc))
+    blobs = [noise]
+    for source in (agency.ca_cert_path, crl_dir / CRL_FILE):
+        real = bytearray(source.read_bytes())
+        for _ in range(data.draw(st.integers(1, 4))):
+            real[data.draw(st.integers(30, len(real) - 30))] = data.draw(st.sampled_from(b"ABCDEFabc019+/=\n"))
+        blobs.append(bytes(real))
     folder = tmp_path_factory.mktemp("pem")
-    for blob in (noise, bytes(real), b"-----BEGIN CERTIFICATE-----\n" + noise + b"\n-----END CERTIFICATE-----\n"):
+    for blob in (*blobs, b"-----BEGIN CERTIFICATE-----\n" + noise + b"\n-----END CERTIFICATE-----\n"):
         (folder / "f.pem").write_bytes(blob)
         for reader in (lambda: pki.parse_cert(blob, "x"), lambda: parse_crl(blob, ca, "x"),
                        lambda: pki.load_ed25519_key(folder / "f.pem"),

@@ -127,7 +127,10 @@ def parse_cert(data: bytes, where: str, what: str = "certificate") -> x509.Certi
         cert.public_key()
         cert.public_bytes(serialization.Encoding.DER)
         cert.serial_number
-    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnicodeError, KeyError, IndexError, OverflowError,
+            UnsupportedAlgorithm, x509.InvalidVersion):
+        # KeyError: cryptography's name decoder on an unknown ASN.1 string tag
+        # (found by tests/test_parsers_fuzz.py).
         raise TrustError(f"{where}: not a well-formed PEM X.509 {what}") from None
     # cryptography can load a certificate with an unsupported key and fail only here.
     return cert

@@ -47,7 +47,8 @@ def parse_crl(data: bytes, ca_cert: x509.Certificate, where: str) -> RevocationL
             revoked.serial_number, revoked.revocation_date_utc
         valid = crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
         issuer_ok = crl.issuer == ca_cert.subject
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnicodeError, KeyError, IndexError, OverflowError,
+            UnsupportedAlgorithm, x509.InvalidVersion):
         raise TrustError(f"{where}: not a well-formed PEM X.509 CRL") from None
     if not (valid and issuer_ok):
         raise TrustError(f"{where}: CRL is not signed by the agency CA {pki.fingerprint(ca_cert)[:16]}…")
