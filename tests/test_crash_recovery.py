@@ -211,3 +211,29 @@ def test_power_cut_while_writing_a_manifest_is_not_a_fault(agency, tmp_path):
     report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
     assert report.status == "truncated", report
     assert any("tmp-4242" in n for n in report.notes)
+
+
+def test_power_cut_leaving_a_zero_filled_block_is_truncation(agency, tmp_path):
+    """A file system may leave zeros (not a torn record) after a crash: recovery seals
+    what the last checkpoint covered and hashes the rest; the verifier agrees."""
+    state = agency.enrol(tmp_path / "rec", "K000008")
+    clock = ManualClock()
+    sealing = SealingState.open(state, clock)
+    writer = sealing.open_segment("application/octet-stream", "010203")
+    for i in range(4):
+        clock.advance(1)
+        writer.append(b"%d" % i * 2000)
+    writer.abandon()
+    with open(writer.path, "ab") as f:
+        f.write(bytes(4096))
+    sealing.log.close()
+    os.close(sealing._lock_fd)
+    verifier = Verifier(pki.load_cert(agency.ca_cert_path))
+    before, _ = verifier.verify_recording(state)
+    assert before.segments[0].status == "open" and before.segments[0].fragments == 4
+    recovered = SealingState.open(state, clock)
+    assert recovered.recovered[0]["after_fragment"] == 4
+    recovered.close()
+    report, _ = verifier.verify_recording(state)
+    assert report.segments[0].status == "truncated" and report.segments[0].fragments == 4
+    assert report.status == "truncated"

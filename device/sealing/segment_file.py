@@ -76,6 +76,15 @@ class SegmentScan:
     chains: list[bytes] = field(default_factory=list)  # chain after fragment i
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     torn: TornTail | None = None
+    corrupt: TornTail | None = None  # the first corrupt or malformed record, and what follows
+
+    @property
+    def records_end(self) -> int:
+        """Offset where the walk stopped: the end of the last record that parsed."""
+        for tail in (self.corrupt, self.torn):
+            if tail is not None:
+                return tail.offset
+        return self.size
 
     def chain_boundary(self, count: int) -> int | None:
         """Offset just past what ``count`` covered fragments end at: the end of the
@@ -101,6 +110,15 @@ def map_file(path: Path) -> memoryview:
 
 
 def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:
+    """Walk a segment file once (docs/format.md §3).
+
+    The header must parse (FormatError otherwise).  After it, the walk stops
+    at a torn record (``torn``) or at the first record that is corrupt or
+    malformed (``corrupt``: its offset and reason); what lies before counts,
+    what lies after is left for the caller to judge: in a segment sealed
+    ``complete`` it is tampering, after the covered part of an unsealed or
+    ``truncated`` segment it is what a power cut leaves (§2, §7.4).
+    """
     records = iter_records(data, where, MAGIC_SEGMENT, SEGMENT_RECORDS)
     first = next(records, None)
     if first is None:
@@ -114,23 +132,29 @@ def scan_segment(data: bytes | memoryview, where: str) -> SegmentScan:
     header_digest = leaf_hash(first.raw)
     scan = SegmentScan(where, len(data), header, header_payload, header_digest, first.end)
     chain = chain_link(ZERO_DIGEST, header_digest)
-    for item in records:
-        if isinstance(item, TornTail):
-            scan.torn = item
-            break
-        if item.rtype == REC_FRAGMENT:
-            chain = chain_link(chain, leaf_hash(item.raw))
-            scan.fragments.append(_fragment(item, len(scan.fragments), where))
-            scan.chains.append(chain)
-        elif item.rtype == REC_CHECKPOINT:
-            cp_where = f"{where} checkpoint at offset {item.offset}"
-            signed = open_signed_body(item.body, cp_where, CTX_CHECKPOINT)
-            payload = parse_payload(Checkpoint, signed.obj, cp_where)
-            scan.checkpoints.append(
-                CheckpointRecord(signed, payload, len(scan.fragments), chain, item.offset, item.end)
-            )
-        else:
-            raise FormatError(f"second header record at offset {item.offset}", where)
+    position = first.end  # end of the last record that parsed
+    try:
+        for item in records:
+            if isinstance(item, TornTail):
+                scan.torn = item
+                break
+            if item.rtype == REC_FRAGMENT:
+                fragment = _fragment(item, len(scan.fragments), where)
+                chain = chain_link(chain, leaf_hash(item.raw))
+                scan.fragments.append(fragment)
+                scan.chains.append(chain)
+            elif item.rtype == REC_CHECKPOINT:
+                cp_where = f"{where} checkpoint at offset {item.offset}"
+                signed = open_signed_body(item.body, cp_where, CTX_CHECKPOINT)
+                payload = parse_payload(Checkpoint, signed.obj, cp_where)
+                scan.checkpoints.append(
+                    CheckpointRecord(signed, payload, len(scan.fragments), chain, item.offset, item.end)
+                )
+            else:
+                raise FormatError(f"second header record at offset {item.offset}", where)
+            position = item.end
+    except FormatError as exc:
+        scan.corrupt = TornTail(position, len(data) - position, str(exc))
     return scan
 
 

@@ -150,6 +150,8 @@ def verify_segment(
         rep.reasons.append(
             f"not sealed yet: {covered} of {len(scan.fragments)} fragments covered by a checkpoint"
         )
+        if scan.corrupt is not None:
+            rep.reasons.append(f"bytes from offset {scan.corrupt.offset} do not parse (not covered)")
     rep.fragments = covered
     return VerifiedSegment(rep, scan, manifest, covered)
 
@@ -200,6 +202,9 @@ def check_manifest(
         # A complete segment ends exactly after its last checkpoint: a torn
         # tail or fragments beyond the manifest in a *sealed* file are not
         # power loss (the manifest was written after them), so they fail.
+        if scan.corrupt is not None:
+            rep.fail(f"sealed segment is corrupt at offset {scan.corrupt.offset}: {scan.corrupt.reason}")
+            return None
         if count != len(scan.fragments) or scan.torn is not None:
             rep.fail("sealed segment holds bytes or fragments its manifest does not list")
             return None
