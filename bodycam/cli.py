@@ -13,7 +13,7 @@ from bodycam import __version__
 from bodycam.errors import BodycamError, SealingError, VerificationError
 
 
-# Where subcommands come from: the read side (verify, unseal, pki) needs only
+# Where subcommands come from: the read side (verify, unseal, excerpt, pki) needs only
 # the format package; the recorder's and dock's commands are imported only
 # when one of them is asked for (or for --help), so that `bodycam verify`
 # runs on an install without the recorder's dependencies (pyproject extras).
