@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -49,6 +51,7 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
     for item in recorder.sealing.recovered:
         click.echo(f"recovered after unclean stop: {item}")
     reason = "error"
+    clean = False
     try:
         service.start_up()
         if not standby:
@@ -59,15 +62,25 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
         else:
             click.echo("standby: press record to start")
         reason = service.run(stop, seconds=seconds)
-        sealed = list(recorder.segmenter.sealed) if recorder.segmenter else []
     finally:
-        service.shutdown(reason=reason)
+        clean = service.shutdown(reason=reason)
+        sealed = list(recorder.sealed)
+        if reason == "error":  # an exception is on its way to the command boundary
+            click.echo(f"stopped after an error; sealed {len(sealed)} segment(s) in {state}", err=True)
     if reason.startswith("capture failed"):
         click.echo(f"bodycam: error: {reason}", err=True)
     click.echo(f"stopped ({reason}); sealed {len(sealed)} segment(s) in {state}")
     for name in sealed:
         click.echo(f"  {name}")
-    raise SystemExit(1 if reason.startswith("capture failed") else 0)
+    code = 1 if reason.startswith("capture failed") else 0
+    if not clean:
+        # A source hung in its driver (e.g. PortAudio on a dead JACK server) and was
+        # left behind; its library's exit handlers would hang the same way.  The
+        # footage is sealed and the state closed: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 @click.command()

@@ -50,6 +50,10 @@ def server_tls(state_dir: Path) -> ssl.SSLContext:
     return ctx
 
 
+class DockLinkError(BodycamError, OSError):
+    """The dock link could not be served (address not on this machine, port taken)."""
+
+
 class DockLink:
     def __init__(self, sealing: SealingState, *, health: Callable[[], dict[str, Any] | None] = lambda: None,
                  on_assignment: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -261,30 +265,50 @@ class DockLink:
     # -- running ---------------------------------------------------------------------------------
 
     def start(self, host: str, port: int = 0) -> int:
-        """Serve on a background thread; returns the port."""
+        """Serve on a background thread; returns the port.
+
+        Raises ``DockLinkError`` naming the address when it cannot be bound
+        (no such address or interface here, port in use, no permission).
+        """
         ready = threading.Event()
+        failure: list[BaseException] = []
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, host, port, ssl_context=server_tls(self.root))
-            self._loop.run_until_complete(site.start())
-            self.port = self._runner.addresses[0][1]
-            ready.set()
+            try:
+                self._runner = web.AppRunner(self.app, access_log=None)
+                self._loop.run_until_complete(self._runner.setup())
+                site = web.TCPSite(self._runner, host, port, ssl_context=server_tls(self.root))
+                self._loop.run_until_complete(site.start())
+                self.port = self._runner.addresses[0][1]
+            except BaseException as exc:  # handed to the caller, which names the address
+                failure.append(exc)
+                self._loop.run_until_complete(self._runner.cleanup())
+                self._loop.close()
+                self._loop = None
+                return
+            finally:
+                ready.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="docklink", daemon=True)
         self._thread.start()
-        ready.wait(10)
+        if not ready.wait(10):
+            raise DockLinkError(f"dock link on [{host}]:{port}: did not start within 10 s")
+        if failure:
+            exc = failure[0]
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DockLinkError(f"dock link cannot listen on [{host}]:{port}: {reason} "
+                                f"(docklink.listen / docklink.port in the hw-config)") from None
         return self.port or 0
 
     def stop(self) -> None:
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop, self._loop = self._loop, None
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10)
 
 

@@ -19,6 +19,7 @@ from bodycam.errors import SealingError
 from .capture.audio import SoundDeviceMic, ToneSource
 from .capture.overlay import Overlay
 from .capture.pipeline import PreRoll, SealingQueue, Segmenter
+from .capture.seam import FaultChannel, stop_within
 from .clock import SystemClock
 from .sealing.clock import Clock, utc_text
 from .config import HwConfig
@@ -33,6 +34,10 @@ SEALING = "sealing"
 OFF = "off"
 
 STOP_DRAIN_SECONDS = 0.5
+# Each source's stop() gets this long before it is left behind (a dead JACK
+# server makes PortAudio's stop hang for > 30 s): with the drain and the
+# sealing this keeps SIGTERM well inside the unit's TimeoutStopSec=30s.
+SOURCE_STOP_SECONDS = 3.0
 
 MARK = "mark"
 REFUSAL = "refusal"  # Art. 13(3), 14: refusal / obstruction mark
@@ -87,7 +92,11 @@ class Recorder:
             config, self.overlay, self.clock, self.origin_ns, realtime)
         self.microphone = make_microphone(config, self.origin_ns, realtime)
         self.sealer = SealingQueue()
+        self.faults = FaultChannel()
         self.segmenter: Segmenter | None = None
+        # Every segment sealed since power-on, across recordings (what `record` reports).
+        self.sealed: list[str] = []
+        self._closed = False
         self.state = OFF
         self.last_start_latency: float | None = None
         # Set by the service: a health snapshot for every segment's manifest.
@@ -168,7 +177,10 @@ class Recorder:
         while not self.segmenter.caught_up() and time.monotonic() < deadline and self.sources_error() is None:
             time.sleep(0.01)
         self.preroll.close()
-        self.segmenter.close()
+        try:
+            self.segmenter.close()
+        finally:
+            self.sealed.extend(self.segmenter.sealed)
         self.sealing.log_event(ev.EV_RECORD_STOP, {"reason": reason, "segments": len(self.segmenter.sealed)})
         self.state = STANDBY
         self._raise_sealing_error()
@@ -217,13 +229,38 @@ class Recorder:
                 return source.error
         return None
 
-    def shutdown(self, reason: str = "shutdown") -> None:
-        """Seal what is open, stop the sources, close the state (SIGTERM, low power)."""
-        if self.state == RECORDING:
-            self.stop(reason=reason)
-        for source in (self.camera, self.microphone):
-            if source is not None and self.state != OFF:
-                source.stop()
-        self.sealer.stop()
-        self.sealing.close()
-        self.state = OFF
+    def stop_sources(self) -> bool:
+        """Stop camera and microphone, each within ``SOURCE_STOP_SECONDS``.
+
+        Returns False when a source hung and was left behind (reported on
+        ``faults``): the caller must then not wait for it at exit either.
+        """
+        clean = True
+        for name, source in (("camera", self.camera), ("microphone", self.microphone)):
+            if source is not None:
+                clean &= stop_within(name, source.stop, SOURCE_STOP_SECONDS, self.faults)
+        return clean
+
+    def shutdown(self, reason: str = "shutdown") -> bool:
+        """Seal what is open, stop the sources, close the state (SIGTERM, low power).
+
+        One path whatever failed before: the open segment is sealed first,
+        then the sources are stopped with a deadline each, then the state is
+        closed.  Returns False when a source had to be left behind.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        clean = True
+        try:
+            if self.state == RECORDING:
+                self.stop(reason=reason)
+        finally:
+            try:
+                if self.state != OFF:
+                    clean = self.stop_sources()
+            finally:
+                self.sealer.stop()
+                self.sealing.close()
+                self.state = OFF
+        return clean

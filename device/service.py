@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bodycam.errors import SealingError
 
+from .capture.seam import stop_within
 from .capture.speaker import NullSpeaker, Speaker, load_announcement
 from .clock import SystemClock
 from .sealing.clock import Clock
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.05
 HEALTH_SECONDS = 5.0
 FIRST_FRAME_TIMEOUT = 15.0
+DOCKLINK_STOP_SECONDS = 3.0
 
 
 def make_pin_factory(name: str):
@@ -92,6 +94,8 @@ class RecorderService:
         self.exit_reason: str | None = None
         self._next_health = 0.0
         self.docklink = None
+        self._started = False
+        self._shut_down: bool | None = None  # None until shutdown(); then whether it was clean
         # The officer of the last assignment a dock made sticks across restarts.
         if officer is None:
             for entry in reversed(self.recorder.sealing.log.entries):
@@ -159,14 +163,15 @@ class RecorderService:
     # -- loop ---------------------------------------------------------------------
 
     def start_up(self) -> None:
-        self.recorder.power_on()
-        deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
-        camera = self.recorder.camera
-        while camera is not None and camera.frames == 0:
-            if camera.error is not None or time.monotonic() > deadline:
-                raise SealingError(f"the camera delivers no frames: {camera.error or 'timeout'}")
-            time.sleep(0.01)
-        self.check_health()
+        """The one start-up path (idempotent): dock link, sources, first health check, READY.
+
+        The dock link comes first: a recorder that cannot record must still
+        be reachable by a dock.  A dock link that cannot bind is a clear error
+        here (``DockLinkError``), before any footage is at stake.
+        """
+        if self._started:
+            return
+        self._started = True
         link = self.config.docklink
         if link.enabled:
             from .docklink import DockLink
@@ -175,6 +180,14 @@ class RecorderService:
                                      health=lambda: self.last_health.snapshot() if self.last_health else None,
                                      on_assignment=self._assign)
             self.docklink.start(link.listen, link.port)
+        self.recorder.power_on()
+        deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
+        camera = self.recorder.camera
+        while camera is not None and camera.frames == 0:
+            if camera.error is not None or time.monotonic() > deadline:
+                raise SealingError(f"the camera delivers no frames: {camera.error or 'timeout'}")
+            time.sleep(0.01)
+        self.check_health()
         self.indicators.show("standby")
         self.notifier.ready(f"standby, device {self.recorder.device_id}")
 
@@ -205,6 +218,7 @@ class RecorderService:
         self.notifier.watchdog()
 
     def run(self, stop: threading.Event, seconds: float | None = None, record_now: bool = False) -> str:
+        """The main loop until ``stop``, ``seconds`` or an exit reason; returns the reason."""
         self.start_up()
         if record_now:
             self.start()
@@ -216,13 +230,28 @@ class RecorderService:
             stop.wait(TICK_SECONDS)
         return self.exit_reason or ("signal" if stop.is_set() else "time")
 
-    def shutdown(self, reason: str = "shutdown") -> None:
+    def shutdown(self, reason: str = "shutdown") -> bool:
+        """The one shutdown path (idempotent), whatever failed before it.
+
+        Seals the open segment even when the dock link or a source fails to
+        stop; every step is bounded.  Returns False when a source hung in its
+        driver and was left behind (the caller should then exit at once).
+        """
+        if self._shut_down is not None:
+            return self._shut_down
+        self._shut_down = False
         self.notifier.stopping()
-        if self.docklink is not None:
-            self.docklink.stop()
+        clean = True
         try:
-            self.recorder.shutdown(reason=reason)
+            if self.docklink is not None:
+                clean &= stop_within("docklink", self.docklink.stop, DOCKLINK_STOP_SECONDS,
+                                     self.recorder.faults)
         finally:
-            self.indicators.show("off")
-            self.controls.close()
-            self.indicators.close()
+            try:
+                clean &= self.recorder.shutdown(reason=reason)
+            finally:
+                self.indicators.show("off")
+                self.controls.close()
+                self.indicators.close()
+        self._shut_down = clean
+        return clean
