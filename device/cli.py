@@ -152,12 +152,15 @@ def status(config_path: Path, state: Path, as_json: bool) -> None:
     from .clock import SystemClock
     from .health.monitor import HealthMonitor
 
+    from .service import STATUS_FILE
+
     config = load_hw_config(config_path)
     health = HealthMonitor(config, state if state.exists() else Path("/"),
                            SystemClock(config.initial_clock_state)).read()
     snap = health.snapshot()
+    running = _running_status(state / STATUS_FILE)
     if as_json:
-        click.echo(json.dumps(snap, indent=2))
+        click.echo(json.dumps({**snap, "recorder": running} if running else snap, indent=2))
         return
     b = health.battery
     click.echo(f"battery   {'%.0f %%, %.2f V' % (b.percent, b.voltage) if b else health.battery_error or 'none'}"
@@ -167,6 +170,29 @@ def status(config_path: Path, state: Path, as_json: bool) -> None:
     click.echo(f"clock     {health.clock_state}; RTC {'present' if health.rtc.present else 'absent'}"
                + (f"; last dock sync {health.last_sync_utc}" if health.last_sync_utc else ""))
     click.echo(f"cpu temp  {'%.1f °C' % health.cpu_temp_c if health.cpu_temp_c is not None else 'unknown'}")
+    if running:
+        h = running.get("health") or {}
+        click.echo(f"recorder  as of {running.get('utc')}: {'recording' if running.get('recording') else 'standby'}; "
+                   f"camera {_alive(h.get('camera_alive'))}, microphone {_alive(h.get('microphone_alive'))}; "
+                   f"audio overflows {h.get('audio_overflows')}, gaps {h.get('audio_gaps')}")
+        for fault in h.get("source_faults") or []:
+            click.echo(f"          ! {fault}")
+
+
+def _alive(value) -> str:
+    return {True: "alive", False: "DOWN", None: "none"}.get(value, str(value))
+
+
+def _running_status(path: Path) -> dict | None:
+    """What the running recorder last published, or None when there is none (or it is unreadable)."""
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        click.echo(f"{path}: unreadable ({exc})", err=True)
+        return None
+    return status if isinstance(status, dict) else None
 
 
 @click.group("config")

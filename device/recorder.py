@@ -116,7 +116,12 @@ class Recorder:
                 "bitrate": cam.bitrate, "gop_ms": round(cam.gop_seconds * 1000)},
             "audio": None if self.microphone is None else {
                 "codec": "aac", "samplerate": self.config.audio.samplerate,
-                "channels": 1, "bitrate": self.config.audio.bitrate},
+                "channels": 1, "bitrate": self.config.audio.bitrate,
+                # since power-on: overflows the driver reported, gaps filled with
+                # silence, and the samples they held (docs: manifest meta)
+                "overflows": self.microphone.overflows,
+                "gaps": self.microphone.clock.gaps,
+                "lost_samples": self.microphone.clock.lost_samples},
             "health": self.health_provider() if self.health_provider else None,
         }
 

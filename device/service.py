@@ -9,7 +9,9 @@ before the process exits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from bodycam.errors import SealingError
 from .capture.seam import stop_within
 from .capture.speaker import NullSpeaker, Speaker, load_announcement
 from .clock import SystemClock
-from .sealing.clock import Clock
+from .sealing.clock import Clock, utc_text
 from .config import HwConfig
 from .controls import HOLD, SHORT, Controls
 from .daemon import SystemdNotifier
@@ -40,6 +42,7 @@ TICK_SECONDS = 0.05
 HEALTH_SECONDS = 5.0
 FIRST_FRAME_TIMEOUT = 15.0
 DOCKLINK_STOP_SECONDS = 3.0
+STATUS_FILE = "status.json"  # in the state directory: what `bodycam status` shows of a running recorder
 
 
 def make_pin_factory(name: str):
@@ -194,6 +197,7 @@ class RecorderService:
     def check_health(self) -> list[str]:
         health, alarms = self.health.check()
         self.last_health = health
+        self._publish_status(health)
         for alarm in alarms:
             self.recorder.sealing.log_event(ev.EV_ALARM, {"kind": alarm, "health": health.snapshot()})
             self.indicators.play(alarm)
@@ -204,6 +208,18 @@ class RecorderService:
                 self.exit_reason = "battery-critical"
         self.indicators.blink_red = ALARM_BATTERY_LOW in self.health.alarms.raised
         return alarms
+
+    def _publish_status(self, health: Health) -> None:
+        """The running recorder's health for `bodycam status` (atomic rename; not evidence)."""
+        path = self.recorder.sealing.root / STATUS_FILE
+        snapshot = {"utc": utc_text(self.clock.utc_now()), "recording": self.recorder.state == RECORDING,
+                    "health": health.snapshot()}
+        try:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(snapshot, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full card must not stop the loop
+            log.warning("%s: cannot write the status file: %s", path, exc.strerror or exc)
 
     def tick(self) -> None:
         self.controls.tick()

@@ -203,6 +203,9 @@ class Segmenter(Output):
         self.end_us: int | None = None
         self.audio_until = -1
         self.video_until = -1
+        video = streams.get("video") or {}
+        self._frame_us = int(1_000_000 / float(video["rate"])) if video.get("rate") else 0
+        self.video_end_us: int | None = None  # end of the last video frame taken
         self._lock = threading.Lock()
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
@@ -211,8 +214,9 @@ class Segmenter(Output):
                 self.audio_until = timestamp
             else:
                 self.video_until = timestamp
-            if self.end_us is not None and timestamp > self.end_us:
-                return  # captured after the stop
+            if self.end_us is not None and timestamp > self.end_us and not (
+                    audio and self.video_end_us is not None and timestamp < self.video_end_us):
+                return  # captured after the stop (audio: after the last video frame's end)
             cut_here = keyframe and (audio == self._audio_only)
             if self.current is None:
                 if not cut_here:
@@ -231,6 +235,8 @@ class Segmenter(Output):
                     self._close(self._retiring)
                     self._retiring = None
             key = "audio" if audio else "video"
+            if not audio and not self._audio_only:
+                self.video_end_us = timestamp + self._frame_us
             target.muxer.mux(key, frame, keyframe, timestamp, packet)
 
     def _retire_current(self) -> None:
@@ -278,11 +284,17 @@ class Segmenter(Output):
             self.end_us = end_us
 
     def caught_up(self) -> bool:
-        """Every stream has delivered what was captured before the stop."""
+        """Every stream has delivered what was captured before the stop.
+
+        Audio must also cover the last video frame to its end, so that a
+        segment cut just before the stop has the sound of its pictures.
+        """
         with self._lock:
+            end = self.end_us or 0
+            audio_end = max(end, self.video_end_us or 0) if not self._audio_only else end
             return all(
-                until >= (self.end_us or 0)
-                for key, until in (("video", self.video_until), ("audio", self.audio_until))
+                until >= want
+                for key, until, want in (("video", self.video_until, end), ("audio", self.audio_until, audio_end))
                 if key in self._streams and not (self._audio_only and key == "video")
             )
 

@@ -43,6 +43,8 @@ class Health:
     drift_estimate_ms: int | None
     camera_alive: bool | None
     microphone_alive: bool | None
+    audio_overflows: int | None = None
+    audio_gaps: int | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """For manifests: integers and strings only."""
@@ -58,6 +60,8 @@ class Health:
             "drift_estimate_ms": self.drift_estimate_ms,
             "camera_alive": self.camera_alive,
             "microphone_alive": self.microphone_alive,
+            "audio_overflows": self.audio_overflows,
+            "audio_gaps": self.audio_gaps,
         }
 
 
@@ -158,6 +162,8 @@ class HealthMonitor:
             drift_estimate_ms=drift,
             camera_alive=None if self.camera is None else bool(self.camera.alive),
             microphone_alive=None if self.microphone is None else bool(self.microphone.alive),
+            audio_overflows=None if self.microphone is None else self.microphone.overflows,
+            audio_gaps=None if self.microphone is None else self.microphone.clock.gaps,
         )
 
     def _cpu_temp(self) -> float | None:
