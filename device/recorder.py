@@ -19,10 +19,11 @@ from bodycam.errors import SealingError
 from .capture.audio import SoundDeviceMic, ToneSource
 from .capture.overlay import Overlay
 from .capture.pipeline import PreRoll, SealingQueue, Segmenter
-from .capture.seam import FaultChannel, stop_within
+from .capture.seam import FAULT_FAILED, FaultChannel, LivenessTap, stop_within
 from .clock import SystemClock
 from .sealing.clock import Clock, utc_text
 from .config import HwConfig
+from .liveness import Liveness
 from .sealing import seallog as ev
 from .sealing.state import SealingState
 
@@ -88,11 +89,18 @@ class Recorder:
         self.overlay = Overlay(self.device_id, config.camera.width, config.camera.height, rec.timezone)
         self.overlay.officer = officer
         self.preroll = PreRoll(rec.preroll_seconds, keep_audio=rec.preroll_audio or self.audio_only)
+        self.realtime = realtime
         self.camera = None if self.audio_only else make_camera(
             config, self.overlay, self.clock, self.origin_ns, realtime)
         self.microphone = make_microphone(config, self.origin_ns, realtime)
         self.sealer = SealingQueue()
-        self.faults = FaultChannel()
+        self.faults = FaultChannel(self.clock.monotonic_ns)
+        # Every capture source delivers through a tap, so that one that stops
+        # without raising is noticed (device/liveness.py).
+        self.taps = {name: LivenessTap(self.preroll, self.clock.monotonic_ns)
+                     for name, source in (("camera", self.camera), ("microphone", self.microphone))
+                     if source is not None}
+        self.liveness = Liveness(self.clock.monotonic_ns, self.faults)
         self.segmenter: Segmenter | None = None
         # Every segment sealed since power-on, across recordings (what `record` reports).
         self.sealed: list[str] = []
@@ -144,11 +152,53 @@ class Recorder:
         """Start the sources: the pre-roll begins filling (standby)."""
         if self.state != OFF:
             return
-        if self.camera is not None:
-            self.camera.start(self.preroll)
-        if self.microphone is not None:
-            self.microphone.start(self.preroll)
+        for name, tap in self.taps.items():
+            source = getattr(self, name)
+            source.faults = self.faults
+            self._start_source(name, source, tap)
+            self.liveness.watch(name, source, tap, lambda name=name: self._restart_source(name))
         self.state = STANDBY
+
+    def _start_source(self, name: str, source, tap: LivenessTap) -> None:
+        """Start one source; a source that cannot start is a fault, never a reason not to record."""
+        try:
+            source.start(tap)
+        except Exception as exc:
+            source.error = exc
+            self.faults.report(name, FAULT_FAILED, f"cannot start: {type(exc).__name__}: {exc}")
+
+    def _restart_source(self, name: str):
+        """Stop the old source (bounded) and start a new one on the same tap; returns it."""
+        old = getattr(self, name)
+        stop_within(name, old.stop, SOURCE_STOP_SECONDS, self.faults)
+        if name == "camera":
+            new = make_camera(self.config, self.overlay, self.clock, self.origin_ns, self.realtime)
+        else:
+            new = make_microphone(self.config, self.origin_ns, self.realtime)
+        new.faults = self.faults
+        new.start(self.taps[name])
+        setattr(self, name, new)
+        return new
+
+    def check_sources(self) -> list[str]:
+        """Liveness deadlines and restarts (main loop); returns the sources whose state changed."""
+        changed = self.liveness.check()
+        if self.segmenter is not None:
+            down = self.liveness.down()
+            self.segmenter.set_down(video="camera" in down, audio="microphone" in down)
+        return changed
+
+    def sources_report(self) -> dict[str, dict[str, Any]]:
+        """Per source: liveness state, restarts, last fault (and the microphone's overflow counts)."""
+        report = {}
+        for name, st in self.liveness.states.items():
+            entry = st.as_dict()
+            if name == "microphone":
+                mic = self.microphone
+                entry |= {"overflows": mic.overflows, "gaps": mic.clock.gaps,
+                          "lost_samples": mic.clock.lost_samples}
+            report[name] = entry
+        return report
 
     def start(self, trigger: str = "button") -> float:
         """Start recording; returns seconds of pre-roll handed over."""
@@ -165,6 +215,8 @@ class Recorder:
             meta=self._segment_meta,
             container_tags=self._container_tags,
         )
+        down = self.liveness.down()
+        self.segmenter.set_down(video="camera" in down, audio="microphone" in down)
         self.sealing.log_event(ev.EV_RECORD_START, {"trigger": trigger, "mode": self.config.recording.mode})
         preroll = self.preroll.open(self.segmenter)
         self.state = RECORDING
@@ -229,10 +281,9 @@ class Recorder:
             raise SealingError(f"sealing failed: {self.sealer.error}")
 
     def sources_error(self) -> BaseException | None:
-        for source in (self.camera, self.microphone, self.sealer):
-            if source is not None and source.error is not None:
-                return source.error
-        return None
+        """A failure that stops recording: only the sealer's.  A camera or microphone
+        that fails is down (liveness), restarted, and recording goes on without it."""
+        return self.sealer.error
 
     def stop_sources(self) -> bool:
         """Stop camera and microphone, each within ``SOURCE_STOP_SECONDS``.
@@ -241,9 +292,8 @@ class Recorder:
         ``faults``): the caller must then not wait for it at exit either.
         """
         clean = True
-        for name, source in (("camera", self.camera), ("microphone", self.microphone)):
-            if source is not None:
-                clean &= stop_within(name, source.stop, SOURCE_STOP_SECONDS, self.faults)
+        for name in self.taps:
+            clean &= stop_within(name, getattr(self, name).stop, SOURCE_STOP_SECONDS, self.faults)
         return clean
 
     def shutdown(self, reason: str = "shutdown") -> bool:

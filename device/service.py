@@ -42,6 +42,11 @@ TICK_SECONDS = 0.05
 HEALTH_SECONDS = 5.0
 FIRST_FRAME_TIMEOUT = 15.0
 DOCKLINK_STOP_SECONDS = 3.0
+# Seal-log event for a fault from a hardware seam (capture.seam): source, kind, detail, repeats.
+EV_SOURCE_FAULT = "source-fault"
+ALARM_SOURCE_FAULT = "source-fault"
+ALARM_FAULTS = {"stalled", "failed", "stop-timeout"}
+FAULT_EVENT_SECONDS = 10.0
 STATUS_FILE = "status.json"  # in the state directory: what `bodycam status` shows of a running recorder
 
 
@@ -89,7 +94,7 @@ class RecorderService:
             ("photo", SHORT): self.photo,
         })
         self.health = HealthMonitor(config, state_dir, self.clock, bus=bus,
-                                    camera=self.recorder.camera, microphone=self.recorder.microphone,
+                                    sources=self.recorder.sources_report,
                                     last_sync=self._last_sync())
         self.last_health: Health | None = None
         self.recorder.health_provider = lambda: self.last_health.snapshot() if self.last_health else None
@@ -98,6 +103,8 @@ class RecorderService:
         self._next_health = 0.0
         self.docklink = None
         self._started = False
+        self._fault_logged: dict[tuple[str, str], int] = {}
+        self._fault_suppressed: dict[tuple[str, str], int] = {}
         self._shut_down: bool | None = None  # None until shutdown(); then whether it was clean
         # The officer of the last assignment a dock made sticks across restarts.
         if officer is None:
@@ -184,13 +191,17 @@ class RecorderService:
                                      on_assignment=self._assign)
             self.docklink.start(link.listen, link.port)
         self.recorder.power_on()
+        # Wait (briefly) for the camera's first frame, so that READY means it delivers;
+        # a camera that does not is a fault, and the recorder goes on with what works.
         deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
-        camera = self.recorder.camera
-        while camera is not None and camera.frames == 0:
-            if camera.error is not None or time.monotonic() > deadline:
-                raise SealingError(f"the camera delivers no frames: {camera.error or 'timeout'}")
+        tap = self.recorder.taps.get("camera")
+        while tap is not None and tap.packets == 0 and self.recorder.camera.error is None:
+            if time.monotonic() > deadline:
+                log.error("the camera delivered no frame within %g s", FIRST_FRAME_TIMEOUT)
+                break
             time.sleep(0.01)
         self.check_health()
+        self._record_faults()
         self.indicators.show("standby")
         self.notifier.ready(f"standby, device {self.recorder.device_id}")
 
@@ -228,10 +239,37 @@ class RecorderService:
         if now >= self._next_health:
             self._next_health = now + HEALTH_SECONDS
             self.check_health()
+        self.recorder.check_sources()
+        self._record_faults()
         error = self.recorder.sources_error()
         if error is not None:
             self.exit_reason = f"capture failed: {error}"
-        self.notifier.watchdog()
+        # Fed only while something can record: when every source is down,
+        # systemd's watchdog restarts the whole service.
+        if self.recorder.liveness.anything_up():
+            self.notifier.watchdog(now=self.clock.monotonic_ns() / 1e9)
+
+    def _record_faults(self) -> None:
+        """Each fault from the seams: a signed seal-log event, and an alarm for a source going down.
+
+        Repeats of one (source, kind) within ``FAULT_EVENT_SECONDS`` are counted
+        into the next event instead of each writing one (an overflowing card
+        must not fill the seal log)."""
+        now = self.clock.monotonic_ns()
+        for fault in self.recorder.faults.drain():
+            key = (fault.source, fault.kind)
+            last = self._fault_logged.get(key)
+            if last is not None and now - last < FAULT_EVENT_SECONDS * 1e9:
+                self._fault_suppressed[key] = self._fault_suppressed.get(key, 0) + 1
+                continue
+            self._fault_logged[key] = now
+            data = {**fault.as_event(), "repeats": self._fault_suppressed.pop(key, 0)}
+            if fault.source == "microphone":
+                data["overflows"] = self.recorder.microphone.overflows
+            self.recorder.sealing.log_event(EV_SOURCE_FAULT, data)
+            if fault.kind in ALARM_FAULTS:
+                self.indicators.play(ALARM_SOURCE_FAULT)
+        self.indicators.blink_yellow = bool(self.recorder.liveness.down())
 
     def run(self, stop: threading.Event, seconds: float | None = None, record_now: bool = False) -> str:
         """The main loop until ``stop``, ``seconds`` or an exit reason; returns the reason."""

@@ -45,6 +45,7 @@ class Health:
     microphone_alive: bool | None
     audio_overflows: int | None = None
     audio_gaps: int | None = None
+    sources: dict[str, dict[str, Any]] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """For manifests: integers and strings only."""
@@ -62,6 +63,9 @@ class Health:
             "microphone_alive": self.microphone_alive,
             "audio_overflows": self.audio_overflows,
             "audio_gaps": self.audio_gaps,
+            "sources": self.sources,
+            "source_faults": [f"{name}: {s['last_fault']}" for name, s in (self.sources or {}).items()
+                              if s.get("last_fault")],
         }
 
 
@@ -90,6 +94,10 @@ class Alarms:
         return new
 
 
+def _alive(sources: dict[str, dict[str, Any]], name: str) -> bool | None:
+    return None if name not in sources else sources[name]["state"] != "down"
+
+
 def _severity(alarm: str) -> int:
     return [ALARM_BATTERY_CRITICAL, ALARM_STORAGE_FULL, ALARM_BATTERY_LOW,
             ALARM_STORAGE_LOW, ALARM_GAUGE_FAILED].index(alarm)
@@ -108,14 +116,14 @@ def open_bus(config: HwConfig):
 
 class HealthMonitor:
     def __init__(self, config: HwConfig, storage: Path, clock: Clock, *,
-                 bus=None, camera=None, microphone=None, thermal: Path = THERMAL_ZONE,
+                 bus=None, sources: Callable[[], dict[str, dict[str, Any]]] | None = None,
+                 thermal: Path = THERMAL_ZONE,
                  last_sync: dt.datetime | None = None,
                  free_bytes: Callable[[], int] | None = None) -> None:
         self.config = config
         self.storage = Path(storage)
         self.clock = clock
-        self.camera = camera
-        self.microphone = microphone
+        self.sources = sources  # the recorder's sources_report(), when one is running
         self.thermal = thermal
         self.last_sync = last_sync
         self.free_bytes = free_bytes or (lambda: shutil.disk_usage(self.storage).free)
@@ -137,6 +145,7 @@ class HealthMonitor:
                 battery = self.gauge.read()
             except GaugeError as exc:
                 error = str(exc)
+        sources = self.sources() if self.sources else {}
         free = self.free_bytes()
         minutes = free / self.config.bytes_per_second / 60
         kind = self.config.rtc.kind
@@ -160,10 +169,11 @@ class HealthMonitor:
             clock_state=self.clock.state,
             last_sync_utc=utc_text(self.last_sync) if self.last_sync else None,
             drift_estimate_ms=drift,
-            camera_alive=None if self.camera is None else bool(self.camera.alive),
-            microphone_alive=None if self.microphone is None else bool(self.microphone.alive),
-            audio_overflows=None if self.microphone is None else self.microphone.overflows,
-            audio_gaps=None if self.microphone is None else self.microphone.clock.gaps,
+            camera_alive=_alive(sources, "camera"),
+            microphone_alive=_alive(sources, "microphone"),
+            audio_overflows=(sources.get("microphone") or {}).get("overflows"),
+            audio_gaps=(sources.get("microphone") or {}).get("gaps"),
+            sources=sources or None,
         )
 
     def _cpu_temp(self) -> float | None:
