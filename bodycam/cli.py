@@ -48,6 +48,11 @@ def _register() -> None:
 
     for command in (*sealing_commands, *device_commands, *dock_commands):
         main.add_command(command)
+    # `bodycam config check` also checks dock configs (the recorder cannot import the dock).
+    from device.cli import CONFIG_KINDS
+    from dock.config import describe_dock_config, load_dock_config
+
+    CONFIG_KINDS["dock"] = ("archive", load_dock_config, describe_dock_config)
 
 
 _register()

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -197,14 +198,42 @@ def _running_status(path: Path) -> dict | None:
 
 @click.group("config")
 def config_group() -> None:
-    """Check hw-config files."""
+    """Check hw-configs and dock configs."""
+
+
+# Config kinds of other parts, registered by the entry point (bodycam/cli.py), since
+# the recorder may not import the dock: kind -> (top-level key that marks it, loader,
+# one-line summary of a valid config).
+CONFIG_KINDS: dict[str, tuple[str, Callable[[Path], object], Callable[[object], str]]] = {}
+
+
+def _check_one(path: Path) -> str:
+    """Validate one config file as the program will use it; returns its summary line."""
+    from .config import read_toml
+
+    data = read_toml(path, "config")
+    if "board" in data:
+        config = load_hw_config(path)
+        return (f"hw-config ({config.board}, camera {config.camera.backend}, gauge {config.power.gauge}, "
+                f"rtc {config.rtc.kind})")
+    for kind, (marker, load, describe) in CONFIG_KINDS.items():
+        if marker in data:
+            return f"{kind} config ({describe(load(path))})"
+    from bodycam.errors import ConfigError
+
+    known = ", ".join(f"'{marker}' ({kind})" for kind, (marker, _, _) in CONFIG_KINDS.items())
+    raise ConfigError(f"{path}: neither a hw-config (no top-level 'board') nor another config "
+                      f"({known or 'none registered'})")
 
 
 @config_group.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 def config_check(files: tuple[Path, ...]) -> None:
-    """Validate hw-configs: unknown keys, ranges, pin conflicts, unknown devices.
+    """Validate hw-configs and dock configs as the programs will use them.
 
+    A hw-config has a top-level `board`; a dock config has an `[archive]`
+    table.  Checked: unknown keys, strict types, ranges, pin conflicts,
+    unknown devices, time zones, I2C buses, addresses, regular expressions.
     Exit status 0 when all are valid, 2 otherwise; errors name the file, the
     key and what is allowed.
     """
@@ -213,13 +242,12 @@ def config_check(files: tuple[Path, ...]) -> None:
     bad = 0
     for path in files:
         try:
-            config = load_hw_config(path)
+            summary = _check_one(path)
         except (ConfigError, InputError) as exc:
             click.echo(str(exc), err=True)
             bad += 1
             continue
-        click.echo(f"{path}: OK ({config.board}, camera {config.camera.backend}, gauge {config.power.gauge}, "
-                   f"rtc {config.rtc.kind})")
+        click.echo(f"{path}: OK, {summary}")
     raise SystemExit(2 if bad else 0)
 
 
