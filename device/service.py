@@ -188,7 +188,7 @@ class RecorderService:
 
             self.docklink = DockLink(self.recorder.sealing,
                                      health=lambda: self.last_health.snapshot() if self.last_health else None,
-                                     on_assignment=self._assign)
+                                     on_assignment=self._assign, max_connections=link.max_connections)
             self.docklink.start(link.listen, link.port)
         self.recorder.power_on()
         # Wait (briefly) for the camera's first frame, so that READY means it delivers;
