@@ -12,7 +12,9 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import logging
 import os
+import shutil
 import socket
 import ssl
 import time
@@ -151,6 +153,7 @@ class DockSession:
         self.progress = Progress(bay)
         self._report = on_progress
         self.timeout = timeout
+        self._fresh = False  # staging was emptied and pulled again in this session
 
     def _phase(self, phase: str) -> None:
         self.progress.phase = phase
@@ -231,7 +234,17 @@ class DockSession:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ssl.SSLError) as exc:
             self.progress.outcome = f"link lost: {exc.__class__.__name__}: {exc}"
             raise SessionError(self.progress.outcome) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # Whatever else a recorder can send that our checks missed: the session still
+            # ends, with an outcome and a reason, never a bay stuck in its last phase.
+            self.progress.outcome = (f"failed: the recorder sent something malformed in phase "
+                                     f"{self.progress.phase!r}: {exc.__class__.__name__}: {exc}")
+            raise SessionError(self.progress.outcome) from None
         finally:
+            if self.progress.outcome is None:  # cancelled, or a bug: still an outcome
+                self.progress.outcome = f"failed: stopped in phase {self.progress.phase!r}"
+            if self.progress.outcome != "done":
+                self.progress.phase = "failed"
             self._report(self.progress)
         return self.progress
 
@@ -245,7 +258,7 @@ class DockSession:
         if self.expected_device and device != self.expected_device:
             raise SessionError(f"recorder certificate is for {device}, the USB serial says {self.expected_device}")
         self.progress.device = device
-        info = await self._json(http, "/v1/identity")
+        info = _object(await self._json(http, "/v1/identity"), "/v1/identity")
         if info.get("device") != device:
             raise SessionError(f"recorder says it is {info.get('device')!r}, its certificate says {device}")
         staging = self.staging_root / device
@@ -256,9 +269,9 @@ class DockSession:
         # 2. Clock: measure (four timestamps), record, then set.
         self._phase("clock")
         t1 = time.time_ns()
-        t = await self._json(http, "/v1/time")
+        t = _object(await self._json(http, "/v1/time"), "/v1/time")
         t4 = time.time_ns()
-        t2, t3 = int(t["t2_ns"]), int(t["t3_ns"])
+        t2, t3 = _integer(t, "t2_ns", "/v1/time"), _integer(t, "t3_ns", "/v1/time")
         offset = ((t2 - t1) + (t3 - t4)) // 2  # recorder minus dock
         delay = (t4 - t1) - (t3 - t2)
         self.progress.clock_offset_ms = offset / 1e6
@@ -271,20 +284,32 @@ class DockSession:
 
         # 3. Pull the seal log, then sealed segments, marked ones first.
         self._phase("pulling seal log")
-        listing = (await self._json(http, "/v1/seallog"))["files"]
+        listing = _object(await self._json(http, "/v1/seallog"), "/v1/seallog").get("files")
         if not isinstance(listing, list) or len(listing) > MAX_LIST:
-            raise SessionError("seal-log listing refused")
+            raise SessionError("seal-log listing refused: 'files' is not a list of at most "
+                               f"{MAX_LIST} entries")
         for item in listing:
-            name = item.get("name", "")
+            name = _object(item, "/v1/seallog entry").get("name", "")
             if not isinstance(name, str) or not LOG_FILE_RE.match(name):
                 raise SessionError(f"recorder offered a seal-log file with a bad name {name!r}")
-            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, int(item["bytes"]))
-        segments = (await self._json(http, "/v1/segments"))["segments"]
+            _integer(item, "bytes", f"/v1/seallog {name}")
+        # The dock's own leftovers: staged copies the recorder no longer offers (from a
+        # refused or interrupted session) would be verified as if they were part of
+        # this recording.  They are copies; the originals are on the recorder or archived.
+        self._prune(staging / LOG_DIR, {i["name"] for i in listing})
+        for item in listing:
+            name = item["name"]
+            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, item["bytes"])
+        segments = _object(await self._json(http, "/v1/segments"), "/v1/segments").get("segments")
         if not isinstance(segments, list) or len(segments) > MAX_LIST:
-            raise SessionError("segment listing refused")
+            raise SessionError(f"segment listing refused: 'segments' is not a list of at most {MAX_LIST} entries")
         for item in segments:
-            if not isinstance(item.get("name"), str) or not NAME_RE.match(item["name"]):
+            if not isinstance(_object(item, "/v1/segments entry").get("name"), str) or not NAME_RE.match(item["name"]):
                 raise SessionError(f"recorder offered a segment with a bad name {item.get('name')!r}")
+            _integer(item, "segment_bytes", f"/v1/segments {item['name']}")
+            _integer(item, "manifest_bytes", f"/v1/segments {item['name']}")
+        self._prune(staging / SEGMENTS_DIR, {f"{s['name']}{suffix}" for s in segments
+                                             for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX)})
         segments.sort(key=lambda s: (not s.get("marked"), s["name"]))
         self.progress.segments_total = len(segments)
         self._phase("pulling segments")
@@ -299,6 +324,17 @@ class DockSession:
         self._phase("verifying")
         report, _ = Verifier(self.identity.ca_cert).verify_recording(staging)
         log = report.seal_log
+        resumed_bad = log.status not in ("verified", "truncated") or any(
+            s.status not in ("verified", "truncated") for s in report.segments)
+        if resumed_bad and self.progress.bytes_resumed and not self._fresh:
+            # A resumed copy may begin with bytes of an older file (the dock's leftover):
+            # pull everything again from scratch, once, before judging the recorder.
+            logging.getLogger(__name__).warning(
+                "bay %s: %s: verification failed after resuming; pulling again from scratch", self.bay, device)
+            shutil.rmtree(staging)
+            self._fresh = True
+            self.progress.bytes_resumed = 0
+            return await self._run(http)
         if log.status not in ("verified", "truncated"):
             raise SessionError(f"seal log does not verify: {'; '.join(log.reasons)}")
         head = self.registry.head(device)
@@ -353,9 +389,18 @@ class DockSession:
                 raise SessionError(f"recorder refused the assignment: HTTP {status} {text}")
             self.registry.clear_checkout(self.bay)
         self._phase("readiness")
-        health = await self._json(http, "/v1/health")
+        health = _object(await self._json(http, "/v1/health"), "/v1/health")
         self._readiness(health)
         self._phase("done")
+
+    def _prune(self, folder: Path, offered: set[str]) -> None:
+        for path in folder.iterdir():
+            if path.name not in offered:
+                logging.getLogger(__name__).info("bay %s: dropping stale staged copy %s", self.bay, path)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
 
     def _log_has(self, staging: Path, head: tuple[int, str]) -> bool:
         for entry, _ in scan_log(staging / LOG_DIR).entries:
@@ -377,6 +422,19 @@ class DockSession:
             reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
         self.progress.ready = not reasons
         self.progress.readiness = reasons
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SessionError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _integer(obj: dict[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SessionError(f"{where}: {key!r} must be an integer, got {value!r:.60}")
+    return value
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
