@@ -56,10 +56,12 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
     try:
         service.start_up()
         if not standby:
-            preroll = recorder.start(trigger="command")
-            service.indicators.show("recording", recorder.audio_only)
-            click.echo(f"recording (pre-roll {preroll:.1f} s, "
-                       f"{recorder.last_start_latency * 1000:.0f} ms to start)")
+            refusal = service.start(trigger="command")
+            if refusal:
+                click.echo(f"not recording: {refusal}; standby, serving the dock link", err=True)
+            else:
+                click.echo(f"recording (pre-roll {recorder.last_preroll:.1f} s, "
+                           f"{recorder.last_start_latency * 1000:.0f} ms to start)")
         else:
             click.echo("standby: press record to start")
         reason = service.run(stop, seconds=seconds)

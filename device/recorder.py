@@ -8,7 +8,10 @@ everything sealed, before the card is full (device/service.py).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +47,48 @@ MARK = "mark"
 REFUSAL = "refusal"  # Art. 13(3), 14: refusal / obstruction mark
 
 
+# A file of this size is kept in the state directory while there is room, and
+# given up when the card is full, so that the recorder can always write its
+# boot entry, alarms and the receipts that free the card (a few kB each).
+RESERVE_FILE = "reserve"
+RESERVE_BYTES = 4 * 1024 * 1024
+
+
+def open_state(state_dir: Path, open_sealing: Callable[[], SealingState]) -> SealingState:
+    """Open the sealing state even on a full card; errors name the state directory.
+
+    On ENOSPC the reserve file is given up and the open tried again; once open,
+    the reserve is made again if there is room for it.
+    """
+    reserve = state_dir / RESERVE_FILE
+    try:
+        try:
+            sealing = open_sealing()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not reserve.exists():
+                raise
+            log.error("%s: the card is full; giving up the %d-byte reserve to start", state_dir, RESERVE_BYTES)
+            reserve.unlink()
+            sealing = open_sealing()
+    except SealingError:
+        raise
+    except OSError as exc:
+        where = exc.filename or state_dir
+        raise SealingError(f"{where}: cannot open the recorder's state: {exc.strerror or exc}") from None
+    if not reserve.exists() and shutil.disk_usage(state_dir).free > 4 * RESERVE_BYTES:
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("%s: cannot make the reserve: %s", reserve, exc.strerror or exc)
+            reserve.unlink(missing_ok=True)
+    return sealing
+
+
 def make_camera(config: HwConfig, overlay: Overlay, clock: Clock, origin_ns: int, realtime: bool):
     if config.camera.backend == "picamera2":
         from .capture.camera_picamera2 import Picamera2Camera
@@ -77,11 +122,11 @@ class Recorder:
         self.config_name = config_name
         self.clock = clock or SystemClock(config.initial_clock_state)
         rec = config.recording
-        self.sealing = SealingState.open(
+        self.sealing = open_state(Path(state_dir), lambda: SealingState.open(
             state_dir, self.clock, timezone=rec.timezone,
             checkpoint_interval=rec.checkpoint_interval,
             boot_data={"hw_config": config_name, "board": config.board},
-        )
+        ))
         self.device_id = self.sealing.identity.device_id
         self.officer = officer
         self.audio_only = rec.mode == "audio"
@@ -107,6 +152,7 @@ class Recorder:
         self._closed = False
         self.state = OFF
         self.last_start_latency: float | None = None
+        self.last_preroll = 0.0
         # Set by the service: a health snapshot for every segment's manifest.
         self.health_provider: Callable[[], dict[str, Any] | None] | None = None
 
@@ -221,6 +267,7 @@ class Recorder:
         preroll = self.preroll.open(self.segmenter)
         self.state = RECORDING
         self.last_start_latency = time.perf_counter() - t0
+        self.last_preroll = preroll
         return preroll
 
     def stop(self, reason: str = "button") -> None:

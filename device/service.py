@@ -126,15 +126,23 @@ class RecorderService:
 
     # -- actions (main thread only) ------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, trigger: str = "button") -> str | None:
+        """Start recording; returns why it did not (a full card), else None."""
         if self.recorder.state == RECORDING:
-            return
+            return None
         if ALARM_STORAGE_FULL in self.health.alarms.raised:
             self.indicators.play(ALARM_STORAGE_FULL)  # never record over anything: refuse
-            return
-        self.recorder.start(trigger="button")
+            health = self.last_health
+            why = (f"{self.recorder.sealing.root}: the card is full "
+                   f"({(health.storage_free_bytes if health else 0) // 1_000_000} MB free, "
+                   f"{self.config.recording.storage_reserve_minutes} min kept in reserve); "
+                   "dock the recorder to free it")
+            log.error("not recording: %s", why)
+            return why
+        self.recorder.start(trigger=trigger)
         self.indicators.show("recording", self.recorder.audio_only)
         self.indicators.play("start")
+        return None
 
     def stop(self) -> None:
         if self.recorder.state != RECORDING:
