@@ -152,14 +152,14 @@ def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print the health snapshot as JSON.")
 def status(config_path: Path, state: Path, as_json: bool) -> None:
     """Print the recorder's health now: battery, storage, clock, temperature."""
-    from .clock import SystemClock
+    from .clock import recorder_clock
     from .health.monitor import HealthMonitor
 
     from .service import STATUS_FILE
 
     config = load_hw_config(config_path)
     health = HealthMonitor(config, state if state.exists() else Path("/"),
-                           SystemClock(config.initial_clock_state)).read()
+                           recorder_clock(config, state if state.exists() else None)).read()
     snap = health.snapshot()
     running = _running_status(state / STATUS_FILE)
     if as_json:

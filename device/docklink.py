@@ -72,6 +72,7 @@ class DockLinkError(BodycamError, OSError):
 class DockLink:
     def __init__(self, sealing: SealingState, *, health: Callable[[], dict[str, Any] | None] = lambda: None,
                  on_assignment: Callable[[dict[str, Any]], None] | None = None,
+                 on_clock_sync: Callable[[int], None] | None = None,
                  max_connections: int = 8) -> None:
         self.sealing = sealing
         self.root = sealing.root
@@ -79,6 +80,7 @@ class DockLink:
         self.ca_cert = pki.load_cert(ident / pki.CA_CERT, "agency CA certificate")
         self.health = health
         self.on_assignment = on_assignment
+        self.on_clock_sync = on_clock_sync
         self.assignment: dict[str, Any] | None = None
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._only_docks])
         r = self.app.router
@@ -274,9 +276,13 @@ class DockLink:
         self.sealing.log_event(ev.EV_CLOCK_SET, {
             "offset_ns": offset, "delay_ns": m.get("delay_ns"), "dock": m["_signer"],
             "dock_utc": m.get("dock_utc"), "message_sha256": m["_sha256"]})
-        # Applied to the recorder's clock; on a Pi the service also writes the RTC.
+        # Applied to the recorder's clock; the service persists it (on_clock_sync), so
+        # that it survives a restart with an error bound.
         self.sealing.clock.adjust(offset)
         self.sealing.clock.state = CLOCK_SYNCED
+        if self.on_clock_sync is not None:
+            delay = m.get("delay_ns")
+            self.on_clock_sync(delay if isinstance(delay, int) else 0)
         return web.json_response({"clock_state": CLOCK_SYNCED})
 
     async def assign(self, request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from .capture.audio import SoundDeviceMic, ToneSource
 from .capture.overlay import Overlay
 from .capture.pipeline import PreRoll, SealingQueue, Segmenter
 from .capture.seam import FAULT_FAILED, FaultChannel, LivenessTap, stop_within
-from .clock import SystemClock
+from .clock import recorder_clock
 from .sealing.clock import Clock, utc_text
 from .config import HwConfig
 from .liveness import Liveness
@@ -120,7 +120,7 @@ class Recorder:
     ) -> None:
         self.config = config
         self.config_name = config_name
-        self.clock = clock or SystemClock(config.initial_clock_state)
+        self.clock = clock or recorder_clock(config, state_dir)
         rec = config.recording
         self.sealing = open_state(Path(state_dir), lambda: SealingState.open(
             state_dir, self.clock, timezone=rec.timezone,
@@ -177,6 +177,8 @@ class Recorder:
                 "gaps": self.microphone.clock.gaps,
                 "lost_samples": self.microphone.clock.lost_samples},
             "health": self.health_provider() if self.health_provider else None,
+            # what the time rests on and how far it may be off (device/clock.py)
+            "clock": self.clock.meta() if hasattr(self.clock, "meta") else {"state": self.clock.state},
         }
 
     def _container_tags(self) -> dict[str, str]:

@@ -20,7 +20,7 @@ from bodycam.errors import SealingError
 
 from .capture.seam import stop_within
 from .capture.speaker import NullSpeaker, Speaker, load_announcement
-from .clock import SystemClock
+from .clock import SystemClock, recorder_clock
 from .sealing.clock import Clock, utc_text
 from .config import HwConfig
 from .controls import HOLD, SHORT, Controls
@@ -42,6 +42,10 @@ TICK_SECONDS = 0.05
 HEALTH_SECONDS = 5.0
 FIRST_FRAME_TIMEOUT = 15.0
 DOCKLINK_STOP_SECONDS = 3.0
+# Seal-log event for a step of the system wall clock: step_ms, recorder_utc, state_before, state.
+EV_CLOCK_STEP = "clock-step"
+# Seal-log event at start-up: what the clock state rests on (state, basis, error_bound_ms, last_sync_utc).
+EV_CLOCK_STATE = "clock-state"
 # Seal-log event for a fault from a hardware seam (capture.seam): source, kind, detail, repeats.
 EV_SOURCE_FAULT = "source-fault"
 ALARM_SOURCE_FAULT = "source-fault"
@@ -77,7 +81,7 @@ class RecorderService:
                  clock: Clock | None = None, officer: str | None = None, pin_factory=None,
                  notifier: SystemdNotifier | None = None, bus=None, realtime: bool = True) -> None:
         self.config = config
-        self.clock = clock or SystemClock(config.initial_clock_state)
+        self.clock = clock or recorder_clock(config, state_dir)
         self.notifier = notifier or SystemdNotifier()
         self.announcement = load_announcement(
             Path(config.speaker.announcement) if config.speaker.announcement else None)
@@ -196,7 +200,8 @@ class RecorderService:
 
             self.docklink = DockLink(self.recorder.sealing,
                                      health=lambda: self.last_health.snapshot() if self.last_health else None,
-                                     on_assignment=self._assign, max_connections=link.max_connections)
+                                     on_assignment=self._assign, max_connections=link.max_connections,
+                                     on_clock_sync=self._clock_synced)
             self.docklink.start(link.listen, link.port)
         self.recorder.power_on()
         # Wait (briefly) for the camera's first frame, so that READY means it delivers;
@@ -208,6 +213,8 @@ class RecorderService:
                 log.error("the camera delivered no frame within %g s", FIRST_FRAME_TIMEOUT)
                 break
             time.sleep(0.01)
+        if isinstance(self.clock, SystemClock):
+            self.recorder.sealing.log_event(EV_CLOCK_STATE, self.clock.meta())
         self.check_health()
         self._record_faults()
         self.indicators.show("standby")
@@ -228,6 +235,22 @@ class RecorderService:
         self.indicators.blink_red = ALARM_BATTERY_LOW in self.health.alarms.raised
         return alarms
 
+    def _clock_synced(self, delay_ns: int) -> None:
+        if isinstance(self.clock, SystemClock):
+            self.clock.synced(delay_ns)
+
+    def _check_clock(self) -> None:
+        """A step of the system wall clock: a signed event; the recorder's time goes on."""
+        if not isinstance(self.clock, SystemClock):
+            return
+        state = self.clock.state
+        step = self.clock.check_step()
+        if step is not None:
+            self.recorder.sealing.log_event(EV_CLOCK_STEP, {
+                "step_ms": step // 1_000_000, "recorder_utc": utc_text(self.clock.utc_now()),
+                "state_before": state, "state": self.clock.state})
+            self.indicators.play("error")
+
     def _publish_status(self, health: Health) -> None:
         """The running recorder's health for `bodycam status` (atomic rename; not evidence)."""
         path = self.recorder.sealing.root / STATUS_FILE
@@ -247,6 +270,7 @@ class RecorderService:
         if now >= self._next_health:
             self._next_health = now + HEALTH_SECONDS
             self.check_health()
+        self._check_clock()
         self.recorder.check_sources()
         self._record_faults()
         error = self.recorder.sources_error()

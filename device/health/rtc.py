@@ -86,10 +86,15 @@ class Ds3231:
         return RtcReading(True, when, not status & 0x80, temperature)
 
 
+RTC_SYSFS = "/sys/class/rtc"
+
+
 def kernel_rtc(device: str = "/dev/rtc0") -> RtcReading:
-    """Presence of the kernel RTC (Pi 5 built-in, or a DS3231 bound to rtc-ds1307)."""
+    """The kernel RTC (Pi 5 built-in, or a DS3231 bound to rtc-ds1307): present, and its
+    time if the kernel accepts it.  A device whose ``since_epoch`` cannot be read is
+    there with its time refused (``valid`` False): a lost backup cell, an invalid date."""
     name = os.path.basename(device)
-    since_epoch = f"/sys/class/rtc/{name}/since_epoch"
+    since_epoch = f"{RTC_SYSFS}/{name}/since_epoch"
     try:
         with open(since_epoch) as f:
             when = dt.datetime.fromtimestamp(int(f.read().strip()), dt.timezone.utc)
