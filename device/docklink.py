@@ -50,7 +50,8 @@ def _limit_noisy_logs() -> None:
             logger.addFilter(RateLimitFilter())
 
 API = "/v1"
-HANDSHAKE_SECONDS = 5.0  # a peer that does not finish TLS in this time is dropped
+HANDSHAKE_SECONDS = 5.0
+EV_READINESS = "readiness"  # seal-log event: the dock's verdict (ready, reasons, dock, bay)  # a peer that does not finish TLS in this time is dropped
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
 CHUNK = 1024 * 1024
@@ -73,6 +74,7 @@ class DockLink:
     def __init__(self, sealing: SealingState, *, health: Callable[[], dict[str, Any] | None] = lambda: None,
                  on_assignment: Callable[[dict[str, Any]], None] | None = None,
                  on_clock_sync: Callable[[int], None] | None = None,
+                 on_readiness: Callable[[bool, list[str]], None] | None = None,
                  max_connections: int = 8) -> None:
         self.sealing = sealing
         self.root = sealing.root
@@ -81,6 +83,8 @@ class DockLink:
         self.health = health
         self.on_assignment = on_assignment
         self.on_clock_sync = on_clock_sync
+        self.on_readiness = on_readiness
+        self.readiness_verdict: dict[str, Any] | None = None
         self.assignment: dict[str, Any] | None = None
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._only_docks])
         r = self.app.router
@@ -94,6 +98,7 @@ class DockLink:
         r.add_post(f"{API}/receipts", self.receipt)
         r.add_post(f"{API}/clock", self.clock)
         r.add_post(f"{API}/assignment", self.assign)
+        r.add_post(f"{API}/readiness", self.readiness)
         self.gate = _ConnectionGate(max_connections)
         self.alarms = AlarmLimiter()
         self._server: asyncio.AbstractServer | None = None
@@ -300,6 +305,25 @@ class DockLink:
         if self.on_assignment:
             self.on_assignment(self.assignment)
         return web.json_response({"officer": officer})
+
+    async def readiness(self, request: web.Request) -> web.Response:
+        """The dock's verdict on this recorder for the next shift (the dock is known by
+        its TLS certificate); logged, and shown on the LEDs by the service."""
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body is not JSON") from None
+        ready = body.get("ready") if isinstance(body, dict) else None
+        reasons = body.get("reasons") if isinstance(body, dict) else None
+        if (not isinstance(ready, bool) or not isinstance(reasons, list) or len(reasons) > 10
+                or not all(isinstance(r, str) and len(r) <= 300 for r in reasons)):
+            raise web.HTTPBadRequest(text="readiness is {ready: bool, reasons: [at most 10 strings]}")
+        self.sealing.log_event(EV_READINESS, {"ready": ready, "reasons": reasons, "dock": request[DOCK],
+                                              "bay": body.get("bay") if isinstance(body.get("bay"), int) else None})
+        self.readiness_verdict = {"ready": ready, "reasons": reasons}
+        if self.on_readiness is not None:
+            self.on_readiness(ready, reasons)
+        return web.json_response({"ready": ready})
 
     # -- running ---------------------------------------------------------------------------------
 

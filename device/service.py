@@ -201,7 +201,7 @@ class RecorderService:
             self.docklink = DockLink(self.recorder.sealing,
                                      health=lambda: self.last_health.snapshot() if self.last_health else None,
                                      on_assignment=self._assign, max_connections=link.max_connections,
-                                     on_clock_sync=self._clock_synced)
+                                     on_clock_sync=self._clock_synced, on_readiness=self._readiness)
             self.docklink.start(link.listen, link.port)
         self.recorder.power_on()
         # Wait (briefly) for the camera's first frame, so that READY means it delivers;
@@ -234,6 +234,13 @@ class RecorderService:
                 self.exit_reason = "battery-critical"
         self.indicators.blink_red = ALARM_BATTERY_LOW in self.health.alarms.raised
         return alarms
+
+    def _readiness(self, ready: bool, reasons: list[str]) -> None:
+        """The dock's verdict: a refused recorder says so on its LEDs until the next verdict."""
+        self.indicators.not_ready = not ready
+        self.indicators.play("ready" if ready else "not-ready")
+        if not ready:
+            log.warning("the dock refused this recorder for a shift: %s", "; ".join(reasons))
 
     def _clock_synced(self, delay_ns: int) -> None:
         if isinstance(self.clock, SystemClock):

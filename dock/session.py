@@ -376,9 +376,21 @@ class DockSession:
         if log.head_seq is not None:
             self.registry.set_head(device, log.head_seq, log.head_digest or "")
 
-        # 6. Next officer, then readiness for a shift.
+        # 6. Readiness for a shift is a decision, taken before anything is handed out:
+        # a recorder that cannot cover the shift gets no officer, and is told why
+        # (its LEDs show it), as the bay's status board does.
+        self._phase("readiness")
+        health = _object(await self._json(http, "/v1/health"), "/v1/health")
+        self._readiness(health)
         pending = self.registry.pending(self.bay)
-        if pending is not None:
+        if pending is not None and not self.progress.ready:
+            self.progress.readiness.append(f"not assigned to officer {pending.officer}: not ready")
+        status, text = await self._post(http, "/v1/readiness", {
+            "ready": bool(self.progress.ready), "reasons": self.progress.readiness[:MAX_REASONS],
+            "bay": self.bay, "shift_minutes": self.shift_minutes})
+        if status != 200:
+            self.progress.flagged.append(f"recorder did not take the readiness verdict: HTTP {status} {text[:200]}")
+        if pending is not None and self.progress.ready:
             self._phase("assigning")
             message = sign_message(self.identity.key, self.identity.cert, {
                 "ctx": CTX_ASSIGNMENT, "device": device, "officer": pending.officer, "name": pending.name,
@@ -388,9 +400,6 @@ class DockSession:
             if status != 200:
                 raise SessionError(f"recorder refused the assignment: HTTP {status} {text}")
             self.registry.clear_checkout(self.bay)
-        self._phase("readiness")
-        health = _object(await self._json(http, "/v1/health"), "/v1/health")
-        self._readiness(health)
         self._phase("done")
 
     def _prune(self, folder: Path, offered: set[str]) -> None:
@@ -409,19 +418,55 @@ class DockSession:
         return False
 
     def _readiness(self, health: dict[str, Any]) -> None:
-        reasons = []
-        snap = health.get("health") or {}
-        battery = snap.get("battery") or {}
-        minutes = battery.get("minutes_left")
-        if battery and not battery.get("charging") and minutes is not None and minutes < self.shift_minutes:
-            reasons.append(f"battery lasts {minutes} min, a shift needs {self.shift_minutes}")
-        storage = snap.get("storage_minutes")
-        if storage is not None and storage < self.shift_minutes:
-            reasons.append(f"storage holds {storage} min, a shift needs {self.shift_minutes}")
-        if self.require_clock_synced and health.get("clock_state") != "synced":
-            reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
-        self.progress.ready = not reasons
-        self.progress.readiness = reasons
+        """The verdict: ready only if battery, storage, clock and the recorder's own checks
+        cover ``shift_minutes``.  Every reason is kept (shown on the bay and the recorder)."""
+        self.progress.readiness = readiness_reasons(health, self.shift_minutes, self.require_clock_synced)
+        self.progress.ready = not self.progress.readiness
+
+
+MAX_REASONS = 10
+
+
+def readiness_reasons(health: dict[str, Any], shift_minutes: int, require_clock_synced: bool) -> list[str]:
+    """Why a recorder cannot go out for a shift of ``shift_minutes`` (empty: it can).
+
+    ``health`` is the recorder's /v1/health answer: {"health": snapshot, "clock_state": ...}.
+    Nothing known is nothing proven: a recorder that reports no health, no
+    battery reading or an implausible one is refused.  A charging battery
+    counts for its charge at the recording draw, not for being on the charger.
+    """
+    snap = health.get("health")
+    if not isinstance(snap, dict):
+        return ["the recorder reports no health"]
+    reasons = []
+    battery = snap.get("battery")
+    at_draw = snap.get("battery_minutes_recording")
+    if snap.get("battery_implausible"):
+        reasons.append(f"battery reading implausible: {str(snap['battery_implausible'])[:120]}")
+    elif not isinstance(battery, dict):
+        reasons.append(f"no battery reading ({snap.get('battery_error') or 'no gauge'})")
+    else:
+        minutes = [m for m in (at_draw, None if battery.get("charging") else battery.get("minutes_left"))
+                   if isinstance(m, int)]
+        if not minutes:
+            reasons.append("the battery gives no minutes left")
+        elif min(minutes) < shift_minutes:
+            reasons.append(f"battery lasts {min(minutes)} min"
+                           + (" (charging)" if battery.get("charging") else "")
+                           + f", a shift needs {shift_minutes}")
+    storage = snap.get("storage_minutes")
+    if not isinstance(storage, int):
+        reasons.append("storage unknown")
+    elif storage < shift_minutes:
+        reasons.append(f"storage holds {storage} min, a shift needs {shift_minutes}")
+    if require_clock_synced and health.get("clock_state") != "synced":
+        reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
+    for name, alive in (("camera", snap.get("camera_alive")), ("microphone", snap.get("microphone_alive"))):
+        if alive is False:
+            reasons.append(f"{name} is down")
+    for fault in snap.get("source_faults") or []:
+        reasons.append(f"self-check: {str(fault)[:120]}")
+    return reasons
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class Health:
     sources: dict[str, dict[str, Any]] | None = None
     battery_agreed: BatteryReading | None = None  # what alarms are judged on (see AGREE_READS)
     battery_implausible: str | None = None  # the last implausible reading, flagged, never used
+    battery_minutes_recording: int | None = None  # the charge at the recording draw (readiness)
 
     def snapshot(self) -> dict[str, Any]:
         """For manifests: integers and strings only."""
@@ -64,6 +65,7 @@ class Health:
             "battery": self.battery.as_dict() if self.battery else None,
             "battery_error": self.battery_error,
             "battery_confirmed": self.battery_agreed is not None,
+            "battery_minutes_recording": self.battery_minutes_recording,
             "battery_implausible": self.battery_implausible,
             "storage_free_mb": self.storage_free_bytes // 1_000_000,
             "storage_minutes": int(self.storage_minutes),
@@ -122,7 +124,8 @@ def open_bus(config: HwConfig):
     if config.power.i2c_bus == "sim":
         from .simbus import SimulatedBus, max17048_map, open_simulated
 
-        return open_simulated(SimulatedBus({config.power.address: max17048_map()}))
+        # 80 % falling at 7 %/h: the simulated recorder lasts a 10-hour shift.
+        return open_simulated(SimulatedBus({config.power.address: max17048_map(crate_pct_h=-7.0)}))
     import smbus2
 
     return smbus2.SMBus(int(config.power.i2c_bus))
@@ -199,6 +202,8 @@ class HealthMonitor:
             sources=sources or None,
             battery_agreed=self._agreed(),
             battery_implausible=implausible,
+            battery_minutes_recording=None if battery is None else round(
+                battery.percent / 100 * self.config.power.capacity_mah / self.config.power.typical_draw_ma * 60),
         )
 
     def _agreed(self) -> BatteryReading | None:
