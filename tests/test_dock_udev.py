@@ -73,6 +73,8 @@ class SpyDaemon(DockDaemon):
     def __init__(self, config: DockConfig) -> None:  # no keys or archive needed to watch
         self.config = config
         self._active = {}
+        self._requests = {}
+        self._wake = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
         self.docked: list[tuple[int, str, str | None]] = []
