@@ -221,7 +221,14 @@ def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency,
         time.sleep(2.0)
         server.kill()  # the audio server dies under the recorder
         server.wait(timeout=10)
-        time.sleep(1.0)
+        # Past the microphone's liveness deadline (2 s) and its first restart (1 s later).
+        # Polling the seal log for the event: the recorder is another process.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                e.event == "source-fault" and e.data["source"] == "microphone" and e.data["kind"] == "stalled"
+                for e, _ in scan_log(state / "seallog").entries):
+            time.sleep(0.2)
+        time.sleep(2.0)  # video goes on being recorded without sound
         t0 = time.monotonic()
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=stop_timeout_seconds() + 60)
@@ -234,7 +241,13 @@ def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency,
     assert took < stop_timeout_seconds(), (took, err.decode()[-2000:])
     sealed = sealed_in_log(state)
     assert sealed and f"sealed {len(sealed)} segment(s)".encode() in out, (out, err.decode()[-2000:])
-    events = [e.event for e, _ in scan_log(state / "seallog").entries]
+    entries = [e for e, _ in scan_log(state / "seallog").entries]
+    events = [e.event for e in entries]
     assert events[-1] == "shutdown" and "record-stop" in events
-    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
+    faults = [(e.data["source"], e.data["kind"]) for e in entries if e.event == "source-fault"]
+    assert ("microphone", "stalled") in faults and ("microphone", "restarted") in faults, faults
+    report, good = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
     assert report.status == "verified"
+    # The video went on: the last segment has frames and reports the microphone down.
+    last = good[-1].manifest.signed.obj["meta"]
+    assert last["video_frames"] > 0 and last["health"]["microphone_alive"] is False
