@@ -175,3 +175,34 @@ def test_service_start_up_and_shutdown_are_each_one_path(agency, tmp_path):
     events = [e.event for e, _ in scan_log(state / "seallog").entries]
     assert events.count("shutdown") == 1 and events[-1] == "shutdown"
     assert service.recorder.sealed == sealed_in_log(state)
+
+
+def test_sigterm_seals_within_the_stop_timeout_with_a_stalled_camera(agency, tmp_path):
+    """The camera stops delivering (blocked in its source, no error): the stop is bounded."""
+    from .test_recorder_liveness import Y4MServer
+
+    server = Y4MServer(stall_after=30)
+    try:
+        config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path, docklink={"enabled": False},
+                               camera={"backend": "pyav", "source": server.url, "width": 320, "height": 240,
+                                       "fps": 30, "bitrate": 300_000, "gop_seconds": 0.5})
+        state = agency.enrol(tmp_path / "rec", "T000005")
+        child = record(config, state, "--officer", "010203")
+        assert child.stdout.readline().startswith(b"recording")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                e.event == "source-fault" and e.data["kind"] == "stalled"
+                for e, _ in scan_log(state / "seallog").entries):
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=stop_timeout_seconds() + 30)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    print(f"shutdown with a stalled camera: {took:.2f} s")
+    assert child.returncode == 0 and took < stop_timeout_seconds(), (took, err.decode()[-1000:])
+    sealed = sealed_in_log(state)
+    assert sealed and f"sealed {len(sealed)} segment(s)".encode() in out
+    report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
+    assert report.status == "verified"
