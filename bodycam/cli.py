@@ -25,6 +25,19 @@ def _commands_of(module: str) -> tuple[click.Command, ...]:
     return tuple(importlib.import_module(module).commands)
 
 
+def _add_config_kinds() -> None:
+    """`bodycam config check` also checks the dock's and the archive's configs;
+    the recorder may not import them, so the entry point introduces them."""
+    from device.cli import CONFIG_KINDS
+
+    try:
+        from dock.config import describe_dock_config, load_dock_config
+    except ImportError:  # an install without the dock extra
+        pass
+    else:
+        CONFIG_KINDS["dock"] = ("archive", load_dock_config, describe_dock_config)
+
+
 class BodycamGroup(click.Group):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -43,6 +56,8 @@ class BodycamGroup(click.Group):
             return
         for command in commands:
             self.add_command(command)
+        if module == "device.cli":
+            _add_config_kinds()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         for module in (READ_SIDE, *OTHER_SOURCES):

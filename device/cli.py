@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -49,25 +52,38 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
     for item in recorder.sealing.recovered:
         click.echo(f"recovered after unclean stop: {item}")
     reason = "error"
+    clean = False
     try:
         service.start_up()
         if not standby:
-            preroll = recorder.start(trigger="command")
-            service.indicators.show("recording", recorder.audio_only)
-            click.echo(f"recording (pre-roll {preroll:.1f} s, "
-                       f"{recorder.last_start_latency * 1000:.0f} ms to start)")
+            refusal = service.start(trigger="command")
+            if refusal:
+                click.echo(f"not recording: {refusal}; standby, serving the dock link", err=True)
+            else:
+                click.echo(f"recording (pre-roll {recorder.last_preroll:.1f} s, "
+                           f"{recorder.last_start_latency * 1000:.0f} ms to start)")
         else:
             click.echo("standby: press record to start")
         reason = service.run(stop, seconds=seconds)
-        sealed = list(recorder.segmenter.sealed) if recorder.segmenter else []
     finally:
-        service.shutdown(reason=reason)
+        clean = service.shutdown(reason=reason)
+        sealed = list(recorder.sealed)
+        if reason == "error":  # an exception is on its way to the command boundary
+            click.echo(f"stopped after an error; sealed {len(sealed)} segment(s) in {state}", err=True)
     if reason.startswith("capture failed"):
         click.echo(f"bodycam: error: {reason}", err=True)
     click.echo(f"stopped ({reason}); sealed {len(sealed)} segment(s) in {state}")
     for name in sealed:
         click.echo(f"  {name}")
-    raise SystemExit(1 if reason.startswith("capture failed") else 0)
+    code = 1 if reason.startswith("capture failed") else 0
+    if not clean:
+        # A source hung in its driver (e.g. PortAudio on a dead JACK server) and was
+        # left behind; its library's exit handlers would hang the same way.  The
+        # footage is sealed and the state closed: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
 
 
 @click.command()
@@ -136,15 +152,18 @@ def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print the health snapshot as JSON.")
 def status(config_path: Path, state: Path, as_json: bool) -> None:
     """Print the recorder's health now: battery, storage, clock, temperature."""
-    from .clock import SystemClock
+    from .clock import recorder_clock
     from .health.monitor import HealthMonitor
+
+    from .service import STATUS_FILE
 
     config = load_hw_config(config_path)
     health = HealthMonitor(config, state if state.exists() else Path("/"),
-                           SystemClock(config.initial_clock_state)).read()
+                           recorder_clock(config, state if state.exists() else None)).read()
     snap = health.snapshot()
+    running = _running_status(state / STATUS_FILE)
     if as_json:
-        click.echo(json.dumps(snap, indent=2))
+        click.echo(json.dumps({**snap, "recorder": running} if running else snap, indent=2))
         return
     b = health.battery
     click.echo(f"battery   {'%.0f %%, %.2f V' % (b.percent, b.voltage) if b else health.battery_error or 'none'}"
@@ -154,18 +173,69 @@ def status(config_path: Path, state: Path, as_json: bool) -> None:
     click.echo(f"clock     {health.clock_state}; RTC {'present' if health.rtc.present else 'absent'}"
                + (f"; last dock sync {health.last_sync_utc}" if health.last_sync_utc else ""))
     click.echo(f"cpu temp  {'%.1f °C' % health.cpu_temp_c if health.cpu_temp_c is not None else 'unknown'}")
+    if running:
+        h = running.get("health") or {}
+        click.echo(f"recorder  as of {running.get('utc')}: {'recording' if running.get('recording') else 'standby'}; "
+                   f"camera {_alive(h.get('camera_alive'))}, microphone {_alive(h.get('microphone_alive'))}; "
+                   f"audio overflows {h.get('audio_overflows')}, gaps {h.get('audio_gaps')}")
+        for fault in h.get("source_faults") or []:
+            click.echo(f"          ! {fault}")
+
+
+def _alive(value) -> str:
+    return {True: "alive", False: "DOWN", None: "none"}.get(value, str(value))
+
+
+def _running_status(path: Path) -> dict | None:
+    """What the running recorder last published, or None when there is none (or it is unreadable)."""
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        click.echo(f"{path}: unreadable ({exc})", err=True)
+        return None
+    return status if isinstance(status, dict) else None
 
 
 @click.group("config")
 def config_group() -> None:
-    """Check hw-config files."""
+    """Check hw-configs and dock configs."""
+
+
+# Config kinds of other parts, registered by the entry point (bodycam/cli.py), since
+# the recorder may not import the dock: kind -> (top-level key that marks it, loader,
+# one-line summary of a valid config).
+CONFIG_KINDS: dict[str, tuple[str, Callable[[Path], object], Callable[[object], str]]] = {}
+
+
+def _check_one(path: Path) -> str:
+    """Validate one config file as the program will use it; returns its summary line."""
+    from .config import read_toml
+
+    data = read_toml(path, "config")
+    if "board" in data:
+        config = load_hw_config(path)
+        return (f"hw-config ({config.board}, camera {config.camera.backend}, gauge {config.power.gauge}, "
+                f"rtc {config.rtc.kind})")
+    for kind, (marker, load, describe) in CONFIG_KINDS.items():
+        if marker in data:
+            return f"{kind} config ({describe(load(path))})"
+    from bodycam.errors import ConfigError
+
+    known = ", ".join(f"'{marker}' ({kind})" for kind, (marker, _, _) in CONFIG_KINDS.items())
+    raise ConfigError(f"{path}: neither a hw-config (no top-level 'board') nor another config "
+                      f"({known or 'none registered'})")
 
 
 @config_group.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 def config_check(files: tuple[Path, ...]) -> None:
-    """Validate hw-configs: unknown keys, ranges, pin conflicts, unknown devices.
+    """Validate hw-configs and dock configs as the programs will use them.
 
+    A hw-config has a top-level `board`; a dock config has an `[archive]`
+    table.  Checked: unknown keys, strict types, ranges, pin conflicts,
+    unknown devices, time zones, I2C buses, addresses, regular expressions.
     Exit status 0 when all are valid, 2 otherwise; errors name the file, the
     key and what is allowed.
     """
@@ -174,13 +244,12 @@ def config_check(files: tuple[Path, ...]) -> None:
     bad = 0
     for path in files:
         try:
-            config = load_hw_config(path)
+            summary = _check_one(path)
         except (ConfigError, InputError) as exc:
             click.echo(str(exc), err=True)
             bad += 1
             continue
-        click.echo(f"{path}: OK ({config.board}, camera {config.camera.backend}, gauge {config.power.gauge}, "
-                   f"rtc {config.rtc.kind})")
+        click.echo(f"{path}: OK, {summary}")
     raise SystemExit(2 if bad else 0)
 
 

@@ -6,17 +6,48 @@ settings.  Errors name the file, the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bodycam.errors import ConfigError, InputError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a TOML string is not a number, a number is not a bool; what is
+    # written is what the program uses.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# Largest config file read; a hw-config is about 2 kB.
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def check_timezone(value: str) -> str:
+    """An IANA zone the system knows (tzdata), e.g. Asia/Shanghai; 'Asia/Beijing' is not one."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Asia/Shanghai'): {exc}") from None
+    return value
+
+
+def check_listen_address(value: str) -> str:
+    """An IP address, IPv6 with an optional %interface scope (fe80::ff:fe00:1%usb0)."""
+    address, _, scope = value.partition("%")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (e.g. fe80::ff:fe00:1%usb0 or 127.0.0.1)") from None
+    if scope and (ip.version != 6 or not scope.replace("-", "").replace("_", "").isalnum()):
+        raise ValueError(f"{value!r}: a %scope is an interface name on an IPv6 address")
+    if ip.is_link_local and ip.version == 6 and not scope:
+        raise ValueError(f"{value!r}: a link-local address needs its interface, e.g. {address}%usb0")
+    return value
 
 
 class CameraConfig(Strict):
@@ -97,7 +128,8 @@ class GpioConfig(Strict):
 
 class PowerConfig(Strict):
     gauge: Literal["max17048", "ina219-ups", "ina219-ups-b", "ina219-ups-c", "pisugar3", "none"]
-    i2c_bus: str = Field("1", description="bus number, or 'sim' for the simulated bus of the sim board")
+    i2c_bus: str = Field("1", pattern=r"^(sim|[0-9]{1,3})$",
+                         description="bus number (/dev/i2c-N), or 'sim' for the simulated bus of the sim board")
     address: int = Field(0x36, ge=0x08, le=0x77)
     capacity_mah: int = Field(3000, ge=100, le=50_000, description="battery capacity")
     typical_draw_ma: int = Field(900, ge=50, le=5000, description="draw while recording, for gauges without a current sensor")
@@ -112,8 +144,13 @@ class RtcConfig(Strict):
 
 class DockLinkConfig(Strict):
     enabled: bool = Field(True, description="serve the dock link while the recorder runs")
-    listen: str = Field("::", description="address to listen on; the gadget link's side is fe80::ff:fe00:1")
+    listen: str = Field("fe80::ff:fe00:1%usb0",
+                        description="address to listen on: by default only the USB gadget interface's "
+                        "link-local address (systemd/gadget.sh sets dev_addr 02:00:00:00:00:01)")
     port: int = Field(8443, ge=1, le=65535)
+    max_connections: int = Field(8, ge=1, le=256, description="connections served at once; more are refused")
+
+    _listen = field_validator("listen")(check_listen_address)
 
 
 class RecordingConfig(Strict):
@@ -126,9 +163,11 @@ class RecordingConfig(Strict):
         description="seconds between signed checkpoints; with fragments every gop_seconds, "
         "an interval equal to the GOP checkpoints each fragment as soon as it is written",
     )
-    timezone: str = "Asia/Shanghai"
+    timezone: str = Field("Asia/Shanghai", description="IANA time zone of the overlay and local times")
     storage_warn_minutes: int = Field(30, ge=1, le=600, description="warn when this much recording time is left")
     storage_reserve_minutes: int = Field(2, ge=1, le=60, description="stop cleanly when this much is left")
+
+    _timezone = field_validator("timezone")(check_timezone)
 
 
 class HwConfig(Strict):
@@ -155,6 +194,8 @@ class HwConfig(Strict):
             raise ValueError("on a Pi 5 only gpio.pin_factory = 'lgpio' works")
         if self.recording.mode == "audio" and self.audio.backend == "none":
             raise ValueError("audio-only mode needs an audio backend")
+        if (self.power.i2c_bus == "sim") != (self.board == "sim") and self.power.gauge != "none":
+            raise ValueError("power.i2c_bus 'sim' is the sim board's simulated bus, and only the sim board has it")
         if self.rtc.kind == "host" and self.board != "sim":
             raise ValueError("rtc.kind 'host' is for the sim board only")
         if self.rtc.kind == "pi5" and self.board != "pi5":
@@ -199,19 +240,34 @@ def _format_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_hw_config(path: Path) -> HwConfig:
+def read_toml(path: Path, what: str) -> dict:
+    """A config file's TOML, with errors that name the file (and never a traceback)."""
     path = Path(path)
     try:
+        if not path.is_file():
+            raise InputError(f"{path}: {what} not found" if not path.exists() else f"{path}: not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a {what} is at most {MAX_CONFIG_BYTES}")
         text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: hw-config not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read hw-config ({exc})") from None
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot read {what} ({exc})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a {what}: arrays or tables nested too deeply") from None
+
+
+def load_hw_config(path: Path) -> HwConfig:
+    """Read and validate a hw-config; ``ConfigError``/``InputError`` name the file and key."""
+    path = Path(path)
+    data = read_toml(path, "hw-config")
     try:
         return HwConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid hw-config: values nested too deeply") from None

@@ -57,7 +57,27 @@ class Controls:
         if action is not None:
             action()
 
+    def _edge(self, name: str, pressed: bool, at: int) -> None:
+        st = self._state[name]
+        if pressed and st.pressed_at is None:
+            st.pressed_at, st.hold_fired = at, False
+            if name not in self._holds or name == "record":
+                # record starts on the press itself; its hold stops.
+                self._fire(name, SHORT)
+        elif not pressed and st.pressed_at is not None:
+            if name == "mark" and not st.hold_fired:
+                self._fire(name, SHORT)
+            st.pressed_at = None
+
     def tick(self) -> None:
+        """Run queued edges, then reconcile each button with its pin, then fire holds.
+
+        An edge within ``debounce_ms`` of the last one is contact bounce and is
+        skipped; a real release can be among them (a 20 ms knock), and gpiozero
+        can lose an edge outright.  So once the debounce window has passed,
+        the pin's level is the truth: a button whose pin is up is released,
+        whatever edges arrived.  A hold fires only while the pin is still down.
+        """
         while True:
             try:
                 name, pressed, at = self._edges.get_nowait()
@@ -67,19 +87,17 @@ class Controls:
             if at - st.last_edge < self._debounce_ns:
                 continue  # contact bounce
             st.last_edge = at
-            if pressed and st.pressed_at is None:
-                st.pressed_at, st.hold_fired = at, False
-                if name not in self._holds or name == "record":
-                    # record starts on the press itself; its hold stops.
-                    self._fire(name, SHORT)
-            elif not pressed and st.pressed_at is not None:
-                if name == "mark" and not st.hold_fired:
-                    self._fire(name, SHORT)
-                st.pressed_at = None
+            self._edge(name, pressed, at)
         now = self.clock.monotonic_ns()
+        down = {name: button.is_pressed for name, button in self.buttons.items()}
+        for name, st in self._state.items():
+            if now - st.last_edge >= self._debounce_ns and down[name] != (st.pressed_at is not None):
+                st.last_edge = now
+                self._edge(name, down[name], now)
         for name, seconds in self._holds.items():
             st = self._state[name]
-            if st.pressed_at is not None and not st.hold_fired and now - st.pressed_at >= seconds * 1e9:
+            if (st.pressed_at is not None and down[name] and not st.hold_fired
+                    and now - st.pressed_at >= seconds * 1e9):
                 st.hold_fired = True
                 self._fire(name, HOLD)
 

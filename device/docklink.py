@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import os
 import re
 import ssl
 import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +39,20 @@ from .sealing.seallog import LOG_DIR, LOG_FILE_RE
 from .sealing.segment_file import read_manifest
 from .sealing.state import SealingState
 
+log = logging.getLogger(__name__)
+# Loggers a hostile peer can make write (handshake failures, bad requests): rate-limited.
+_NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", __name__)
+
+
+def _limit_noisy_logs() -> None:
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
+            logger.addFilter(RateLimitFilter())
+
 API = "/v1"
+HANDSHAKE_SECONDS = 5.0
+EV_READINESS = "readiness"  # seal-log event: the dock's verdict (ready, reasons, dock, bay)  # a peer that does not finish TLS in this time is dropped
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
 CHUNK = 1024 * 1024
@@ -51,15 +67,25 @@ def server_tls(state_dir: Path) -> ssl.SSLContext:
     return ctx
 
 
+class DockLinkError(BodycamError, OSError):
+    """The dock link could not be served (address not on this machine, port taken)."""
+
+
 class DockLink:
     def __init__(self, sealing: SealingState, *, health: Callable[[], dict[str, Any] | None] = lambda: None,
-                 on_assignment: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_assignment: Callable[[dict[str, Any]], None] | None = None,
+                 on_clock_sync: Callable[[int], None] | None = None,
+                 on_readiness: Callable[[bool, list[str]], None] | None = None,
+                 max_connections: int = 8) -> None:
         self.sealing = sealing
         self.root = sealing.root
         ident = self.root / pki.IDENTITY_DIR
         self.ca_cert = pki.load_cert(ident / pki.CA_CERT, "agency CA certificate")
         self.health = health
         self.on_assignment = on_assignment
+        self.on_clock_sync = on_clock_sync
+        self.on_readiness = on_readiness
+        self.readiness_verdict: dict[str, Any] | None = None
         self.assignment: dict[str, Any] | None = None
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[self._only_docks])
         r = self.app.router
@@ -73,6 +99,10 @@ class DockLink:
         r.add_post(f"{API}/receipts", self.receipt)
         r.add_post(f"{API}/clock", self.clock)
         r.add_post(f"{API}/assignment", self.assign)
+        r.add_post(f"{API}/readiness", self.readiness)
+        self.gate = _ConnectionGate(max_connections)
+        self.alarms = AlarmLimiter()
+        self._server: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -93,6 +123,13 @@ class DockLink:
             raise web.HTTPForbidden(text=str(exc)) from None
         request[DOCK] = pki.cert_id(cert) or ""
         return await handler(request)
+
+    def _alarm(self, kind: str, data: dict[str, Any]) -> None:
+        """A signed alarm entry, rate-limited per kind (AlarmLimiter)."""
+        suppressed = self.alarms.admit(kind)
+        if suppressed is None:
+            return
+        self.sealing.log_event(ev.EV_ALARM, {"kind": kind, **data, "suppressed": suppressed})
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -156,26 +193,35 @@ class DockLink:
         return await self._send_file(request, self.sealing.segments_dir / file)
 
     async def _send_file(self, request: web.Request, path: Path) -> web.StreamResponse:
-        """Serve a file, or the part a resumed transfer asks for (a single byte range)."""
+        """Serve a file, or the single byte range a resumed transfer asks for (RFC 9110 §14).
+
+        ``HEAD`` sends the headers only.  A ``Range`` that is malformed, names
+        several ranges, or lies outside the file is answered 416 with
+        ``Content-Range: bytes */size``; a range in another unit is ignored.
+        """
         if not path.is_file():
             raise web.HTTPNotFound(text="not found")
         size = path.stat().st_size
-        start = 0
-        if request.http_range.start is not None:
-            start = request.http_range.start
-            if not 0 <= start <= size or request.http_range.stop is not None:
-                raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-        resp = web.StreamResponse(status=206 if start else 200)
-        resp.content_length = size - start
+        header = request.headers.get("Range")
+        span = byte_range(header, size) if header is not None else None
+        if span is False:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        start, end = span if span else (0, size - 1)
+        resp = web.StreamResponse(status=206 if span else 200)
+        resp.content_length = end - start + 1 if size else 0
         resp.content_type = "application/octet-stream"
-        if start:
-            resp.headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
-        request.transport.set_write_buffer_limits(high=4 * CHUNK)
+        resp.headers["Accept-Ranges"] = "bytes"
+        if span:
+            resp.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         await resp.prepare(request)
-        with open(path, "rb") as f:
-            f.seek(start)
-            while chunk := f.read(CHUNK):
-                await resp.write(chunk)
+        if request.method != "HEAD":
+            request.transport.set_write_buffer_limits(high=4 * CHUNK)
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start + 1 if size else 0
+                while left > 0 and (chunk := f.read(min(CHUNK, left))):
+                    left -= len(chunk)
+                    await resp.write(chunk)
         await resp.write_eof()
         return resp
 
@@ -189,8 +235,7 @@ class DockLink:
         try:
             opened = open_message(body, self.ca_cert, ctx, "message")
         except BodycamError as exc:
-            self.sealing.log_event(ev.EV_ALARM, {"kind": "refused-message", "ctx": ctx,
-                                                 "dock": request[DOCK], "reason": str(exc)[:200]})
+            self._alarm("refused-message", {"ctx": ctx, "dock": request[DOCK], "reason": str(exc)[:200]})
             raise web.HTTPForbidden(text=str(exc)) from None
         payload = opened.payload
         if payload.get("device") != self.sealing.identity.device_id:
@@ -216,8 +261,7 @@ class DockLink:
         if (manifest.digest.hex() != r.get("segment_digest")
                 or _sha256(seg) != files.get("segment_sha256")
                 or _sha256(man) != files.get("manifest_sha256")):
-            self.sealing.log_event(ev.EV_ALARM, {"kind": "refused-receipt", "segment": name,
-                                                 "reason": "digests differ from the footage here"})
+            self._alarm("refused-receipt", {"segment": name, "reason": "digests differ from the footage here"})
             raise web.HTTPConflict(text="receipt does not match the footage here; nothing deleted")
         seq = manifest.signed.obj["segment_seq"]
         self.sealing.log_event(ev.EV_RECEIPT, {
@@ -244,9 +288,16 @@ class DockLink:
             "offset_ns": str(offset), "delay_ns": m.get("delay_ns"), "dock": m["_signer"],
             "dock_utc": m.get("dock_utc"), "message_sha256": m["_sha256"],
             "sync": m["_message"]})  # the dock-signed sync: bounds the time of what follows
-        # Applied to the recorder's clock; on a Pi the service also writes the RTC.
+        # Applied to the recorder's clock; the service persists it (on_clock_sync), so
+        # that it survives a restart with an error bound.
         self.sealing.clock.adjust(offset)
         self.sealing.clock.state = CLOCK_SYNCED
+        if self.on_clock_sync is not None:
+            try:
+                delay = decimal_int(m.get("delay_ns"), "delay_ns")
+            except FormatError:
+                delay = 0
+            self.on_clock_sync(max(delay, 0))
         return web.json_response({"clock_state": CLOCK_SYNCED})
 
     async def assign(self, request: web.Request) -> web.Response:
@@ -265,34 +316,225 @@ class DockLink:
             self.on_assignment(self.assignment)
         return web.json_response({"officer": officer})
 
+    async def readiness(self, request: web.Request) -> web.Response:
+        """The dock's verdict on this recorder for the next shift (the dock is known by
+        its TLS certificate); logged, and shown on the LEDs by the service."""
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body is not JSON") from None
+        ready = body.get("ready") if isinstance(body, dict) else None
+        reasons = body.get("reasons") if isinstance(body, dict) else None
+        if (not isinstance(ready, bool) or not isinstance(reasons, list) or len(reasons) > 10
+                or not all(isinstance(r, str) and len(r) <= 300 for r in reasons)):
+            raise web.HTTPBadRequest(text="readiness is {ready: bool, reasons: [at most 10 strings]}")
+        self.sealing.log_event(EV_READINESS, {"ready": ready, "reasons": reasons, "dock": request[DOCK],
+                                              "bay": body.get("bay") if isinstance(body.get("bay"), int) else None})
+        self.readiness_verdict = {"ready": ready, "reasons": reasons}
+        if self.on_readiness is not None:
+            self.on_readiness(ready, reasons)
+        return web.json_response({"ready": ready})
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self, host: str, port: int = 0) -> int:
-        """Serve on a background thread; returns the port."""
+        """Serve on a background thread; returns the port.
+
+        Raises ``DockLinkError`` naming the address when it cannot be bound
+        (no such address or interface here, port in use, no permission).
+        """
         ready = threading.Event()
+        failure: list[BaseException] = []
+        _limit_noisy_logs()
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, host, port, ssl_context=server_tls(self.root))
-            self._loop.run_until_complete(site.start())
-            self.port = self._runner.addresses[0][1]
-            ready.set()
+            try:
+                self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+                self._loop.run_until_complete(self._runner.setup())
+                self._server = self._loop.run_until_complete(self._loop.create_server(
+                    self.gate.wrap(self._runner.server), host, port, ssl=server_tls(self.root),
+                    backlog=self.gate.limit, ssl_handshake_timeout=HANDSHAKE_SECONDS,
+                    reuse_address=True))
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # handed to the caller, which names the address
+                failure.append(exc)
+                self._loop.run_until_complete(self._runner.cleanup())
+                self._loop.close()
+                self._loop = None
+                return
+            finally:
+                ready.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="docklink", daemon=True)
         self._thread.start()
-        ready.wait(10)
+        if not ready.wait(10):
+            raise DockLinkError(f"dock link on [{host}]:{port}: did not start within 10 s")
+        if failure:
+            exc = failure[0]
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DockLinkError(f"dock link cannot listen on [{host}]:{port}: {reason} "
+                                f"(docklink.listen / docklink.port in the hw-config)") from None
         return self.port or 0
 
     def stop(self) -> None:
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop, self._loop = self._loop, None
+
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10)
+
+
+_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.I)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | bool | None:
+    """RFC 9110 §14.1.2 single byte range -> (first, last) inclusive.
+
+    None: no range to apply (another unit, which a server may ignore); False:
+    malformed, several ranges, or unsatisfiable (answer 416).
+    """
+    unit = header.partition("=")[0].strip().lower()
+    if unit != "bytes":
+        return None
+    match = _RANGE_RE.match(header)
+    if not match or len(header) > 200:
+        return False  # malformed, or a list of ranges: we serve one
+    first, last = match.groups()
+    if first == "" and last == "":
+        return False
+    if first == "":  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            return False
+        return max(0, size - n), size - 1
+    a = int(first)
+    b = int(last) if last else size - 1
+    if a > b or a >= size:
+        return False
+    return a, min(b, size - 1)
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets at most ``burst`` records per ``seconds`` through per logger; then one summary.
+
+    400 connections failing their handshakes must not write 70 MB of
+    tracebacks: the first few say what happens, the rest are counted."""
+
+    def __init__(self, burst: int = 10, seconds: float = 60.0, clock=time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.seconds, self.clock = burst, seconds, clock
+        self._window: dict[str, tuple[float, int]] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        start, count = self._window.get(record.name, (now, 0))
+        if now - start >= self.seconds:
+            if count > self.burst:
+                record.msg = f"[{count - self.burst} similar messages suppressed] " + str(record.msg)
+            start, count = now, 0
+        count += 1
+        self._window[record.name] = (start, count)
+        if count > self.burst:
+            self.suppressed += 1
+            return False
+        if count == self.burst:
+            record.msg = str(record.msg) + " [further messages suppressed for a while]"
+            record.exc_info = None  # no traceback on the last one let through
+        return True
+
+
+class AlarmLimiter:
+    """At most ``burst`` seal-log alarms per kind per ``seconds``; the first admitted
+    after a suppression carries the count suppressed.  Every refusal stays on
+    record, but the (fsync'd) seal log cannot be made to grow without bound by a peer."""
+
+    def __init__(self, burst: int = 5, seconds: float = 60.0, clock=time.monotonic) -> None:
+        self.burst, self.seconds, self.clock = burst, seconds, clock
+        self._window: dict[str, tuple[float, int]] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, kind: str) -> int | None:
+        """None: suppress this one; else the number suppressed before it."""
+        now = self.clock()
+        start, count = self._window.get(kind, (now, 0))
+        if now - start >= self.seconds:
+            start, count = now, 0
+        if count >= self.burst:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return None
+        self._window[kind] = (start, count + 1)
+        return self._suppressed.pop(kind, 0)
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's request handler, with its connection counted by the gate."""
+
+    def __init__(self, inner: asyncio.Protocol, release: Callable[[], None]) -> None:
+        self._inner, self._release = inner, release
+
+    def connection_made(self, transport) -> None:
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc) -> None:
+        self._release()
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self):
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class _ConnectionGate:
+    """Caps the connections the dock link serves at once (refused at accept time)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+
+    def wrap(self, factory):
+        def make():
+            if self.active >= self.limit:
+                self.refused += 1
+                if self.refused == 1 or self.refused % 100 == 0:
+                    log.warning("dock link: %d connections open, refusing more (%d refused so far)",
+                                self.active, self.refused)
+                # Raising here makes asyncio drop the accepted socket at once.
+                raise ConnectionRefusedError("dock link connection limit")
+            self.active += 1
+            released = []
+
+            def release() -> None:
+                if not released:
+                    released.append(True)
+                    self.active -= 1
+
+            protocol = _Counted(factory(), release)
+            # A connection that never completes its TLS handshake never reaches
+            # connection_lost: release it when its protocol object goes.
+            weakref.finalize(protocol, release)
+            return protocol
+
+        return make
 
 
 def _sha256(path: Path) -> str:

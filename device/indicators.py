@@ -36,8 +36,14 @@ PATTERNS: dict[str, list[tuple[str, bool, int]]] = {
     "storage-full": [("buzzer", True, 1000), ("buzzer", False, 0)],
     "gauge-failed": [("buzzer", True, 100), ("buzzer", False, 0)],
     "error": [("buzzer", True, 500), ("buzzer", False, 0)],
+    # the dock's readiness verdict: refused = three long buzzes; ready = one short
+    "not-ready": [("buzzer", True, 600), ("buzzer", False, 300)] * 3,
+    "ready": [("buzzer", True, 60), ("buzzer", False, 0)],
+    # a camera or microphone stopped: three long pulses; the yellow LED blinks while it is down
+    "source-fault": [("vibration", True, 300), ("vibration", False, 200)] * 3,
 }
 FAST_BLINK_MS = 125  # red LED while a battery alarm is active
+SLOW_BLINK_MS = 500  # yellow LED while a capture source is down
 
 
 class Indicators:
@@ -53,6 +59,8 @@ class Indicators:
         self.state = "off"
         self.audio_only = False
         self.blink_red = False
+        self.blink_yellow = False  # a capture source is down
+        self.not_ready = False  # the dock refused this recorder: red blinks slowly in standby
         self._next_reminder: int | None = None
         self.played: list[str] = []
 
@@ -72,9 +80,16 @@ class Indicators:
         red = recording and not self.audio_only
         if self.blink_red:
             red = (now // (FAST_BLINK_MS * 1_000_000)) % 2 == 0
+        yellow = recording and self.audio_only
+        if self.blink_yellow:
+            yellow = (now // (SLOW_BLINK_MS * 1_000_000)) % 2 == 0
+        self.leds["yellow"].value = yellow
+        green = self.state == "standby"
+        if self.not_ready and self.state == "standby":
+            green = False
+            red = (now // (SLOW_BLINK_MS * 1_000_000)) % 2 == 0
         self.leds["red"].value = red
-        self.leds["yellow"].value = recording and self.audio_only
-        self.leds["green"].value = self.state == "standby"
+        self.leds["green"].value = green
 
     def tick(self) -> None:
         now = self.clock.monotonic_ns()

@@ -8,6 +8,8 @@ mock buttons on the sim board, and skips what only a person can judge.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import os
 import tempfile
 import time
@@ -21,7 +23,7 @@ from bodycam.errors import BodycamError
 
 from .capture.overlay import Overlay
 from .capture.speaker import Announcement
-from .clock import SystemClock
+from .clock import SystemClock, derive_state
 from .sealing.clock import CLOCK_RTC, CLOCK_UNTRUSTED
 from .config import HwConfig
 from .health.gauges import GaugeError
@@ -267,10 +269,13 @@ class SelfTest:
         else:
             monitor = HealthMonitor(self.config, Path(tempfile.gettempdir()), SystemClock(), bus=self.bus)
             reading = monitor.read().rtc
-            ok = reading.present
+            # Present is not enough: the kernel must accept its time (a lost backup
+            # cell leaves the device there and its time refused).
+            state, why = derive_state(rtc.kind, reading.present, reading.time if reading.valid else None,
+                                      dt.datetime.now(dt.timezone.utc))
+            ok = state == CLOCK_RTC
             self.add("rtc", PASS if ok else FAIL,
-                     f"{rtc.kind} at {rtc.device}" + ("" if ok else ": not found (check the overlay)"))
-            state = CLOCK_RTC if ok else CLOCK_UNTRUSTED
+                     f"{rtc.kind} at {rtc.device}" + ("" if ok else f": {why} (check the overlay and the cell)"))
         self.add("clock state", PASS if state != CLOCK_UNTRUSTED else WARN,
                  f"{state}: " + ("footage says 'CLOCK?' until the next docking" if state == CLOCK_UNTRUSTED
                                  else "kept by the RTC; synced at every docking"))

@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bodycam.errors import ConfigError, InputError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def read_toml(path: Path) -> dict:
+    """The dock config's TOML, with errors that name the file (and never a traceback)."""
+    try:
+        if not path.is_file():
+            raise InputError(f"{path}: dock config not found" if not path.exists() else f"{path}: not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a dock config is at most {MAX_CONFIG_BYTES}")
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a dock config: arrays or tables nested too deeply") from None
+    except OSError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: cannot read dock config ({exc.strerror or exc})") from None
+
+
+# A path written as a TOML string (strict models take no str for a Path otherwise).
+FilePath = Annotated[Path, Field(strict=False)]
 
 
 class ArchiveConfig(Strict):
     kind: str = Field("local", pattern="^local$", description="local: write-once files + SQLite")
-    path: Path
-    receipt_key: Path
-    receipt_certificate: Path
+    path: FilePath
+    receipt_key: FilePath
+    receipt_certificate: FilePath
     retention_days: int = Field(183, ge=183, le=36500, description="Art. 12: at least six months")
 
 
@@ -28,12 +56,22 @@ class MatchConfig(Strict):
     vendor_id: str = Field("1d6b", pattern="^[0-9a-f]{4}$")
     product_id: str = Field("0104", pattern="^[0-9a-f]{4}$")
     driver: str = "cdc_ncm"
-    serial_pattern: str = Field("^[A-Z0-9]{7}$", description="regex the USB serial (device ID) must match")
+    serial_pattern: str = Field("^[A-Z0-9]{7}$", max_length=200,
+                                description="regex the USB serial (device ID) must match")
+
+    @field_validator("serial_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class BayConfig(Strict):
     bay: int = Field(ge=1, le=64)
-    usb_path: str = Field(description="udev ID_PATH of the bay's USB port")
+    usb_path: str = Field(min_length=1, max_length=200, description="udev ID_PATH of the bay's USB port")
 
 
 class ReadinessConfig(Strict):
@@ -43,35 +81,67 @@ class ReadinessConfig(Strict):
 
 class RecorderLink(Strict):
     address: str = Field("fe80::ff:fe00:1", description="the recorder's link-local address (EUI-64 of 02:00:00:00:00:01)")
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        # The dock adds the interface (%enx...) of the bay itself: no scope here.
+        try:
+            if "%" in value:
+                raise ValueError(value)
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (without %interface: the dock "
+                             "adds the bay's)") from None
+        return value
+
     port: int = Field(8443, ge=1, le=65535)
     timeout_seconds: int = Field(30, ge=1, le=600)
 
 
 class DockConfig(Strict):
-    key: Path
-    certificate: Path
-    ca: Path
-    state: Path
+    key: FilePath
+    certificate: FilePath
+    ca: FilePath
+    state: FilePath
     archive: ArchiveConfig
     match: MatchConfig = MatchConfig()
     bays: list[BayConfig] = Field(default_factory=list)
     readiness: ReadinessConfig = ReadinessConfig()
     recorder: RecorderLink = RecorderLink()
 
+    @model_validator(mode="after")
+    def _unique_bays(self) -> "DockConfig":
+        for attr in ("bay", "usb_path"):
+            values = [getattr(b, attr) for b in self.bays]
+            dup = next((v for v in values if values.count(v) > 1), None)
+            if dup is not None:
+                raise ValueError(f"bays: two bays have {attr} {dup!r}")
+        return self
+
 
 def load_dock_config(path: Path) -> DockConfig:
+    """Read and validate a dock config; ``ConfigError``/``InputError`` name the file and key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: dock config not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     try:
         return DockConfig.model_validate(data)
     except ValidationError as exc:
         lines = [f"{path}: invalid dock config"]
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {key}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"  {key}: unknown key")
+            elif err["type"] == "missing":
+                lines.append(f"  {key}: required key is missing")
+            else:
+                lines.append(f"  {key}: {err['msg']} (found {err.get('input')!r})")
         raise ConfigError("\n".join(lines)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid dock config: values nested too deeply") from None
+
+
+def describe_dock_config(config: DockConfig) -> str:
+    """One line for `bodycam config check`."""
+    return (f"{len(config.bays)} bay(s), state {config.state}, archive {config.archive.kind} "
+            f"at {config.archive.path}, shift {config.readiness.shift_minutes} min")

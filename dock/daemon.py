@@ -89,6 +89,8 @@ class DockDaemon:
         self.registry = Registry(config.state / "registry.sqlite")
         self.board = StatusBoard(config.state / "status.json")
         self._active: dict[int, threading.Thread] = {}
+        self._requests: dict[int, tuple[str, str | None]] = {}  # arrivals not yet docked
+        self._wake: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -109,19 +111,51 @@ class DockDaemon:
                            on_progress=self.board.update, timeout=self.config.recorder.timeout_seconds)
 
     def dock(self, bay: int, url: str, device: str | None, retries: int = RETRIES) -> Progress:
-        """Run a bay's session, resuming after link faults, until done or out of tries."""
+        """Run a bay's session, resuming after link faults, until done or out of tries.
+
+        A recorder that arrives again on this bay (a new udev "add") while the
+        bay waits to retry is docked at once at its new address, with the
+        tries counted afresh.
+        """
         last: Progress | None = None
-        for attempt in range(retries):
+        attempt = 0
+        with self._lock:
+            wake = self._wake.setdefault(bay, threading.Event())
+        while attempt < retries:
             session = self.session(bay, url, device)
             try:
                 return asyncio.run(session.run())
             except SessionError as exc:
                 last = session.progress
                 log.warning("bay %s attempt %s: %s", bay, attempt + 1, exc)
-                if self.stop.wait(BACKOFF_SECONDS * (attempt + 1)):
-                    break
+            except Exception as exc:  # a bug must not leave the bay without an outcome
+                log.exception("bay %s: session failed", bay)
+                last = session.progress
+                last.phase, last.outcome = "failed", f"failed: {exc.__class__.__name__}: {exc}"
+                self.board.update(last)
+            attempt += 1
+            if attempt < retries and wake.wait(BACKOFF_SECONDS * attempt):
+                wake.clear()
+                with self._lock:
+                    again = self._requests.pop(bay, None)
+                if again is not None:
+                    url, device = again
+                    attempt = 0
+            if self.stop.is_set():
+                break
         assert last is not None
         return last
+
+    def _bay(self, bay: int) -> None:
+        """A bay's thread: dock every arrival, including those during a docking."""
+        while not self.stop.is_set():
+            with self._lock:
+                request = self._requests.pop(bay, None)
+                if request is None:
+                    del self._active[bay]
+                    return
+                self._wake.setdefault(bay, threading.Event()).clear()
+            self.dock(bay, *request)
 
     def handle(self, props: Mapping[str, str]) -> int | None:
         """A network interface appeared: start its bay's session if it is a recorder."""
@@ -137,12 +171,18 @@ class DockDaemon:
         return bay
 
     def start_bay(self, bay: int, url: str, device: str | None) -> threading.Thread:
-        """Dock on the bay's own thread: one stuck bay never holds up another."""
+        """Dock on the bay's own thread: one stuck bay never holds up another.
+
+        No arrival is lost: if the bay's thread is still busy (docking, or
+        waiting to retry), the new arrival is queued for it and wakes it.
+        """
         with self._lock:
+            self._requests[bay] = (url, device)
+            self._wake.setdefault(bay, threading.Event()).set()
             running = self._active.get(bay)
             if running is not None and running.is_alive():
                 return running
-            thread = threading.Thread(target=self.dock, args=(bay, url, device), name=f"bay{bay}", daemon=True)
+            thread = threading.Thread(target=self._bay, args=(bay,), name=f"bay{bay}", daemon=True)
             self._active[bay] = thread
             thread.start()
             return thread

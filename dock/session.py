@@ -12,7 +12,9 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import logging
 import os
+import shutil
 import socket
 import ssl
 import time
@@ -152,6 +154,7 @@ class DockSession:
         self.progress = Progress(bay)
         self._report = on_progress
         self.timeout = timeout
+        self._fresh = False  # staging was emptied and pulled again in this session
 
     def _phase(self, phase: str) -> None:
         self.progress.phase = phase
@@ -232,7 +235,17 @@ class DockSession:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ssl.SSLError) as exc:
             self.progress.outcome = f"link lost: {exc.__class__.__name__}: {exc}"
             raise SessionError(self.progress.outcome) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # Whatever else a recorder can send that our checks missed: the session still
+            # ends, with an outcome and a reason, never a bay stuck in its last phase.
+            self.progress.outcome = (f"failed: the recorder sent something malformed in phase "
+                                     f"{self.progress.phase!r}: {exc.__class__.__name__}: {exc}")
+            raise SessionError(self.progress.outcome) from None
         finally:
+            if self.progress.outcome is None:  # cancelled, or a bug: still an outcome
+                self.progress.outcome = f"failed: stopped in phase {self.progress.phase!r}"
+            if self.progress.outcome != "done":
+                self.progress.phase = "failed"
             self._report(self.progress)
         return self.progress
 
@@ -246,7 +259,7 @@ class DockSession:
         if self.expected_device and device != self.expected_device:
             raise SessionError(f"recorder certificate is for {device}, the USB serial says {self.expected_device}")
         self.progress.device = device
-        info = await self._json(http, "/v1/identity")
+        info = _object(await self._json(http, "/v1/identity"), "/v1/identity")
         if info.get("device") != device:
             raise SessionError(f"recorder says it is {info.get('device')!r}, its certificate says {device}")
         staging = self.staging_root / device
@@ -257,9 +270,9 @@ class DockSession:
         # 2. Clock: measure (four timestamps), record, then set.
         self._phase("clock")
         t1 = time.time_ns()
-        t = await self._json(http, "/v1/time")
+        t = _object(await self._json(http, "/v1/time"), "/v1/time")
         t4 = time.time_ns()
-        t2, t3 = int(t["t2_ns"]), int(t["t3_ns"])
+        t2, t3 = _integer(t, "t2_ns", "/v1/time"), _integer(t, "t3_ns", "/v1/time")
         offset = ((t2 - t1) + (t3 - t4)) // 2  # recorder minus dock
         delay = (t4 - t1) - (t3 - t2)
         self.progress.clock_offset_ms = offset / 1e6
@@ -273,20 +286,32 @@ class DockSession:
 
         # 3. Pull the seal log, then sealed segments, marked ones first.
         self._phase("pulling seal log")
-        listing = (await self._json(http, "/v1/seallog"))["files"]
+        listing = _object(await self._json(http, "/v1/seallog"), "/v1/seallog").get("files")
         if not isinstance(listing, list) or len(listing) > MAX_LIST:
-            raise SessionError("seal-log listing refused")
+            raise SessionError("seal-log listing refused: 'files' is not a list of at most "
+                               f"{MAX_LIST} entries")
         for item in listing:
-            name = item.get("name", "")
+            name = _object(item, "/v1/seallog entry").get("name", "")
             if not isinstance(name, str) or not LOG_FILE_RE.match(name):
                 raise SessionError(f"recorder offered a seal-log file with a bad name {name!r}")
-            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, int(item["bytes"]))
-        segments = (await self._json(http, "/v1/segments"))["segments"]
+            _integer(item, "bytes", f"/v1/seallog {name}")
+        # The dock's own leftovers: staged copies the recorder no longer offers (from a
+        # refused or interrupted session) would be verified as if they were part of
+        # this recording.  They are copies; the originals are on the recorder or archived.
+        self._prune(staging / LOG_DIR, {i["name"] for i in listing})
+        for item in listing:
+            name = item["name"]
+            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, item["bytes"])
+        segments = _object(await self._json(http, "/v1/segments"), "/v1/segments").get("segments")
         if not isinstance(segments, list) or len(segments) > MAX_LIST:
-            raise SessionError("segment listing refused")
+            raise SessionError(f"segment listing refused: 'segments' is not a list of at most {MAX_LIST} entries")
         for item in segments:
-            if not isinstance(item.get("name"), str) or not NAME_RE.match(item["name"]):
+            if not isinstance(_object(item, "/v1/segments entry").get("name"), str) or not NAME_RE.match(item["name"]):
                 raise SessionError(f"recorder offered a segment with a bad name {item.get('name')!r}")
+            _integer(item, "segment_bytes", f"/v1/segments {item['name']}")
+            _integer(item, "manifest_bytes", f"/v1/segments {item['name']}")
+        self._prune(staging / SEGMENTS_DIR, {f"{s['name']}{suffix}" for s in segments
+                                             for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX)})
         segments.sort(key=lambda s: (not s.get("marked"), s["name"]))
         self.progress.segments_total = len(segments)
         self._phase("pulling segments")
@@ -301,6 +326,16 @@ class DockSession:
         self._phase("verifying")
         report, _ = Verifier(self.identity.ca_cert).verify_recording(staging)
         log = report.seal_log
+        resumed_bad = not log.usable or any(not s.acceptable(allow_incomplete=True) for s in report.segments)
+        if resumed_bad and self.progress.bytes_resumed and not self._fresh:
+            # A resumed copy may begin with bytes of an older file (the dock's leftover):
+            # pull everything again from scratch, once, before judging the recorder.
+            logging.getLogger(__name__).warning(
+                "bay %s: %s: verification failed after resuming; pulling again from scratch", self.bay, device)
+            shutil.rmtree(staging)
+            self._fresh = True
+            self.progress.bytes_resumed = 0
+            return await self._run(http)
         if not log.usable:
             raise SessionError(f"seal log does not verify: {'; '.join(log.reasons)}")
         if log.status is LogStatus.BROKEN:  # the good prefix still places segments
@@ -349,9 +384,21 @@ class DockSession:
         if log.head_seq is not None:
             self.registry.set_head(device, log.head_seq, log.head_digest or "")
 
-        # 6. Next officer, then readiness for a shift.
+        # 6. Readiness for a shift is a decision, taken before anything is handed out:
+        # a recorder that cannot cover the shift gets no officer, and is told why
+        # (its LEDs show it), as the bay's status board does.
+        self._phase("readiness")
+        health = _object(await self._json(http, "/v1/health"), "/v1/health")
+        self._readiness(health)
         pending = self.registry.pending(self.bay)
-        if pending is not None:
+        if pending is not None and not self.progress.ready:
+            self.progress.readiness.append(f"not assigned to officer {pending.officer}: not ready")
+        status, text = await self._post(http, "/v1/readiness", {
+            "ready": bool(self.progress.ready), "reasons": self.progress.readiness[:MAX_REASONS],
+            "bay": self.bay, "shift_minutes": self.shift_minutes})
+        if status != 200:
+            self.progress.flagged.append(f"recorder did not take the readiness verdict: HTTP {status} {text[:200]}")
+        if pending is not None and self.progress.ready:
             self._phase("assigning")
             message = sign_message(self.identity.key, self.identity.cert, {
                 "ctx": CTX_ASSIGNMENT, "device": device, "officer": pending.officer, "name": pending.name,
@@ -361,10 +408,16 @@ class DockSession:
             if status != 200:
                 raise SessionError(f"recorder refused the assignment: HTTP {status} {text}")
             self.registry.clear_checkout(self.bay)
-        self._phase("readiness")
-        health = await self._json(http, "/v1/health")
-        self._readiness(health)
         self._phase("done")
+
+    def _prune(self, folder: Path, offered: set[str]) -> None:
+        for path in folder.iterdir():
+            if path.name not in offered:
+                logging.getLogger(__name__).info("bay %s: dropping stale staged copy %s", self.bay, path)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
 
     def _log_has(self, staging: Path, head: tuple[int, str]) -> bool:
         for entry, _ in scan_log(staging / LOG_DIR).entries:
@@ -373,19 +426,68 @@ class DockSession:
         return False
 
     def _readiness(self, health: dict[str, Any]) -> None:
-        reasons = []
-        snap = health.get("health") or {}
-        battery = snap.get("battery") or {}
-        minutes = battery.get("minutes_left")
-        if battery and not battery.get("charging") and minutes is not None and minutes < self.shift_minutes:
-            reasons.append(f"battery lasts {minutes} min, a shift needs {self.shift_minutes}")
-        storage = snap.get("storage_minutes")
-        if storage is not None and storage < self.shift_minutes:
-            reasons.append(f"storage holds {storage} min, a shift needs {self.shift_minutes}")
-        if self.require_clock_synced and health.get("clock_state") != "synced":
-            reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
-        self.progress.ready = not reasons
-        self.progress.readiness = reasons
+        """The verdict: ready only if battery, storage, clock and the recorder's own checks
+        cover ``shift_minutes``.  Every reason is kept (shown on the bay and the recorder)."""
+        self.progress.readiness = readiness_reasons(health, self.shift_minutes, self.require_clock_synced)
+        self.progress.ready = not self.progress.readiness
+
+
+MAX_REASONS = 10
+
+
+def readiness_reasons(health: dict[str, Any], shift_minutes: int, require_clock_synced: bool) -> list[str]:
+    """Why a recorder cannot go out for a shift of ``shift_minutes`` (empty: it can).
+
+    ``health`` is the recorder's /v1/health answer: {"health": snapshot, "clock_state": ...}.
+    Nothing known is nothing proven: a recorder that reports no health, no
+    battery reading or an implausible one is refused.  A charging battery
+    counts for its charge at the recording draw, not for being on the charger.
+    """
+    snap = health.get("health")
+    if not isinstance(snap, dict):
+        return ["the recorder reports no health"]
+    reasons = []
+    battery = snap.get("battery")
+    at_draw = snap.get("battery_minutes_recording")
+    if snap.get("battery_implausible"):
+        reasons.append(f"battery reading implausible: {str(snap['battery_implausible'])[:120]}")
+    elif not isinstance(battery, dict):
+        reasons.append(f"no battery reading ({snap.get('battery_error') or 'no gauge'})")
+    else:
+        minutes = [m for m in (at_draw, None if battery.get("charging") else battery.get("minutes_left"))
+                   if isinstance(m, int)]
+        if not minutes:
+            reasons.append("the battery gives no minutes left")
+        elif min(minutes) < shift_minutes:
+            reasons.append(f"battery lasts {min(minutes)} min"
+                           + (" (charging)" if battery.get("charging") else "")
+                           + f", a shift needs {shift_minutes}")
+    storage = snap.get("storage_minutes")
+    if not isinstance(storage, int):
+        reasons.append("storage unknown")
+    elif storage < shift_minutes:
+        reasons.append(f"storage holds {storage} min, a shift needs {shift_minutes}")
+    if require_clock_synced and health.get("clock_state") != "synced":
+        reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
+    for name, alive in (("camera", snap.get("camera_alive")), ("microphone", snap.get("microphone_alive"))):
+        if alive is False:
+            reasons.append(f"{name} is down")
+    for fault in snap.get("source_faults") or []:
+        reasons.append(f"self-check: {str(fault)[:120]}")
+    return reasons
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SessionError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _integer(obj: dict[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SessionError(f"{where}: {key!r} must be an integer, got {value!r:.60}")
+    return value
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:

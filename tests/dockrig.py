@@ -62,6 +62,15 @@ class Rig:
         self.sealing.close()
 
 
+# A recorder's health snapshot that covers a 10-hour shift (tests change a copy).
+HEALTHY = {
+    "battery": {"gauge": "max17048", "percent_x100": 9500, "millivolts": 4100, "current_ma": None,
+                "charging": False, "minutes_left": 900},
+    "battery_error": None, "battery_implausible": None, "battery_minutes_recording": 950,
+    "storage_minutes": 3000, "camera_alive": True, "microphone_alive": True, "source_faults": [],
+}
+
+
 def make_rig(agency: Agency, root: Path, device_id: str = "D000001") -> Rig:
     state = agency.enrol(root / "rec", device_id)
     keys = root / "keys"
@@ -69,9 +78,12 @@ def make_rig(agency: Agency, root: Path, device_id: str = "D000001") -> Rig:
     receipt_key = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys / "arch")
     clock = ManualClock()
     sealing = SealingState.open(state, clock)
-    link = DockLink(sealing)
+    health = dict(HEALTHY)
+    link = DockLink(sealing, health=lambda: health)
     port = link.start("127.0.0.1")
     identity = DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path)
     archive = LocalArchive.open(root / "archive", agency.ca_cert_path, receipt_key, receipt_key.with_suffix(".crt"))
     registry = Registry(root / "dock" / "registry.sqlite")
-    return Rig(agency, root, state, sealing, link, port, identity, archive, registry, clock)
+    rig = Rig(agency, root, state, sealing, link, port, identity, archive, registry, clock)
+    rig.health = health
+    return rig

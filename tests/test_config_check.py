@@ -66,3 +66,96 @@ def test_not_toml_and_missing_file(tmp_path):
     path.write_text("board = [")
     assert check(path).exit_code == 2 and "not valid TOML" in check(path).output
     assert "not found" in check(tmp_path / "nope.toml").output
+
+
+# -- "config check passes" implies "the program starts" -----------------------------------
+
+DOCK_EXAMPLE = REPO / "dock" / "dock.example.toml"
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('timezone = "Asia/Shanghai"', 'timezone = "Asia/Beijing"', "unknown time zone 'Asia/Beijing'"),
+    ('timezone = "Asia/Shanghai"', 'timezone = "../../etc/passwd"', "unknown time zone"),
+    ('i2c_bus = "1"', 'i2c_bus = "not-a-bus"', "power.i2c_bus: String should match pattern"),
+    ('i2c_bus = "1"', 'i2c_bus = "sim"', "only the sim board has it"),
+    ('i2c_bus = "1"', "i2c_bus = 1", "power.i2c_bus: Input should be a valid string"),
+    ("fps = 30", 'fps = "30"', "camera.fps: Input should be a valid integer"),
+    ("fps = 30", "fps = 30.0", "camera.fps: Input should be a valid integer"),
+    ("segment_seconds = 60", "segment_seconds = true", "recording.segment_seconds: Input should be a valid integer"),
+    ("[recording]", '[docklink]\nlisten = "localhost"\n\n[recording]', "docklink.listen"),
+    ("[recording]", '[docklink]\nlisten = "fe80::ff:fe00:1"\n\n[recording]', "needs its interface"),
+    ("[recording]", "[docklink]\nenabled = 1\n\n[recording]", "docklink.enabled: Input should be a valid boolean"),
+])
+def test_values_the_program_would_fail_on_are_refused(tmp_path, old, new, message):
+    path = variant(tmp_path, old, new)
+    result = check(path)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and message in result.output, result.output
+
+
+def test_deep_nesting_is_a_clear_error_not_a_crash(tmp_path):
+    for text in ("x = " + "[" * 100_000 + "]" * 100_000, "x = " + "{a = " * 50_000 + "1" + "}" * 50_000):
+        path = tmp_path / "deep.toml"
+        path.write_text('board = "sim"\n' + text + "\n")
+        result = check(path)
+        assert result.exit_code == 2 and str(path) in result.output, result.output[-300:]
+
+
+def test_a_fifo_or_a_folder_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "hw.toml"
+    import os
+
+    os.mkfifo(fifo)
+    result = check(fifo)
+    assert result.exit_code == 2 and f"{fifo}: not a regular file" in result.output
+
+
+def test_the_example_dock_config_passes():
+    result = check(DOCK_EXAMPLE, *SHIPPED)
+    assert result.exit_code == 0, result.output
+    assert f"{DOCK_EXAMPLE}: OK, dock config (2 bay(s)" in result.output
+
+
+def dock_variant(tmp_path, old: str, new: str) -> Path:
+    text = DOCK_EXAMPLE.read_text()
+    assert old in text, old
+    path = tmp_path / "dock.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('serial_pattern = "^[A-Z0-9]{7}$"', 'serial_pattern = "^[A-Z0-9{7}$"', "match.serial_pattern"),
+    ('serial_pattern = "^[A-Z0-9]{7}$"', 'serial_pattern = "(?P<x"', "is not a regular expression"),
+    ("bay = 2", "bay = 1", "two bays have bay 1"),
+    ('usb_path = "platform-xhci-hcd.0-usb-0:2:1.0"', 'usb_path = "platform-xhci-hcd.0-usb-0:1:1.0"',
+     "two bays have usb_path"),
+    ('address = "fe80::ff:fe00:1"', 'address = "fe80::ff:fe00:1%usb0"', "recorder.address"),
+    ('address = "fe80::ff:fe00:1"', 'address = "recorder.local"', "is not an IP address"),
+    ("shift_minutes = 600", 'shift_minutes = "600"', "readiness.shift_minutes: Input should be a valid integer"),
+    ("retention_days = 183", "retention_days = 30", "retention_days: Input should be greater than or equal to 183"),
+    ('kind = "local"', 'kind = "local"\nbucket = "x"', "archive.bucket: unknown key"),
+])
+def test_bad_dock_configs_are_refused(tmp_path, old, new, message):
+    path = dock_variant(tmp_path, old, new)
+    result = check(path)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and message in result.output, result.output
+
+
+def test_neither_kind_of_config(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('name = "x"\n')
+    result = check(path)
+    assert result.exit_code == 2 and "neither a hw-config" in result.output
+
+
+def test_a_refused_config_writes_nothing_to_the_state(agency, tmp_path):
+    """`record` with a config that fails the check stops before it opens the state (no boot entry)."""
+    state = agency.enrol(tmp_path / "rec", "C000001")
+    before = sorted(p.name for p in (state / "seallog").iterdir()) if (state / "seallog").exists() else []
+    path = variant(tmp_path, 'timezone = "Asia/Shanghai"', 'timezone = "Asia/Beijing"', "sim.toml")
+    result = CliRunner().invoke(main, ["record", "--config", str(path), "--state", str(state), "--seconds", "1"])
+    assert result.exit_code == 2 and "Asia/Beijing" in result.output and "Traceback" not in result.output
+    after = sorted(p.name for p in (state / "seallog").iterdir()) if (state / "seallog").exists() else []
+    assert after == before

@@ -135,3 +135,88 @@ def test_indicator_states_patterns_and_reminder():
         states.add(factory.pin(17).state)
     assert states == {True, False}  # fast red blink for a battery alarm
     ind.close()
+
+
+BUTTONS = {"record": 5, "notify": 6, "mark": 22, "photo": 27}
+KNOCK = 0.020  # shorter than debounce_ms: the release edge is taken for contact bounce
+
+
+@pytest.mark.parametrize("name", BUTTONS)
+def test_a_knock_never_leaves_a_button_held(rig, name):
+    """A 20 ms knock: whatever it fired, the button is released once the pin is, and no hold follows."""
+    factory, clock, controls, fired = rig
+    assert KNOCK * 1000 < CFG.debounce_ms
+    pin = BUTTONS[name]
+    press(factory, pin)
+    controls.tick()
+    clock.advance(KNOCK)
+    release(factory, pin)
+    controls.tick()
+    for _ in range(100):  # 10 s of main-loop ticks
+        clock.advance(0.1)
+        controls.tick()
+    assert (name, HOLD) not in fired, fired
+    assert all(n == name and kind == SHORT for n, kind in fired) and len(fired) <= 1, fired
+    # and the button works normally afterwards: one press, one action
+    before = len(fired)
+    press(factory, pin)
+    controls.tick()
+    clock.advance(0.3)
+    release(factory, pin)
+    controls.tick()
+    clock.advance(0.1)
+    controls.tick()
+    assert fired[before:] == [(name, SHORT)], fired
+
+
+@pytest.mark.parametrize("name", BUTTONS)
+def test_a_lost_release_edge_is_recovered_from_the_pin(rig, name):
+    """gpiozero delivers the press but loses the release: the pin's level wins."""
+    factory, clock, controls, fired = rig
+    pin = BUTTONS[name]
+    press(factory, pin)
+    controls.tick()
+    clock.advance(0.2)
+    button = controls.buttons[name]
+    handler, button.when_released = button.when_released, None
+    release(factory, pin)  # this edge never reaches the controls
+    button.when_released = handler
+    for _ in range(100):
+        clock.advance(0.1)
+        controls.tick()
+    assert (name, HOLD) not in fired, fired
+    assert fired == [(name, SHORT)], fired  # a press, then (for mark) the tap on release
+
+
+@pytest.mark.parametrize("name", ["record", "mark"])
+def test_a_tap_never_becomes_a_hold_and_a_hold_needs_the_pin_down(rig, name):
+    factory, clock, controls, fired = rig
+    pin = BUTTONS[name]
+    hold = CFG.hold_stop_seconds if name == "record" else CFG.hold_refusal_seconds
+    for tap in (0.06, 0.3, hold - 0.2):  # taps of every length short of the hold
+        press(factory, pin)
+        controls.tick()
+        clock.advance(tap)
+        controls.tick()
+        release(factory, pin)
+        controls.tick()
+        clock.advance(hold * 2)
+        controls.tick()
+    assert (name, HOLD) not in fired and fired.count((name, SHORT)) == 3, fired
+    press(factory, pin)
+    controls.tick()
+    clock.advance(hold + 0.05)
+    controls.tick()
+    assert fired[-1] == (name, HOLD)
+
+
+def test_a_lost_press_edge_is_recovered_from_the_pin(rig):
+    factory, clock, controls, fired = rig
+    button = controls.buttons["photo"]
+    handler, button.when_pressed = button.when_pressed, None
+    press(factory, 27)  # gpiozero missed the press edge
+    button.when_pressed = handler
+    controls.tick()
+    clock.advance(CFG.debounce_ms / 1000)
+    controls.tick()
+    assert fired == [("photo", SHORT)]

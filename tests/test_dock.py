@@ -36,7 +36,7 @@ def events(rig) -> list:
 
 def test_full_flow_archives_everything_and_frees_the_recorder(rig):
     names = rig.record(3)
-    rig.registry.import_csv(_csv(rig.root, ("020304", "2030-12-31")))
+    rig.registry.import_csv(_csv(rig.root, ("020304", VALID_UNTIL)))
     rig.registry.checkout(1, "020304")
     progress = rig.dock()
     assert progress.outcome == "done" and progress.segments_archived == 3 and progress.segments_deleted == 3
@@ -178,6 +178,10 @@ def test_seal_log_with_a_gap_archives_only_what_its_good_prefix_places(rig):
     assert {s["name"] for s in rig.archive.segments(device=names[0][:7])} == {names[0]}
 
 
+# Certificates valid a year from today: never a fixed future date.
+VALID_UNTIL = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+
+
 def _csv(root, *officers):
     path = root / "officers.csv"
     lines = ["officer_id,name,department,certificate_no,valid_until"]
@@ -188,7 +192,7 @@ def _csv(root, *officers):
 
 def test_officer_registry_and_checkout(tmp_path):
     reg = Registry(tmp_path / "r.sqlite")
-    assert reg.import_csv(_csv(tmp_path, ("010203", "2030-01-01"), ("999999", "2020-01-01"))) == 2
+    assert reg.import_csv(_csv(tmp_path, ("010203", VALID_UNTIL), ("999999", "2020-01-01"))) == 2
     assert reg.checkout(2, "010203").department == "Market Regulation"
     assert reg.pending(2).officer == "010203"
     with pytest.raises(UsageError, match="expired on 2020-01-01"):
@@ -196,8 +200,8 @@ def test_officer_registry_and_checkout(tmp_path):
     with pytest.raises(UsageError, match="not in the registry"):
         reg.checkout(1, "123456")
     bad = tmp_path / "bad.csv"
-    bad.write_text("officer_id,name,department,certificate_no,valid_until\nab,X,Y,Z,2030-01-01\n")
-    with pytest.raises(ConfigError, match="bad.csv:2: officer_id 'ab'"):
+    bad.write_text("officer_id,name,department,certificate_no,valid_until\nab,X,Y,Z," + VALID_UNTIL + "\n")
+    with pytest.raises(ConfigError, match="bad.csv:2: field officer_id 'ab'"):
         reg.import_csv(bad)
     bad.write_text("id,name\n1,2\n")
     with pytest.raises(ConfigError, match="header must be"):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from dock.config import DockConfig, MatchConfig
+
+from .conftest import require_root
 from dock.daemon import DockDaemon, bay_for, match_recorder
 
 RULES = Path("/run/udev/rules.d/99-bodycam-test.rules")
@@ -45,8 +47,7 @@ def test_match_rules(change, matches):
 
 @pytest.fixture(scope="module")
 def udevd():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run systemd-udevd and create interfaces; CI runs as root")
+    require_root("running systemd-udevd and creating interfaces")
     daemon = "/lib/systemd/systemd-udevd"
     assert Path(daemon).exists(), "systemd-udevd missing: `make test` installs udev"
     RULES.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +73,8 @@ class SpyDaemon(DockDaemon):
     def __init__(self, config: DockConfig) -> None:  # no keys or archive needed to watch
         self.config = config
         self._active = {}
+        self._requests = {}
+        self._wake = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
         self.docked: list[tuple[int, str, str | None]] = []

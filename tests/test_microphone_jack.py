@@ -185,3 +185,69 @@ def test_notify_plays_the_announcement_and_the_recording_captures_it(jack, agenc
     corr = np.correlate(audio, ref, mode="valid")
     energy = np.sqrt(np.convolve(audio ** 2, np.ones(len(ref)), mode="valid") * np.sum(ref ** 2))
     assert np.max(corr / np.maximum(energy, 1e-9)) > 0.8
+
+
+def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency, tmp_path):
+    """PortAudio's stop on a dead JACK server hangs: the stop is bounded, the footage sealed."""
+    import signal
+    import sys
+
+    from device.sealing.seallog import scan_log
+
+    from .test_recorder_stop import REPO, record, runnable_here, sealed_in_log, stop_timeout_seconds
+
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is missing: `make test` installs jackd2 (run as root)")
+    name = f"bodycam-dead-{os.getpid()}"
+    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1", "JACK_DEFAULT_SERVER": name}
+    server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode != 0:
+            assert time.monotonic() < deadline and server.poll() is None, "jackd did not start"
+            time.sleep(0.1)
+        config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path,
+                               audio={"backend": "sounddevice", "device": "system"},
+                               docklink={"enabled": False})
+        state = agency.enrol(tmp_path / "rec", "J000003")
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        try:
+            child = record(config, state, "--officer", "010203")
+        finally:
+            os.environ.pop("JACK_DEFAULT_SERVER") if old is None else os.environ.update(JACK_DEFAULT_SERVER=old)
+        assert child.stdout.readline().startswith(b"recording")
+        time.sleep(2.0)
+        server.kill()  # the audio server dies under the recorder
+        server.wait(timeout=10)
+        # Past the microphone's liveness deadline (2 s) and its first restart (1 s later).
+        # Polling the seal log for the event: the recorder is another process.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                e.event == "source-fault" and e.data["source"] == "microphone" and e.data["kind"] == "stalled"
+                for e, _ in scan_log(state / "seallog").entries):
+            time.sleep(0.2)
+        time.sleep(2.0)  # video goes on being recorded without sound
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=stop_timeout_seconds() + 60)
+        took = time.monotonic() - t0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    print(f"shutdown with a dead JACK server: {took:.2f} s")
+    assert took < stop_timeout_seconds(), (took, err.decode()[-2000:])
+    sealed = sealed_in_log(state)
+    assert sealed and f"sealed {len(sealed)} segment(s)".encode() in out, (out, err.decode()[-2000:])
+    entries = [e for e, _ in scan_log(state / "seallog").entries]
+    events = [e.event for e in entries]
+    assert events[-1] == "shutdown" and "record-stop" in events
+    faults = [(e.data["source"], e.data["kind"]) for e in entries if e.event == "source-fault"]
+    assert ("microphone", "stalled") in faults and ("microphone", "restarted") in faults, faults
+    report, good = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
+    assert report.status == "verified"
+    # The video went on: the last segment has frames and reports the microphone down.
+    last = good[-1].manifest.signed.obj["meta"]
+    assert last["video_frames"] > 0 and last["health"]["microphone_alive"] is False

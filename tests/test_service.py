@@ -101,9 +101,16 @@ def test_battery_and_storage_alarms(tmp_path):
     bus.close()
     close_simulated(bus)
     monitor.gauge.bus = gauge_bus(25.0, -60.0)  # 25 minutes
-    assert monitor.check()[1] == [ALARM_BATTERY_LOW]
+    clock.advance(5)
+    assert monitor.check()[1] == []  # one low reading is not yet agreement
+    clock.advance(5)
+    assert monitor.check()[1] == [ALARM_BATTERY_LOW]  # two of the last three agree
+    clock.advance(5)
     assert monitor.check()[1] == []  # raised once, not every check
     monitor.gauge.bus = gauge_bus(9.0, -60.0)  # 9 minutes
+    clock.advance(5)
+    assert monitor.check()[1] == []
+    clock.advance(5)
     assert monitor.check()[1] == [ALARM_BATTERY_CRITICAL]
     tight = SIM.model_copy(update={"recording": SIM.recording.model_copy(
         update={"storage_warn_minutes": 10**6, "storage_reserve_minutes": 1})})

@@ -5,6 +5,7 @@ even after a restart."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_assignment_reaches_the_recorder_and_every_later_segment(agency, tmp_pat
     registry = Registry(tmp_path / "dock" / "registry.sqlite")
     csv = tmp_path / "officers.csv"
     csv.write_text("officer_id,name,department,certificate_no,valid_until\n"
-                   "020304,Li Na,Market Regulation,LN210456,2030-12-31\n")
+                   f"020304,Li Na,Market Regulation,LN210456,{dt.date.today() + dt.timedelta(days=365)}\n")
     registry.import_csv(csv)
     registry.checkout(1, "020304")
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import require_root, require_tool
+
 REPO = Path(__file__).resolve().parent.parent
 UNITS = sorted((REPO / "systemd").glob("*.service"))
 THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0, "bodycam-dock.service": 2.0}
@@ -97,8 +99,8 @@ def _udev_errors(rules_text: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("rules", sorted((REPO / "systemd").glob("*.rules")), ids=lambda p: p.name)
 def test_udev_rules_load_without_errors(rules):
-    if os.geteuid() != 0 or shutil.which("udevadm") is None:
-        pytest.skip("needs root and udevadm; CI runs as root")
+    require_root("udevadm test")
+    require_tool("udevadm")
     assert _udev_errors(rules.read_text(), "97-bodycam-under-test.rules") == []
     assert _udev_errors('SUBSYSTEM=="net", BOGUS{x}="1"\n', "97-bodycam-broken.rules"), \
         "udevadm test must report a broken rule"

@@ -1,6 +1,12 @@
 """Microphone seam: sounddevice (a real microphone) or a synthetic tone,
 encoded to AAC (48 kHz mono) with PyAV; timestamps in microseconds from the
 same monotonic origin as the camera's, so audio and video stay in sync.
+
+Audio is stamped from when it was captured (PortAudio's ``inputBufferAdcTime``,
+or the monotonic clock at the callback), never from the sample count alone:
+a sound card that runs slow or fast does not drift against the video, and
+samples lost to an input overflow leave silence of their length, never a
+shift of everything after them (``CaptureClock``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RATE = 48_000
 BLOCK = 1024  # samples per AAC frame
+RING_SECONDS = 0.5  # the tone's simulated capture buffer
 
 
 def open_aac_encoder(bitrate: int):
@@ -33,8 +40,77 @@ def open_aac_encoder(bitrate: int):
     return container, stream
 
 
+# A block whose first sample was captured later than the samples so far
+# account for, by more than this, follows lost samples (an input overflow):
+# the gap is filled with silence so that nothing after it is shifted.  Below
+# it, the difference is callback jitter and sound-card drift, which the
+# capture clock follows.  One AAC frame (21.3 ms) is well above the jitter of
+# a callback and well below any overflow worth the name.
+GAP_NS = BLOCK * 1_000_000_000 // RATE
+# Silence is inserted for at most this long; a longer silence is a stream that
+# stopped, and the capture clock starts again at the next block.
+MAX_GAP_NS = 60 * 1_000_000_000
+# The capture clock follows the blocks' capture times with this time constant
+# (in blocks): 200 ppm of drift then leaves it 0.14 ms behind, and a callback
+# jitter of a few milliseconds moves it by a fraction of one.
+FOLLOW_BLOCKS = 32
+
+
+class CaptureClock:
+    """Maps a sample index to its capture time (monotonic ns), following the sound card.
+
+    ``block(first_sample_ns, frames)`` is called for each block as captured
+    (in order) and returns how many samples of silence to insert before the
+    block (0 unless samples were lost).  ``time_ns(sample)`` is the capture time
+    of a sample index, counted with the inserted silence.  The mapping is the
+    card's nominal rate plus an offset that follows the measured capture times
+    (a first-order loop), so a card that is 200 ppm slow or fast, and callbacks
+    that jitter, neither accumulate drift nor make timestamps go backwards.
+    """
+
+    def __init__(self, rate: int = RATE) -> None:
+        self.rate = rate
+        self.samples = 0           # samples accounted for, silence included
+        self.offset_ns: float | None = None  # capture time of sample 0
+        self.gaps = 0
+        self.lost_samples = 0
+        self.restarts = 0
+
+    def _nominal_ns(self, sample: int) -> float:
+        return sample * 1e9 / self.rate
+
+    def block(self, first_sample_ns: int, frames: int) -> int:
+        if self.offset_ns is None:
+            self.offset_ns = first_sample_ns - self._nominal_ns(self.samples)
+            self.samples += frames
+            return 0
+        error = first_sample_ns - (self.offset_ns + self._nominal_ns(self.samples))
+        silence = 0
+        if error > MAX_GAP_NS or error < -MAX_GAP_NS:
+            # The stream stopped, or the clock jumped: start over from this block.
+            log.warning("audio capture clock restarted (%.1f s off)", error / 1e9)
+            self.restarts += 1
+            self.offset_ns = first_sample_ns - self._nominal_ns(self.samples)
+        elif error > GAP_NS:
+            silence = round(error * self.rate / 1e9)
+            self.gaps += 1
+            self.lost_samples += silence
+            self.samples += silence
+            self.offset_ns += error - self._nominal_ns(silence)
+        else:
+            self.offset_ns += error / FOLLOW_BLOCKS
+        self.samples += frames
+        return silence
+
+    def time_ns(self, sample: int) -> int:
+        assert self.offset_ns is not None
+        return int(self.offset_ns + self._nominal_ns(sample))
+
+
 class _AudioSource:
-    """Shared part: encode float32 blocks, emit AAC packets to the output."""
+    """Shared part: stamp blocks by capture time, encode float32 blocks, emit AAC packets."""
+
+    name = "microphone"
 
     def __init__(self, cfg: AudioConfig, origin_ns: int) -> None:
         self.cfg = cfg
@@ -42,7 +118,9 @@ class _AudioSource:
         self.samples = 0
         self.peak = 0.0
         self.error: BaseException | None = None
-        self._first_ns: int | None = None
+        self.overflows = 0  # input overflows the driver reported
+        self.faults = None  # a capture.seam.FaultChannel, set by the recorder
+        self.clock = CaptureClock()
         self._pending = np.zeros(0, dtype=np.float32)
 
     def _register(self, output) -> None:
@@ -50,9 +128,19 @@ class _AudioSource:
         output._add_stream("audio", "aac", template=self.stream, rate=RATE)
         self._output = output
 
+    def _report_gap(self, silence: int) -> None:
+        detail = f"{silence} samples ({silence * 1000 // RATE} ms) lost; filled with silence"
+        if self.faults is not None:
+            self.faults.report(self.name, "overflow", detail)
+        else:
+            log.warning("microphone: %s", detail)
+
     def _encode(self, block: np.ndarray, first_sample_ns: int) -> None:
-        if self._first_ns is None:
-            self._first_ns = first_sample_ns
+        """Encode ``block`` (float32 mono) whose first sample was captured at ``first_sample_ns``."""
+        silence = self.clock.block(first_sample_ns, block.size)
+        if silence:
+            self._report_gap(silence)
+            block = np.concatenate([np.zeros(silence, dtype=np.float32), block])
         self.peak = max(self.peak, float(np.max(np.abs(block))) if block.size else 0.0)
         data = np.concatenate([self._pending, block]) if self._pending.size else block
         whole = data.size // BLOCK * BLOCK
@@ -67,9 +155,7 @@ class _AudioSource:
                 self._emit(packet)
 
     def _emit(self, packet: av.Packet) -> None:
-        assert self._first_ns is not None
-        base_us = (self._first_ns - self.origin_ns) // 1000
-        timestamp = base_us + int(packet.pts * 1_000_000 // RATE)
+        timestamp = (self.clock.time_ns(packet.pts) - self.origin_ns) // 1000
         self._output.outputframe(None, True, timestamp, packet, True)
 
     def _flush(self) -> None:
@@ -98,7 +184,15 @@ class ToneSource(_AudioSource):
             n = 0
             while not self._stop.is_set():
                 if self.realtime:
-                    delay = start_ns + (n + BLOCK) * 1_000_000_000 // RATE - time.monotonic_ns()
+                    # A synthetic sound card clocked by the monotonic clock, with a
+                    # ring buffer of RING_SECONDS: a thread starved for longer loses
+                    # the oldest samples (an overflow), as a real card's driver does.
+                    now = time.monotonic_ns()
+                    captured = (now - start_ns) * RATE // 1_000_000_000
+                    if captured - n > RING_SECONDS * RATE:
+                        self.overflows += 1
+                        n = captured - BLOCK
+                    delay = start_ns + (n + BLOCK) * 1_000_000_000 // RATE - now
                     if delay > 0:
                         time.sleep(delay / 1e9)
                 t = np.arange(n, n + BLOCK) / RATE
@@ -128,7 +222,6 @@ class SoundDeviceMic(_AudioSource):
         super().__init__(cfg, origin_ns)
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
-        self.overflows = 0
 
     def start(self, output) -> None:
         import sounddevice as sd  # imported here: needs libportaudio2
@@ -143,11 +236,10 @@ class SoundDeviceMic(_AudioSource):
         self._stream.start()
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        now_ns = time.monotonic_ns()
         if status.input_overflow:
             self.overflows += 1
-        # The block's first sample was captured `frames` samples ago.
-        first_ns = time.monotonic_ns() - frames * 1_000_000_000 // RATE
-        self._queue.put((indata[:, 0].copy(), first_ns))
+        self._queue.put((indata[:, 0].copy(), first_sample_ns(now_ns, frames, time_info)))
 
     def _run(self) -> None:
         try:
@@ -167,8 +259,27 @@ class SoundDeviceMic(_AudioSource):
         return self._thread is not None and self._thread.is_alive() and self._stream.active
 
     def stop(self) -> None:
-        self._stream.stop()
-        self._stream.close()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Stop the stream, then let the encoder drain (callers bound this: see capture.seam)."""
+        try:
+            self._stream.stop()
+            self._stream.close()
+        finally:
+            self._queue.put(None)
+            if self._thread is not None:
+                self._thread.join(timeout=2)
+
+
+def first_sample_ns(now_ns: int, frames: int, time_info) -> int:
+    """Capture time (monotonic ns) of a callback block's first sample.
+
+    PortAudio gives ``inputBufferAdcTime`` (when the first sample reached the
+    ADC) and ``currentTime`` (now) on its own stream clock; their difference
+    placed before the monotonic time at the callback is the capture time.
+    Host APIs that report no times (0) fall back to ``frames`` samples before
+    the callback.
+    """
+    adc = getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0
+    current = getattr(time_info, "currentTime", 0.0) or 0.0
+    if adc > 0 and current > 0 and 0 <= current - adc < 10.0:
+        return now_ns - round((current - adc) * 1e9)
+    return now_ns - frames * 1_000_000_000 // RATE

@@ -70,6 +70,7 @@ class Picamera2Camera:
         self.clock = clock
         self.origin_ns = origin_ns
         self.error: BaseException | None = None
+        self.faults = None  # a capture.seam.FaultChannel, set by the recorder
         self._lock = threading.Lock()
 
     def start(self, output) -> None:
@@ -105,11 +106,11 @@ class Picamera2Camera:
 
     @property
     def frames(self) -> int:
-        return self.adapter.frames
+        return self.adapter.frames if hasattr(self, "adapter") else 0
 
     @property
     def alive(self) -> bool:
-        return self.error is None and self.picam2.started
+        return self.error is None and hasattr(self, "picam2") and self.picam2.started
 
     def stop(self) -> None:
         self.picam2.stop_recording()

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import av
 
-from bodycam.errors import ConfigError
+from bodycam.errors import BodycamError, ConfigError
 
 from ..sealing.clock import Clock
 from ..config import CameraConfig
@@ -58,6 +58,10 @@ def _open_source(cfg: CameraConfig):
         raise ConfigError(f"camera.source {src!r} cannot be opened: {exc}") from None
 
 
+class CameraError(BodycamError, RuntimeError):
+    """The camera source failed or would not stop."""
+
+
 class PyAVCamera:
     def __init__(self, cfg: CameraConfig, overlay: Overlay, clock: Clock, origin_ns: int,
                  realtime: bool = True) -> None:
@@ -72,6 +76,7 @@ class PyAVCamera:
         self._last_frame: av.VideoFrame | None = None
         self.frames = 0
         self.error: BaseException | None = None
+        self.faults = None  # a capture.seam.FaultChannel, set by the recorder
 
     def start(self, output) -> None:
         self._input = _open_source(self.cfg)
@@ -145,5 +150,8 @@ class PyAVCamera:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._container.close()
+            self._thread.join(timeout=5)
+            if self._thread.is_alive():  # blocked in the source (a stalled pipe or device)
+                raise CameraError(f"camera source {self.cfg.source!r} did not stop within 5 s")
+        if hasattr(self, "_container"):
+            self._container.close()

@@ -121,6 +121,9 @@ class SegmentMuxer:
         self.video_frames = 0
         self.audio_packets = 0
 
+    def has(self, key: Any) -> bool:
+        return key in self._streams
+
     def mux(self, key: Any, frame: bytes, keyframe: bool, timestamp_us: int,
             packet: av.Packet | None) -> None:
         packet = av.Packet(packet) if packet is not None else av.Packet(frame)

@@ -203,6 +203,15 @@ class Segmenter(Output):
         self.end_us: int | None = None
         self.audio_until = -1
         self.video_until = -1
+        video = streams.get("video") or {}
+        self._frame_us = int(1_000_000 / float(video["rate"])) if video.get("rate") else 0
+        self.video_end_us: int | None = None  # end of the last video frame taken
+        # Sources that are down (capture.seam / liveness): with the camera down,
+        # segments are cut on audio and hold audio only; the first keyframe after
+        # the camera is back cuts at once.  A down stream is not waited for.
+        self.video_down = False
+        self.audio_down = False
+        self._force_cut = False
         self._lock = threading.Lock()
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
@@ -211,16 +220,18 @@ class Segmenter(Output):
                 self.audio_until = timestamp
             else:
                 self.video_until = timestamp
-            if self.end_us is not None and timestamp > self.end_us:
-                return  # captured after the stop
-            cut_here = keyframe and (audio == self._audio_only)
+            if self.end_us is not None and timestamp > self.end_us and not (
+                    audio and self.video_end_us is not None and timestamp < self.video_end_us):
+                return  # captured after the stop (audio: after the last video frame's end)
+            cut_here = keyframe and (audio == self._audio_cut)
             if self.current is None:
                 if not cut_here:
                     return
                 self._open(timestamp)
-            elif cut_here and timestamp - self.current.start_us >= self._segment_us:
+            elif cut_here and (self._force_cut or timestamp - self.current.start_us >= self._segment_us):
                 self._retire_current()
                 self._open(timestamp)
+            self._force_cut = False
             target = self.current
             if audio and not self._audio_only and self._retiring is not None:
                 # Audio from before the cut may arrive after the video keyframe
@@ -231,26 +242,45 @@ class Segmenter(Output):
                     self._close(self._retiring)
                     self._retiring = None
             key = "audio" if audio else "video"
+            if not target.muxer.has(key):
+                return  # video while the segment is audio-only (camera down), before its keyframe
+            if not audio and not self._audio_only:
+                self.video_end_us = timestamp + self._frame_us
             target.muxer.mux(key, frame, keyframe, timestamp, packet)
+
+    @property
+    def _audio_cut(self) -> bool:
+        """Cut segments on audio packets: audio-only mode, or while the camera is down."""
+        return self._audio_only or self.video_down
+
+    def set_down(self, video: bool, audio: bool) -> None:
+        """Which sources are down (from the recorder's liveness checks)."""
+        with self._lock:
+            if self.video_down and not video:
+                self._force_cut = True  # the camera is back: a segment with video starts at its keyframe
+            self.video_down, self.audio_down = video, audio
 
     def _retire_current(self) -> None:
         if self._retiring is not None:
             self._close(self._retiring)
-        if "audio" in self._streams and not self._audio_only:
+        if "audio" in self._streams and not self._audio_cut:
             self._retiring = self.current
         else:
             self._close(self.current)
         self.current = None
 
     def _open(self, timestamp_us: int) -> None:
-        media = "audio/mp4" if self._audio_only else "video/mp4"
+        audio_only = self._audio_cut
+        media = "audio/mp4" if audio_only else "video/mp4"
         meta = {**self._meta(), "media_start_us": timestamp_us}
+        if audio_only and not self._audio_only:
+            meta["video_missing"] = "camera down"
         writer = self._sealing.open_segment(media, self._officer(), meta)
         tags = {**self._tags(), "title": writer.name}
-        streams = {k: v for k, v in self._streams.items() if not (self._audio_only and k == "video")}
+        streams = {k: v for k, v in self._streams.items() if not (audio_only and k == "video")}
         muxer = SegmentMuxer(
             lambda fragment, w=writer: self._sealer.submit(w.append, fragment),
-            streams, audio_only=self._audio_only, metadata=tags, origin_us=timestamp_us,
+            streams, audio_only=audio_only, metadata=tags, origin_us=timestamp_us,
         )
         self.current = SegmentInfo(writer, muxer, timestamp_us)
 
@@ -264,6 +294,8 @@ class Segmenter(Output):
             "last_video_us": info.muxer.last_video_us,
             "events": info.events,
         }
+        if not self._audio_only and not info.muxer.has("video"):
+            meta["video_missing"] = "camera down"
         self._sealer.submit(info.writer.close, meta)
         self.sealed.append(info.writer.name)
 
@@ -278,12 +310,19 @@ class Segmenter(Output):
             self.end_us = end_us
 
     def caught_up(self) -> bool:
-        """Every stream has delivered what was captured before the stop."""
+        """Every stream has delivered what was captured before the stop.
+
+        Audio must also cover the last video frame to its end, so that a
+        segment cut just before the stop has the sound of its pictures.
+        """
         with self._lock:
+            end = self.end_us or 0
+            audio_end = max(end, self.video_end_us or 0) if not self._audio_only else end
             return all(
-                until >= (self.end_us or 0)
-                for key, until in (("video", self.video_until), ("audio", self.audio_until))
+                until >= want
+                for key, until, want in (("video", self.video_until, end), ("audio", self.audio_until, audio_end))
                 if key in self._streams and not (self._audio_only and key == "video")
+                and not (self.video_down if key == "video" else self.audio_down)
             )
 
     def close(self) -> None:

@@ -13,8 +13,35 @@ from typing import Protocol
 from bodycam.errors import BodycamError
 
 
-class GaugeError(BodycamError, OSError):
+class SensorError(BodycamError, OSError):
+    """A sensor on the I2C bus (fuel gauge, RTC) did not answer or answered nonsense."""
+
+
+class GaugeError(SensorError):
     """The fuel gauge did not answer or answered nonsense."""
+
+
+class ImplausibleReading(GaugeError):
+    """The gauge answered a value the battery cannot have (e.g. an INA219 bus voltage of 0).
+
+    ``reading`` holds what was read, for the health snapshot's flag; it is never
+    used as the battery's state."""
+
+    def __init__(self, message: str, reading: "BatteryReading") -> None:
+        super().__init__(message)
+        self.reading = reading
+
+
+class Max17048Error(GaugeError):
+    """MAX17048 did not answer, or is not a MAX17048."""
+
+
+class Ina219Error(GaugeError):
+    """INA219 did not answer, or reported an overflow."""
+
+
+class PiSugar3Error(GaugeError):
+    """PiSugar 3 did not answer."""
 
 
 class Bus(Protocol):
@@ -56,6 +83,14 @@ def _s16(value: int) -> int:
     return value - 0x10000 if value & 0x8000 else value
 
 
+def _check_plausible(reading: "BatteryReading", low: float, high: float, where: str) -> "BatteryReading":
+    """A reading outside [low, high] volts (the pack's physical range) is a glitch, not a battery."""
+    if not low <= reading.voltage <= high:
+        raise ImplausibleReading(f"{where}: {reading.voltage:.3f} V is outside {low}-{high} V "
+                                 "(a bus glitch, not the battery)", reading)
+    return reading
+
+
 def _minutes(percent: float, capacity_mah: int, draw_ma: float | None) -> float | None:
     if draw_ma is None or draw_ma <= 0:
         return None
@@ -73,22 +108,26 @@ class Max17048:
     def _word(self, register: int) -> int:
         try:
             return _swap(self.bus.read_word_data(self.address, register))
-        except OSError as exc:
-            raise GaugeError(f"MAX17048 at 0x{self.address:02x} did not answer: {exc}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise Max17048Error(f"MAX17048 at 0x{self.address:02x} did not answer: {exc}") from None
 
     def check(self) -> None:
         version = self._word(0x08)
         if version & 0xFFF0 != 0x0010:
-            raise GaugeError(f"MAX17048 at 0x{self.address:02x}: VERSION 0x{version:04x} is not 0x001x")
+            raise Max17048Error(f"MAX17048 at 0x{self.address:02x}: VERSION 0x{version:04x} is not 0x001x")
 
     def read(self) -> BatteryReading:
         self.check()
         voltage = self._word(0x02) * 78.125e-6
-        percent = min(100.0, self._word(0x04) / 256)
+        raw_percent = self._word(0x04) / 256
         crate = _s16(self._word(0x16)) * 0.208  # %/h, negative while discharging
         charging = crate > 0
+        percent = min(100.0, raw_percent)
         minutes = percent / -crate * 60 if crate < 0 else None
-        return BatteryReading(self.name, percent, voltage, None, charging, minutes)
+        reading = BatteryReading(self.name, percent, voltage, None, charging, minutes)
+        if raw_percent > 110:  # 1 % over is calibration; 110 % is not a state of charge
+            raise ImplausibleReading(f"MAX17048 at 0x{self.address:02x}: SOC {raw_percent:.0f} %", reading)
+        return _check_plausible(reading, 2.5, 4.5, f"MAX17048 at 0x{self.address:02x}")
 
 
 INA219_VARIANTS = {
@@ -97,6 +136,9 @@ INA219_VARIANTS = {
     "ina219-ups-b": (0x3EEF, 4096, 0.1, lambda v: (v - 6) / 2.4 * 100),
     "ina219-ups-c": (0x0EEF, 26868, 0.1524, lambda v: (v - 3) / 1.2 * 100),
 }
+# Volts a pack can physically show: 2 x 18650 (UPS HAT, (B)) or one cell ((C)), with
+# margin for a cell cut off by its protection (2.5 V) and for charging (4.4 V).
+INA219_PLAUSIBLE = {"ina219-ups": (5.0, 8.8), "ina219-ups-b": (5.0, 8.8), "ina219-ups-c": (2.5, 4.4)}
 
 
 class Ina219Ups:
@@ -105,7 +147,7 @@ class Ina219Ups:
     def __init__(self, bus: Bus, variant: str = "ina219-ups-b", address: int = 0x42,
                  capacity_mah: int = 2600) -> None:
         if variant not in INA219_VARIANTS:
-            raise GaugeError(f"unknown INA219 variant {variant!r}")
+            raise Ina219Error(f"unknown INA219 variant {variant!r}")
         self.name = variant
         self.bus, self.address, self.capacity_mah = bus, address, capacity_mah
         self.config, self.calibration, self.current_lsb, self.percent_of = INA219_VARIANTS[variant]
@@ -124,15 +166,16 @@ class Ina219Ups:
             self._write(0x00, self.config)
             bus_raw = self._word(0x02)
             current = _s16(self._word(0x04)) * self.current_lsb
-        except OSError as exc:
-            raise GaugeError(f"INA219 at 0x{self.address:02x} did not answer: {exc}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise Ina219Error(f"INA219 at 0x{self.address:02x} did not answer: {exc}") from None
         if bus_raw & 0x0001:
-            raise GaugeError(f"INA219 at 0x{self.address:02x}: math overflow flag set")
+            raise Ina219Error(f"INA219 at 0x{self.address:02x}: math overflow flag set")
         voltage = (bus_raw >> 3) * 0.004
         percent = max(0.0, min(100.0, self.percent_of(voltage)))
         charging = current > 0
         minutes = _minutes(percent, self.capacity_mah, -current) if current < 0 else None
-        return BatteryReading(self.name, percent, voltage, current, charging, minutes)
+        reading = BatteryReading(self.name, percent, voltage, current, charging, minutes)
+        return _check_plausible(reading, *INA219_PLAUSIBLE[self.name], f"INA219 at 0x{self.address:02x}")
 
 
 PISUGAR_CURVE = [(4.10, 100.0), (4.05, 95.0), (3.90, 88.0), (3.80, 77.0), (3.70, 65.0),
@@ -163,12 +206,16 @@ class PiSugar3:
     def _byte(self, register: int) -> int:
         try:
             return self.bus.read_byte_data(self.address, register)
-        except OSError as exc:
-            raise GaugeError(f"PiSugar 3 at 0x{self.address:02x} did not answer: {exc}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise PiSugar3Error(f"PiSugar 3 at 0x{self.address:02x} did not answer: {exc}") from None
 
     def read(self) -> BatteryReading:
         control = self._byte(0x02)
         millivolts = self._byte(0x22) << 8 | self._byte(0x23)
+        if not 2500 <= millivolts <= 4500:  # kept out of the average, which it would drag
+            raise ImplausibleReading(
+                f"PiSugar 3 at 0x{self.address:02x}: {millivolts} mV is outside 2500-4500 mV",
+                BatteryReading(self.name, pisugar_percent(millivolts / 1000), millivolts / 1000, None, None, None))
         self._voltages.append(millivolts / 1000)
         voltage = sum(self._voltages) / len(self._voltages)
         percent = pisugar_percent(voltage)

@@ -16,8 +16,17 @@ from typing import Any, Callable
 
 from ..sealing.clock import Clock, utc_text
 from ..config import HwConfig
-from .gauges import BatteryReading, GaugeError, make_gauge
+from .gauges import BatteryReading, GaugeError, ImplausibleReading, make_gauge
 from .rtc import RtcReading, kernel_rtc
+
+# A battery alarm needs agreement: at least AGREE_READS plausible readings within
+# AGREE_WINDOW_SECONDS, judged on their median (of 2: the higher), so that one
+# glitched read (an INA219 bus voltage of 0, a known UPS-HAT failure) never
+# raises an alarm or shuts the recorder down.  With a read every 5 s an alarm
+# is confirmed within 10 s.
+AGREE_READS = 2
+AGREE_LAST = 3
+AGREE_WINDOW_SECONDS = 120
 
 BATTERY_LOW_MINUTES = 30
 BATTERY_CRITICAL_MINUTES = 10
@@ -32,7 +41,7 @@ ALARM_GAUGE_FAILED = "gauge-failed"
 
 @dataclass
 class Health:
-    battery: BatteryReading | None
+    battery: BatteryReading | None  # the latest plausible reading (what is shown)
     battery_error: str | None
     storage_free_bytes: int
     storage_minutes: float
@@ -43,12 +52,21 @@ class Health:
     drift_estimate_ms: int | None
     camera_alive: bool | None
     microphone_alive: bool | None
+    audio_overflows: int | None = None
+    audio_gaps: int | None = None
+    sources: dict[str, dict[str, Any]] | None = None
+    battery_agreed: BatteryReading | None = None  # what alarms are judged on (see AGREE_READS)
+    battery_implausible: str | None = None  # the last implausible reading, flagged, never used
+    battery_minutes_recording: int | None = None  # the charge at the recording draw (readiness)
 
     def snapshot(self) -> dict[str, Any]:
         """For manifests: integers and strings only."""
         return {
             "battery": self.battery.as_dict() if self.battery else None,
             "battery_error": self.battery_error,
+            "battery_confirmed": self.battery_agreed is not None,
+            "battery_minutes_recording": self.battery_minutes_recording,
+            "battery_implausible": self.battery_implausible,
             "storage_free_mb": self.storage_free_bytes // 1_000_000,
             "storage_minutes": int(self.storage_minutes),
             "cpu_temp_c": None if self.cpu_temp_c is None else round(self.cpu_temp_c),
@@ -58,6 +76,11 @@ class Health:
             "drift_estimate_ms": self.drift_estimate_ms,
             "camera_alive": self.camera_alive,
             "microphone_alive": self.microphone_alive,
+            "audio_overflows": self.audio_overflows,
+            "audio_gaps": self.audio_gaps,
+            "sources": self.sources,
+            "source_faults": [f"{name}: {s['last_fault']}" for name, s in (self.sources or {}).items()
+                              if s.get("last_fault")],
         }
 
 
@@ -68,10 +91,11 @@ class Alarms:
     def evaluate(self, health: Health, config: HwConfig) -> list[str]:
         """New alarms since the last evaluation (each raised once until cleared)."""
         active = set()
-        minutes = health.battery.minutes_left if health.battery else None
+        battery = health.battery_agreed
+        minutes = battery.minutes_left if battery else None
         if health.battery_error:
             active.add(ALARM_GAUGE_FAILED)
-        if minutes is not None and not (health.battery and health.battery.charging):
+        if minutes is not None and not battery.charging:
             if minutes <= BATTERY_CRITICAL_MINUTES:
                 active |= {ALARM_BATTERY_CRITICAL, ALARM_BATTERY_LOW}
             elif minutes <= BATTERY_LOW_MINUTES:
@@ -86,6 +110,10 @@ class Alarms:
         return new
 
 
+def _alive(sources: dict[str, dict[str, Any]], name: str) -> bool | None:
+    return None if name not in sources else sources[name]["state"] != "down"
+
+
 def _severity(alarm: str) -> int:
     return [ALARM_BATTERY_CRITICAL, ALARM_STORAGE_FULL, ALARM_BATTERY_LOW,
             ALARM_STORAGE_LOW, ALARM_GAUGE_FAILED].index(alarm)
@@ -96,7 +124,8 @@ def open_bus(config: HwConfig):
     if config.power.i2c_bus == "sim":
         from .simbus import SimulatedBus, max17048_map, open_simulated
 
-        return open_simulated(SimulatedBus({config.power.address: max17048_map()}))
+        # 80 % falling at 7 %/h: the simulated recorder lasts a 10-hour shift.
+        return open_simulated(SimulatedBus({config.power.address: max17048_map(crate_pct_h=-7.0)}))
     import smbus2
 
     return smbus2.SMBus(int(config.power.i2c_bus))
@@ -104,18 +133,19 @@ def open_bus(config: HwConfig):
 
 class HealthMonitor:
     def __init__(self, config: HwConfig, storage: Path, clock: Clock, *,
-                 bus=None, camera=None, microphone=None, thermal: Path = THERMAL_ZONE,
+                 bus=None, sources: Callable[[], dict[str, dict[str, Any]]] | None = None,
+                 thermal: Path = THERMAL_ZONE,
                  last_sync: dt.datetime | None = None,
                  free_bytes: Callable[[], int] | None = None) -> None:
         self.config = config
         self.storage = Path(storage)
         self.clock = clock
-        self.camera = camera
-        self.microphone = microphone
+        self.sources = sources  # the recorder's sources_report(), when one is running
         self.thermal = thermal
         self.last_sync = last_sync
         self.free_bytes = free_bytes or (lambda: shutil.disk_usage(self.storage).free)
         self.alarms = Alarms()
+        self._readings: list[tuple[int, BatteryReading]] = []
         self.gauge = None
         self.gauge_error: str | None = None
         if config.power.gauge != "none":
@@ -127,12 +157,21 @@ class HealthMonitor:
                 self.gauge_error = f"cannot open I2C bus {config.power.i2c_bus}: {exc}"
 
     def read(self) -> Health:
-        battery, error = None, self.gauge_error
+        battery, error, implausible = None, self.gauge_error, None
+        now = self.clock.monotonic_ns()
         if self.gauge is not None:
             try:
                 battery = self.gauge.read()
+                self._readings.append((now, battery))
+            except ImplausibleReading as exc:
+                implausible = str(exc)
             except GaugeError as exc:
                 error = str(exc)
+        window = now - AGREE_WINDOW_SECONDS * 10**9
+        self._readings = [(t, r) for t, r in self._readings if t >= window][-AGREE_LAST:]
+        if battery is None and self._readings:
+            battery = self._readings[-1][1]  # shown as last known; alarms use the agreed value
+        sources = self.sources() if self.sources else {}
         free = self.free_bytes()
         minutes = free / self.config.bytes_per_second / 60
         kind = self.config.rtc.kind
@@ -156,9 +195,25 @@ class HealthMonitor:
             clock_state=self.clock.state,
             last_sync_utc=utc_text(self.last_sync) if self.last_sync else None,
             drift_estimate_ms=drift,
-            camera_alive=None if self.camera is None else bool(self.camera.alive),
-            microphone_alive=None if self.microphone is None else bool(self.microphone.alive),
+            camera_alive=_alive(sources, "camera"),
+            microphone_alive=_alive(sources, "microphone"),
+            audio_overflows=(sources.get("microphone") or {}).get("overflows"),
+            audio_gaps=(sources.get("microphone") or {}).get("gaps"),
+            sources=sources or None,
+            battery_agreed=self._agreed(),
+            battery_implausible=implausible,
+            battery_minutes_recording=None if battery is None else round(
+                battery.percent / 100 * self.config.power.capacity_mah / self.config.power.typical_draw_ma * 60),
         )
+
+    def _agreed(self) -> BatteryReading | None:
+        """The median (of two: the fuller) of the recent plausible readings, or None
+        while fewer than AGREE_READS agree to judge by."""
+        if len(self._readings) < AGREE_READS:
+            return None
+        ranked = sorted((r for _, r in self._readings),
+                        key=lambda r: (r.minutes_left if r.minutes_left is not None else float("inf"), r.percent))
+        return ranked[len(ranked) // 2]
 
     def _cpu_temp(self) -> float | None:
         try:
