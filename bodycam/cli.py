@@ -45,8 +45,10 @@ def _register() -> None:
     from device.cli import commands as device_commands
     from device.sealing.cli import commands as sealing_commands
     from dock.cli import commands as dock_commands
+    from archive.cli import commands as archive_commands
+    from bodycam.demo import demo
 
-    for command in (*sealing_commands, *device_commands, *dock_commands):
+    for command in (*sealing_commands, *device_commands, *dock_commands, *archive_commands, demo):
         main.add_command(command)
 
 

@@ -15,11 +15,12 @@ class Strict(BaseModel):
 
 
 class ArchiveConfig(Strict):
-    kind: str = Field("local", pattern="^local$", description="local: write-once files + SQLite")
-    path: Path
-    receipt_key: Path
-    receipt_certificate: Path
-    retention_days: int = Field(183, ge=183, le=36500, description="Art. 12: at least six months")
+    """The archive service the dock commits to; the dock's own key and certificate
+    (role dock) authenticate it there.  The dock holds no archive key."""
+
+    url: str = Field(pattern=r"^https://[^/\s]+/?$", description="https://host:port of `bodycam archive serve`")
+    ca: Path | None = Field(None, description="CA of the archive's certificate, if not the dock's own CA")
+    timeout_seconds: int = Field(120, ge=5, le=3600)
 
 
 class MatchConfig(Strict):

@@ -20,9 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
-from archive.store import LocalArchive
-from device.sealing import pki
-
+from .archive_client import ArchiveClient
 from .config import DockConfig, MatchConfig
 from .registry import Registry
 from .session import DockIdentity, DockSession, Progress, SessionError
@@ -82,10 +80,8 @@ class DockDaemon:
         config.state.mkdir(parents=True, exist_ok=True)
         self.identity = DockIdentity.load(config.key, config.certificate, config.ca)
         a = config.archive
-        self.archive = LocalArchive(a.path, self.identity.ca_cert,
-                                    pki.load_ed25519_key(a.receipt_key, "archive receipt key"),
-                                    pki.load_cert(a.receipt_certificate, "archive receipt certificate"),
-                                    retention_days=a.retention_days)
+        self.archive = ArchiveClient(a.url, key=config.key, certificate=config.certificate, ca=a.ca or config.ca,
+                                     timeout=a.timeout_seconds)
         self.registry = Registry(config.state / "registry.sqlite")
         self.board = StatusBoard(config.state / "status.json")
         self._active: dict[int, threading.Thread] = {}

@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from archive.store import ArchiveStore
 from bodycam.errors import BodycamError
 from device.sealing.clock import utc_text
 from device.sealing import pki
@@ -36,6 +35,7 @@ from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, S
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
 from device.sealing.verifier import Verifier
 
+from .archive_client import ArchiveCommitter
 from .registry import Registry
 
 MAX_JSON = 1024 * 1024
@@ -133,7 +133,7 @@ class LinkLocalConnector(aiohttp.TCPConnector):
 
 class DockSession:
     def __init__(self, *, identity: DockIdentity, url: str, bay: int, expected_device: str | None,
-                 archive: ArchiveStore, registry: Registry, staging: Path,
+                 archive: ArchiveCommitter, registry: Registry, staging: Path,
                  shift_minutes: int = 600, require_clock_synced: bool = True,
                  on_progress: Callable[[Progress], None] = lambda p: None,
                  timeout: float = 30.0) -> None:
@@ -319,7 +319,7 @@ class DockSession:
         # 5. Commit to the archive, then hand the receipts to the recorder.
         self._phase("archiving")
         good = [n for n in names if n not in bad]
-        officer = self.registry.officer(info.get("officer") or "")
+        officer = self.registry.officer(info.get("officer") or next((s.officer for s in report.segments if s.officer), ""))
         receipts = await asyncio.to_thread(
             self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
             department=officer.department if officer else None)
