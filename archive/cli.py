@@ -307,3 +307,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 commands = (archive_group,)
+
+
+from .lawcli import register as _register_lawful_use  # noqa: E402 - audit, accounts, grants, export, disc
+
+_register_lawful_use(archive_group)

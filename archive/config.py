@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bodycam.errors import ConfigError, InputError
 
+from .lawful_config import LawfulUseConfig
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -112,6 +114,7 @@ class ArchiveConfig(Strict):
     retention: RetentionConfig = RetentionConfig()
     watch: WatchConfig = WatchConfig()
     agencies: list[AgencyConfig] = Field(min_length=1)
+    lawful_use: LawfulUseConfig = LawfulUseConfig()  # approvals, audit, export (archive/lawful_config.py)
 
     @model_validator(mode="after")
     def _unique_agencies(self) -> "ArchiveConfig":

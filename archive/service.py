@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from bodycam.errors import BodycamError, SealingError, UsageError
 
 from . import evidence as ev
+from .audit import audited
 from . import index as ix
 from .blobstore import BlobStore, StoreError, open_store, sha256_file
 from .config import AgencyConfig, ArchiveConfig, RetentionConfig, WatchConfig
@@ -273,6 +274,7 @@ class Archive:
 
     # -- search --------------------------------------------------------------------------------
 
+    @audited("search", segments_from=lambda rows: [r["segment_digest"] for r in rows])
     def search(self, agency: str | None = None, *, sub_unit: str | None = None, device: str | None = None,
                officer: str | None = None, party: str | None = None, case_number: str | None = None,
                cause: str | None = None, act_type: str | None = None, mark: str | None = None,
@@ -379,6 +381,7 @@ class Archive:
                            "review_pending": bool(row.review_pending)},
                 "after": {"retain_until": new_until, "retention_class": new_class, **extra}}, ensure_ascii=False)))
 
+    @audited("label")
     def label(self, agency: str | None, segments: Iterable[str], *, case_number: str, who: str,
               party: str | None = None, cause: str | None = None, act_type: str | None = None,
               sub_unit: str | None = None, retain_years: int | None = None) -> dict[str, Any]:
@@ -415,6 +418,7 @@ class Archive:
                 self._lengthen(conn, row, until, "case", who, "label", case.id, {"case_number": case_number})
             return dict(case._mapping)
 
+    @audited("unlabel")
     def unlabel(self, agency: str | None, segments: Iterable[str], *, case_number: str, who: str) -> int:
         """Take segments out of a case.  Their retention date stays (it only lengthens)."""
         a = self.agency(agency)
@@ -431,6 +435,7 @@ class Archive:
                     at_utc=ev.utc_text(self.now()), detail=json.dumps({"case_number": case_number})))
             return n
 
+    @audited("classify")
     def classify(self, agency: str | None, segments: Iterable[str], *, situation: str, who: str) -> int:
         """Art. 13: one of the eight situations; long-term retention; clears a pending review."""
         a = self.agency(agency)
@@ -445,6 +450,7 @@ class Archive:
                                {"art13": situation, "review_pending": False})
             return len(rows)
 
+    @audited("review")
     def review(self, agency: str | None, segments: Iterable[str], *, who: str, situation: str | None) -> int:
         """Close the review of a refusal / obstruction mark.  With a situation the
         segment becomes long-term (``classify``); without, it keeps its date and
@@ -489,6 +495,7 @@ class Archive:
 
     # -- holds ---------------------------------------------------------------------------------
 
+    @audited("hold")
     def hold(self, agency: str | None, *, reason: str, who: str, case_number: str | None = None,
              segments: Iterable[str] = ()) -> list[int]:
         """Place legal holds on a case (all its segments and documents) or on segments."""
@@ -512,6 +519,7 @@ class Archive:
                         placed_utc=now)).inserted_primary_key[0])
         return ids
 
+    @audited("release")
     def release(self, agency: str | None, hold_id: int, *, who: str) -> None:
         a = self.agency(agency)
         _require(who, "who")
@@ -585,6 +593,7 @@ class Archive:
             progress(item)
         return result
 
+    @audited("expire")
     def _tombstone(self, item: ExpiryItem, who: str, when: dt.datetime) -> dict[str, Any]:
         agency = self.agency(item.agency)
         with self.engine.connect() as conn:
@@ -623,6 +632,7 @@ class Archive:
 
     # -- written records -----------------------------------------------------------------------------
 
+    @audited("attach")
     def attach(self, agency: str | None, case_number: str, path: Path, *, kind: str, who: str) -> dict[str, Any]:
         """Seal a document on intake (SHA-256, archive signature, time) and keep it with
         the case, locked for the case file's period.  Returns the seal (signed record)."""
@@ -763,6 +773,7 @@ class Archive:
 
     # -- export ----------------------------------------------------------------------------------
 
+    @audited("export")
     def export_recording(self, device: str, out: Path, agency: str | None = None) -> Path:
         """Lay a device's stored footage out as a recording folder for the verifier."""
         with self.engine.connect() as conn:
