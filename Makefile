@@ -12,7 +12,7 @@ DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 # Debian packages the tests use; installed only when running as root.
 APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync
 # The archive's evidence packages: PDF text/pages checks, CJK fonts for the report, ISO images.
-APT_PACKAGES += poppler-utils fonts-noto-cjk
+APT_PACKAGES += poppler-utils fonts-noto-cjk xorriso
 
 .PHONY: demo test bench soak system-deps venv clean
 

@@ -123,16 +123,9 @@ def audit_stamp(ctx: click.Context, agency, force: bool) -> None:
 
 
 def register(group: click.Group) -> None:
+    from . import lawcli_more as more
+
     group.add_command(audit_group)
-    for name in ("account_group", "grant_group", "export_command", "disc_command"):
-        command = _optional(name)
-        if command is not None:
-            group.add_command(command)
-
-
-def _optional(name: str):
-    try:
-        from . import lawcli_more
-    except ImportError:
-        return None
-    return getattr(lawcli_more, name, None)
+    for command in (more.account_group, more.login_command, more.grant_group, more.view_command,
+                    more.export_command, more.register_command, more.disc_command):
+        group.add_command(command)
