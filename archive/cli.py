@@ -312,3 +312,7 @@ commands = (archive_group,)
 from .lawcli import register as _register_lawful_use  # noqa: E402 - audit, accounts, grants, export, disc
 
 _register_lawful_use(archive_group)
+
+from .console.cli import register as _register_console  # noqa: E402 - the station console
+
+_register_console(archive_group)
