@@ -337,8 +337,11 @@ def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
     """``bodycam archive serve``: run until SIGINT/SIGTERM."""
     import signal
 
+    from .people_api import RunningPeopleAPI  # people: approvals, viewing, export (archive/people_api.py)
+
     server = RunningServer(archive).start()
-    on_ready(server.url)
+    people = RunningPeopleAPI(archive).start()
+    on_ready(f"{server.url} (docks), {people.url} (people)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -346,4 +349,5 @@ def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
         while not stop.wait(3600):
             pass
     finally:
+        people.stop()
         server.stop()
