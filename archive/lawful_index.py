@@ -84,6 +84,17 @@ audit_stamps = Table(
     extend_existing=True,
 )
 
+seal_log_stamps = Table(
+    "seal_log_stamps", metadata,
+    Column("device", String(16), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),  # the seal-log entry digest (format §2.2) = the stamped hash
+    Column("tsa", Text, nullable=False),
+    Column("stamped_utc", String(32), nullable=False),
+    Column("token", Text, nullable=False),  # base64 DER TimeStampResp
+    extend_existing=True,
+)
+
 disclosures = Table(
     "disclosures", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

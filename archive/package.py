@@ -28,6 +28,7 @@ format v2 replaces it without touching this module's layout.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -227,6 +228,17 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
                 "clock": clock, "events": events, "receipts": [receipt]})
         heads = {device: {"seq": entries[-1]["seq"], "digest": entries[-1]["digest"], "utc": entries[-1]["utc"]}
                  for device, entries in logs.items() if entries}
+        from .provenance import stamps_for
+
+        seal_stamps: dict[str, list[dict[str, Any]]] = {}
+        for device, folder in folders.items():
+            for st in stamps_for(archive, device):
+                if device in heads and st["seq"] <= heads[device]["seq"]:
+                    rel = f"originals/{device}/stamps/{st['seq']:012d}.tsr"
+                    (tmp / rel).parent.mkdir(exist_ok=True)
+                    (tmp / rel).write_bytes(base64.b64decode(st["token"]))
+                    seal_stamps.setdefault(device, []).append({k: st[k] for k in ("seq", "digest", "tsa",
+                                                                                   "stamped_utc")} | {"file": rel})
         custody = {
             "format": "bodycam-custody/1",
             "segments": [{"name": s["name"], "captured": {"device": s["device"], "officer": s["officer"],
@@ -257,6 +269,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             "recipient": recipient, "created_utc": when, "segments": segments, "heads": heads,
             "audit_head": audit_head, "exporter": account, "ca_fingerprint": ev.fingerprint(agency.ca_cert),
             "archive_fingerprint": ev.fingerprint(agency.receipt_cert), "viewing_copies": viewing_copies,
+            "seal_stamps": seal_stamps,
         }
         render_package_report(context, tmp / "report")
         (tmp / "README.txt").write_text(_readme(agency, ev.fingerprint(agency.ca_cert)), encoding="utf-8")
@@ -265,7 +278,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             "format": PACKAGE_FORMAT, "created_utc": when, "agency": agency.id, "agency_name": agency.name,
             "archive": agency.archive_id, "case": grant.case_number, "recipient": recipient,
             "grant": {"id": grant.id, "approver": grant.decided_by, "decision": grant.decision},
-            "files": files, "segments": segments, "seal_log_heads": heads,
+            "files": files, "segments": segments, "seal_log_heads": heads, "seal_log_stamps": seal_stamps,
             "audit": "audit/audit.jsonl", "report_html": "report/report.html", "verifier": "verify_package.py",
         }
         manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()

@@ -542,6 +542,20 @@ def verify_package(root: Path, ca_path: Path | None = None) -> Result:
                     raise ValueError("archive receipt names another segment")
         except (OSError, ValueError, KeyError, struct.error) as exc:
             result.fail(f"segment {name}: {exc}")
+    for device, stamps in (manifest.get("seal_log_stamps") or {}).items():
+        log = next((v for k, v in _log_cache.items() if k.name == device), None)
+        for st in stamps:
+            try:
+                imprint = _tst_imprint((root / st["file"]).read_bytes())
+                if log is None or st["seq"] >= len(log.digests) or log.digests[st["seq"]] != st["digest"]:
+                    raise ValueError("the stamped digest is not that seal-log entry's")
+                if imprint.hex() != st["digest"]:
+                    raise ValueError("the time-stamp covers another hash")
+                result.ok(f"seal-log entry #{st['seq']} of {device} (and all before it) existed at {st['stamped_utc']} "
+                          f"by the RFC 3161 time-stamp of {st['tsa']} (imprint checked; its signature: "
+                          f"openssl ts -verify -digest {st['digest']} -in {st['file']} -CAfile <TSA certificate>)")
+            except (OSError, ValueError, KeyError) as exc:
+                result.fail(f"time-stamp {st.get('file')}: {exc}")
     _log_cache.clear()
     if not manifest.get("segments"):
         result.fail("the package holds no segments")
