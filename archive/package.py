@@ -223,9 +223,22 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
                 "segment_digest": row.segment_digest, "segment_file_sha256": row.segment_blob,
                 "manifest_file_sha256": row.manifest_blob, "media_sha256": hashlib.sha256(plain.data).hexdigest(),
                 "media_file": media_rel, "thumbnail": f"thumbnails/{row.name}.jpg",
-                "original_dir": f"originals/{row.device}", "imported_utc": row.imported_utc, "source": row.source,
+                "original_dir": f"originals/{row.device}",
+                "device_certificate": ev.fingerprint(ev.load_cert(folders[row.device] / ev.IDENTITY_DIR / ev.DEVICE_CERT)), "imported_utc": row.imported_utc, "source": row.source,
                 "retention_class": row.retention_class, "retain_until": row.retain_until,
                 "clock": clock, "events": events, "receipts": [receipt]})
+        c2pa_config = archive.config.lawful_use.c2pa
+        if c2pa_config is not None:
+            from .content_credentials import manifest_definition, sign_sidecar
+
+            chain, key = c2pa_config.certificate_chain.read_bytes(), c2pa_config.key.read_bytes()
+            for seg in segments:
+                definition = manifest_definition(seg, archive_id=agency.archive_id, agency=agency.id, export={
+                    "utc": when, "grant": grant.id, "approver": grant.decided_by, "recipient": recipient})
+                sidecar = sign_sidecar((tmp / seg["media_file"]).read_bytes(), seg["media"], definition,
+                                       chain_pem=chain, key_pem=key, alg=c2pa_config.alg, tsa_url=c2pa_config.tsa_url)
+                (tmp / f"{seg['media_file']}.c2pa").write_bytes(sidecar)
+                seg["content_credentials"] = f"{seg['media_file']}.c2pa"
         heads = {device: {"seq": entries[-1]["seq"], "digest": entries[-1]["digest"], "utc": entries[-1]["utc"]}
                  for device, entries in logs.items() if entries}
         from .provenance import stamps_for
