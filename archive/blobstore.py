@@ -263,8 +263,7 @@ class S3BlobStore:
         self.check_bucket()
         key = self.key(digest)
         until = _lock_date(retain_until)
-        head, code = self._code(self.client.head_object, Bucket=self.bucket, Key=key)
-        if head is None:
+        if self._original(digest) is None:
             size = Path(source).stat().st_size
             lock = {"ObjectLockMode": self.MODE, "ObjectLockRetainUntilDate": until}
             if size > self.config.multipart_threshold_mb << 20:
@@ -301,11 +300,39 @@ class S3BlobStore:
             self._code(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
+    def _original(self, digest: str) -> str | None:
+        """The version the archive wrote.  Anything written on top later (a new
+        version, a delete marker) never hides it: the index's version ID is
+        used when known (``version_of``), else the oldest version under a
+        COMPLIANCE lock."""
+        known = self.version_of(digest)
+        if known:
+            return known
+        got, code = self._code(self.client.list_object_versions, Bucket=self.bucket, Prefix=self.key(digest))
+        if got is None:
+            raise StoreError(f"S3 list versions of {digest}: {code}")
+        versions = sorted((v for v in got.get("Versions", []) if v["Key"] == self.key(digest)),
+                          key=lambda v: v["LastModified"])
+        for v in versions:
+            head, _ = self._code(self.client.head_object, Bucket=self.bucket, Key=self.key(digest),
+                                 VersionId=v["VersionId"])
+            if head is not None and head.get("ObjectLockMode") == self.MODE:
+                return v["VersionId"]
+        return versions[0]["VersionId"] if versions else None
+
+    def version_of(self, digest: str) -> str | None:
+        """Replaced by the archive with a look-up in its index."""
+        return None
+
     def _head(self, digest: str) -> dict:
+        version = self._original(digest)
+        if version is None:
+            raise StoreError(f"blob {digest} is not in the S3 store")
         head, code = self._code(self.client.head_object, Bucket=self.bucket, Key=self.key(digest),
-                                ChecksumMode="ENABLED")
+                                VersionId=version, ChecksumMode="ENABLED")
         if head is None:
             raise StoreError(f"blob {digest} is not in the S3 store ({code})")
+        head.setdefault("VersionId", version)
         return head
 
     def confirm(self, digest: str, retain_until: dt.datetime | None = None) -> StoredBlob:
@@ -351,8 +378,11 @@ class S3BlobStore:
         return StoredBlob(digest, int(head["ContentLength"]), until, head.get("VersionId"))
 
     def open(self, digest: str, version: str | None = None) -> BinaryIO:
-        kw = {"VersionId": version} if version else {}
-        return self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.key(digest), **kw)["Body"]
+        version = version or self._original(digest)
+        if version is None:
+            raise StoreError(f"blob {digest} is not in the S3 store")
+        return self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.key(digest),
+                          VersionId=version)["Body"]
 
     def digests(self) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")

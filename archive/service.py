@@ -141,12 +141,18 @@ class Archive:
         self.agencies = {a.id: Agency.load(a) for a in config.agencies}
         self.store = store or open_store(config.store)
         self.engine: Engine = ix.open_index(config.index.url, config.agencies[0].id)
+        if hasattr(self.store, "version_of"):
+            self.store.version_of = self._blob_version  # S3: the version the archive wrote
         self.retention: RetentionConfig = config.retention
         self.watch: WatchConfig = config.watch
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _blob_version(self, digest: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(ix.blobs.c.version).where(ix.blobs.c.digest == digest)).scalar()
 
     def now(self) -> dt.datetime:
         return self.clock.utc_now()

@@ -107,9 +107,12 @@ class Seaweed:
 
         client = self.client()
         deadline = time.monotonic() + timeout
-        while True:
+        while True:  # ready when an object can be written and read back (volumes up)
             try:
-                client.list_buckets()
+                if "rig-ready" not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+                    client.create_bucket(Bucket="rig-ready")
+                client.put_object(Bucket="rig-ready", Key="probe", Body=b"probe")
+                client.get_object(Bucket="rig-ready", Key="probe")["Body"].read()
                 return
             except (BotoCoreError, ClientError) as exc:
                 if time.monotonic() > deadline:
