@@ -10,7 +10,7 @@ VENV_FLAGS  ?=
 BIN         := $(VENV)/bin
 DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 # Debian packages the tests use; installed only when running as root.
-APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync postgresql
+APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync postgresql openssh-server
 
 .PHONY: demo test bench soak system-deps venv clean
 

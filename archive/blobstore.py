@@ -214,6 +214,7 @@ class S3BlobStore:
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"))
         self._checked = False
+        self._written: dict[str, str] = {}  # digest -> version ID this process wrote
 
     # -- errors -------------------------------------------------------------------------
 
@@ -263,19 +264,23 @@ class S3BlobStore:
         self.check_bucket()
         key = self.key(digest)
         until = _lock_date(retain_until)
-        if self._original(digest) is None:
+        if digest not in self._written and not self.version_of(digest):
             size = Path(source).stat().st_size
             lock = {"ObjectLockMode": self.MODE, "ObjectLockRetainUntilDate": until}
             if size > self.config.multipart_threshold_mb << 20:
                 self._multipart(key, source, size, lock)
             else:
                 with open(source, "rb") as body:
-                    _, code = self._code(self.client.put_object, Bucket=self.bucket, Key=key, Body=body,
-                                         ContentLength=size, IfNoneMatch="*",
-                                         ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
-                                         **lock)
-                if code not in (None, "PreconditionFailed"):  # PreconditionFailed: another dock won
+                    put, code = self._code(self.client.put_object, Bucket=self.bucket, Key=key, Body=body,
+                                           ContentLength=size, IfNoneMatch="*",
+                                           ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+                                           **lock)
+                if code not in (None, "PreconditionFailed"):  # PreconditionFailed: stored before
                     raise StoreError(f"S3 put {key}: {code}")
+                if put is not None and put.get("VersionId"):
+                    if len(self._written) > 100_000:
+                        self._written.clear()  # the index knows them by now
+                    self._written[digest] = put["VersionId"]
         return self.confirm(digest, retain_until)
 
     def _multipart(self, key: str, source: Path, size: int, lock: dict) -> None:
@@ -292,10 +297,12 @@ class S3BlobStore:
                                    ContentMD5=base64.b64encode(hashlib.md5(chunk).digest()).decode())
                     parts.append({"PartNumber": n, "ETag": r["ETag"]})
                     n += 1
-            _, code = self._code(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key,
+            done, code = self._code(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key,
                                  UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*")
             if code not in (None, "PreconditionFailed"):
                 raise StoreError(f"S3 complete multipart {key}: {code}")
+            if done is not None and done.get("VersionId"):
+                self._written[key[len(self.prefix):]] = done["VersionId"]
         except BaseException:
             self._code(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
@@ -305,7 +312,7 @@ class S3BlobStore:
         version, a delete marker) never hides it: the index's version ID is
         used when known (``version_of``), else the oldest version under a
         COMPLIANCE lock."""
-        known = self.version_of(digest)
+        known = self._written.get(digest) or self.version_of(digest)
         if known:
             return known
         got, code = self._code(self.client.list_object_versions, Bucket=self.bucket, Prefix=self.key(digest))

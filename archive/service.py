@@ -152,7 +152,8 @@ class Archive:
 
     def _blob_version(self, digest: str) -> str | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(ix.blobs.c.version).where(ix.blobs.c.digest == digest)).scalar()
+            return conn.execute(select(ix.blobs.c.version).where(
+                ix.blobs.c.digest == digest, ix.blobs.c.deleted_utc.is_(None))).scalar()
 
     def now(self) -> dt.datetime:
         return self.clock.utc_now()
