@@ -123,7 +123,7 @@ class LocalBlobStore:
                 pass
         try:
             if linked:
-                got, _ = sha256_file(tmp)
+                got, size = sha256_file(tmp)  # the very inode that is stored: a re-read of it
             else:
                 with open(source, "rb") as src, open(tmp, "wb") as dst:
                     while chunk := src.read(CHUNK):
@@ -143,7 +143,9 @@ class LocalBlobStore:
             fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        return self.confirm(digest)
+        if linked and os.stat(target).st_ino == os.stat(source).st_ino:
+            return StoredBlob(digest, size, None)  # hashed above as stored; read-only, in place
+        return self.confirm(digest)  # a copy: re-read what landed
 
     def confirm(self, digest: str, retain_until: dt.datetime | None = None) -> StoredBlob:
         path = self.path(digest)

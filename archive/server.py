@@ -181,17 +181,20 @@ class ArchiveService:
                 return _error(409, f"upload offset {offset} but {have} bytes are staged", staged_bytes=have)
             h = hashlib.sha256() if offset == 0 else None
             got = offset
+            def write(f, chunk: bytes) -> None:  # off the event loop: hashing and writing use other cores
+                f.write(chunk)
+                if h is not None:
+                    h.update(chunk)
+
             with open(part, "ab") as f:
                 async for chunk in request.content.iter_chunked(CHUNK):
                     got += len(chunk)
                     if got > total:
                         f.truncate(offset)
                         return _error(400, f"body longer than Upload-Length {total}")
-                    f.write(chunk)
-                    if h is not None:
-                        h.update(chunk)
+                    await asyncio.to_thread(write, f, chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                await asyncio.to_thread(os.fsync, f.fileno())
             if got < total:
                 return web.json_response({"staged": False, "staged_bytes": got}, status=202)
             if h is None:
@@ -245,7 +248,8 @@ class ArchiveService:
                     missing.append(path)
             if missing:
                 raise ArchiveError(f"not uploaded: {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
-            receipts = self.archive.commit_recording(agency, recording, names, source=source, sub_unit=sub_unit)
+            receipts = self.archive.commit_recording(agency, recording, names, source=source, sub_unit=sub_unit,
+                                                     digests=files)
             for digest in set(files.values()):
                 if self._stored(digest):
                     self._staged(digest)[0].unlink(missing_ok=True)

@@ -41,7 +41,7 @@ from bodycam.errors import BodycamError, SealingError, UsageError
 
 from . import evidence as ev
 from . import index as ix
-from .blobstore import BlobStore, StoreError, open_store, sha256_file
+from .blobstore import BlobStore, StoredBlob, StoreError, open_store, sha256_file
 from .config import AgencyConfig, ArchiveConfig, RetentionConfig, WatchConfig
 
 log = logging.getLogger(__name__)
@@ -181,12 +181,14 @@ class Archive:
     # -- commit ------------------------------------------------------------------------------
 
     def commit_recording(self, agency_id: str | None, recording: Path, names: list[str], *, source: str,
-               sub_unit: str | None = None) -> list[dict[str, str]]:
+                         sub_unit: str | None = None, digests: dict[str, str] | None = None) -> list[dict[str, str]]:
         """Verify ``recording``, store the named segments locked, index them, and
         return one signed receipt per segment stored (format §12).
 
         A receipt is signed only after the blobs are stored, locked and
         re-verified (store.confirm) and the index transaction has committed.
+        ``digests`` ({path in the recording: SHA-256}) spares hashing files whose
+        digest is already claimed; the store checks the claim as it stores.
         Idempotent: committing the same segments again returns receipts for
         them again and stores nothing twice.  Segments that do not verify get
         no receipt (the recorder keeps them).  Raises SealingError if the seal
@@ -207,9 +209,13 @@ class Archive:
             raise ArchiveError(f"device {rec.device} belongs to agency {owner}, not {agency.id}")
         blob_rows: dict[str, dict[str, Any]] = {}
 
+        verified: dict[str, StoredBlob] = {}  # stored, locked and re-read in this call
+
         def put(path: Path, until: dt.datetime, link: bool = False) -> str:
-            digest, size = sha256_file(path)
-            stored = self.store.put(digest, path, until, link=link)
+            known = (digests or {}).get(str(path.relative_to(recording)))
+            digest, size = (known, path.stat().st_size) if known else sha256_file(path)
+            stored = self.store.put(digest, path, until, link=link)  # StoreError if the bytes differ
+            verified[digest] = stored
             row = blob_rows.get(digest)
             text = ev.utc_text(until)
             if row is None or row["retain_until"] < text:
@@ -268,7 +274,10 @@ class Archive:
                 continue
             until = dt.datetime.fromisoformat(s.retain_until.replace("Z", "+00:00"))
             for digest in (s.segment_blob, s.manifest_blob):
-                self.store.confirm(digest, until)  # stored, locked, re-verified: now the receipt
+                done = verified.get(digest)
+                if done is None or (done.retain_until is not None
+                                    and done.retain_until < until.replace(microsecond=0)):
+                    self.store.confirm(digest, until)  # stored, locked, re-verified: now the receipt
             receipts.append(ev.sign_record(agency.receipt_key, agency.receipt_cert, {
                 "ctx": ev.CTX_RECEIPT, "archive": agency.archive_id, "device": s.device, "segment": s.name,
                 "segment_seq": s.segment_seq, "segment_digest": s.segment_digest,

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,15 +94,16 @@ class ArchiveClient:
         for name in names:
             wanted += [recording / SEGMENTS_DIR / f"{name}{MANIFEST_SUFFIX}",
                        recording / SEGMENTS_DIR / f"{name}{SEGMENT_SUFFIX}"]
-        out = {}
-        for path in wanted:
+        def digest(path: Path) -> tuple[str, int, Path]:
             h, size = hashlib.sha256(), 0
             with open(path, "rb") as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
                     size += len(chunk)
-            out[str(path.relative_to(recording))] = (h.hexdigest(), size, path)
-        return out
+            return h.hexdigest(), size, path
+
+        with ThreadPoolExecutor(self.parallel) as pool:  # hashlib releases the GIL: several cores
+            return {str(p.relative_to(recording)): d for p, d in zip(wanted, pool.map(digest, wanted))}
 
     async def _commit(self, files: dict[str, tuple[str, int, Path]], body: dict[str, Any]) -> list[dict[str, str]]:
         timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_read=self.timeout)
