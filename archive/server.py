@@ -338,7 +338,8 @@ class RunningServer:
 
 
 def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
-    """``bodycam archive serve``: run until SIGINT/SIGTERM."""
+    """``bodycam archive serve``: run until SIGINT/SIGTERM; scrub every
+    ``[watch] scrub_every_hours`` meanwhile (Art. 9, 12), logging what it finds."""
     import signal
 
     server = RunningServer(archive).start()
@@ -346,8 +347,18 @@ def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    def scrubber() -> None:
+        while not stop.wait(archive.watch.scrub_every_hours * 3600):
+            try:
+                result = archive.scrub()
+                (log.error if result.bad else log.info)("scheduled scrub: %d objects, %d bad",
+                                                        result.objects, len(result.bad))
+            except Exception:  # noqa: BLE001 - the next scrub tries again; the service goes on
+                log.exception("scheduled scrub failed")
+    threading.Thread(target=scrubber, name="scrub", daemon=True).start()
     try:
-        while not stop.wait(3600):
+        while not stop.wait(1):
             pass
     finally:
         server.stop()

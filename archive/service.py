@@ -425,11 +425,21 @@ class Archive:
                                       ensure_ascii=False)))
                 case = conn.execute(select(ix.cases).where(ix.cases.c.id == case.id)).one()
             until = _years(now, case.retain_years)
+            self._lengthen_documents(conn, case.id, until)
             for row in self._resolve(conn, a, segments):
                 _insert_ignore(conn, ix.case_segments, [{"case_id": case.id, "segment_digest": row.segment_digest}],
                                ["case_id", "segment_digest"])
                 self._lengthen(conn, row, until, "case", who, "label", case.id, {"case_number": case_number})
             return dict(case._mapping)
+
+    def _lengthen_documents(self, conn: Connection, case_id: int, until: dt.datetime) -> None:
+        """A case's written records follow its retention (only ever later)."""
+        text = ev.utc_text(until)
+        d, b = ix.documents, ix.blobs
+        for (digest,) in conn.execute(select(d.c.blob).join(b, b.c.digest == d.c.blob).where(
+                d.c.case_id == case_id, d.c.deleted_utc.is_(None), b.c.retain_until < text)):
+            self.store.extend(digest, until)
+            conn.execute(update(b).where(b.c.digest == digest, b.c.retain_until < text).values(retain_until=text))
 
     def unlabel(self, agency: str | None, segments: Iterable[str], *, case_number: str, who: str) -> int:
         """Take segments out of a case.  Their retention date stays (it only lengthens)."""
@@ -572,6 +582,19 @@ class Archive:
                 else:
                     item.reason = f"{r.retention_class} retention ended {r.retain_until}, no hold"
                     expired.append(item)
+            d, b, c = ix.documents, ix.blobs, ix.cases
+            held_doc = exists(select(h.c.id).where(active, h.c.case_id == d.c.case_id))
+            for r in conn.execute(select(d, b.c.retain_until, c.c.case_number, held_doc.label("held"))
+                                  .join(b, b.c.digest == d.c.blob).join(c, c.c.id == d.c.case_id)
+                                  .where(d.c.deleted_utc.is_(None), b.c.retain_until < now_text)):
+                item = ExpiryItem("document", r.agency, str(r.id), f"{r.case_number}/{r.filename}", r.retain_until,
+                                  "case", "")
+                if r.held:
+                    item.reason = "legal hold on the case"
+                    kept.append(item)
+                else:
+                    item.reason = f"case file period ended {r.retain_until}, no hold"
+                    expired.append(item)
         return expired, kept
 
     def expire(self, *, who: str, dry_run: bool = True, now: dt.datetime | None = None,
@@ -601,14 +624,25 @@ class Archive:
             progress(item)
         return result
 
+    def _live_references(self, conn: Connection, digests: list[str], *, segment: str | None = None,
+                         document: int | None = None) -> set[str]:
+        """Which of ``digests`` another live segment or document still refers to (they stay)."""
+        s, d = ix.segments, ix.documents
+        live = set()
+        for col in (s.c.segment_blob, s.c.manifest_blob):
+            live |= {x for (x,) in conn.execute(select(col).where(
+                s.c.deleted_utc.is_(None), s.c.segment_digest != (segment or ""), col.in_(digests)))}
+        live |= {x for (x,) in conn.execute(select(d.c.blob).where(
+            d.c.deleted_utc.is_(None), d.c.id != (document or -1), d.c.blob.in_(digests)))}
+        return live
+
     def _tombstone(self, item: ExpiryItem, who: str, when: dt.datetime) -> dict[str, Any]:
+        if item.kind == "document":
+            return self._tombstone_document(item, who, when)
         agency = self.agency(item.agency)
         with self.engine.connect() as conn:
             row = conn.execute(select(ix.segments).where(ix.segments.c.segment_digest == item.digest)).one()
-            # A blob shared with a segment that lives on stays.
-            shared = {d for (d,) in conn.execute(select(ix.segments.c.segment_blob).where(
-                ix.segments.c.deleted_utc.is_(None), ix.segments.c.segment_digest != item.digest,
-                ix.segments.c.segment_blob.in_([row.segment_blob, row.manifest_blob])))}
+            shared = self._live_references(conn, [row.segment_blob, row.manifest_blob], segment=row.segment_digest)
         when_text = ev.utc_text(when)
         record = ev.sign_record(agency.receipt_key, agency.receipt_cert, {
             "ctx": ev.CTX_TOMBSTONE, "archive": agency.archive_id, "agency": agency.id, "device": row.device,
@@ -630,6 +664,29 @@ class Archive:
                     conn.execute(update(ix.blobs).where(ix.blobs.c.digest == digest).values(deleted_utc=when_text))
         log.info("expired segment %s of %s (%s)", row.name, agency.id, item.reason)
         return {"digest": row.segment_digest, "name": row.name, "tombstone": record}
+
+    def _tombstone_document(self, item: ExpiryItem, who: str, when: dt.datetime) -> dict[str, Any]:
+        agency = self.agency(item.agency)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ix.documents).where(ix.documents.c.id == int(item.digest))).one()
+            shared = self._live_references(conn, [row.blob], document=row.id)
+        when_text = ev.utc_text(when)
+        record = ev.sign_record(agency.receipt_key, agency.receipt_cert, {
+            "ctx": ev.CTX_TOMBSTONE, "archive": agency.archive_id, "agency": agency.id, "device": "",
+            "document": item.name, "kind": row.kind, "files": {"document_sha256": row.blob},
+            "retention_class": "case", "retain_until": item.retain_until, "deleted_utc": when_text,
+            "reason": item.reason, "by": who})
+        if row.blob not in shared:
+            self.store.delete_expired(row.blob, when)
+        with self.engine.begin() as conn:
+            _insert_ignore(conn, ix.tombstones, [{
+                "digest": f"document:{row.id}", "agency": agency.id, "kind": "document", "deleted_utc": when_text,
+                "reason": item.reason, "record": json.dumps(record, ensure_ascii=False)}], ["digest"])
+            conn.execute(update(ix.documents).where(ix.documents.c.id == row.id).values(deleted_utc=when_text))
+            if row.blob not in shared:
+                conn.execute(update(ix.blobs).where(ix.blobs.c.digest == row.blob).values(deleted_utc=when_text))
+        log.info("expired document %s of %s (%s)", item.name, agency.id, item.reason)
+        return {"digest": row.blob, "name": item.name, "tombstone": record}
 
     def tombstones(self, agency: str | None) -> list[dict[str, Any]]:
         a = self.agency(agency)

@@ -210,6 +210,24 @@ def test_written_records_are_sealed_into_the_case(world, tmp_path):
     assert payload["retain_until"] > ev_years(clock.utc_now(), 9)
     (stored,) = archive.documents(None, "案-4")
     assert stored["filename"] == "送达回证.pdf" and archive.store.confirm(stored["blob"]).size == len(doc.read_bytes())
+    # the case's period lengthens: the document's lock follows
+    archive.label(None, names, case_number="案-4", who="keeper-1", retain_years=12)
+    longer = [e for e in archive.expiry_candidates(clock.utc_now() + dt.timedelta(days=365 * 11))[0]
+              if e.kind == "document"]
+    assert longer == []
+    # past the case file's period: held, then kept; released, then deleted with a tombstone
+    (hold_id,) = archive.hold(None, reason="reconsideration", who="keeper-1", case_number="案-4")
+    clock.advance(13 * 366 * 86400)
+    dry = archive.expire(who="job", dry_run=True)
+    assert [i["name"] for i in dry["kept"] if i["kind"] == "document"] == ["案-4/送达回证.pdf"]
+    archive.release(None, hold_id, who="keeper-1")
+    done = archive.expire(who="job", dry_run=False)
+    assert "案-4/送达回证.pdf" in [d["name"] for d in done["deleted"]]
+    tomb = [t for t in archive.tombstones(None) if t["kind"] == "document"][0]
+    assert json.loads(base64.b64decode(tomb["record"]["payload"]))["files"]["document_sha256"] == payload["sha256"]
+    assert archive.documents(None, "案-4")[0]["deleted_utc"] is not None
+    with pytest.raises(Exception):
+        archive.store.confirm(payload["sha256"])
     with pytest.raises(UsageError, match="kind"):
         archive.attach(None, "案-4", doc, kind="selfie", who="k")
     with pytest.raises(UsageError, match="no case"):

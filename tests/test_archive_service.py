@@ -259,3 +259,40 @@ def test_config_errors_name_file_and_key(agency, tmp_path):
         load_archive_config(bad)
     with pytest.raises(InputError, match="not found"):
         load_archive_config(tmp_path / "missing.toml")
+
+
+def test_serve_command_runs_the_service_until_terminated(agency, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    receipt = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", tmp_path / "arch")
+    dock = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", tmp_path / "dock")
+    config = archive_config_toml(tmp_path / "archive", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"))
+    child = subprocess.Popen([sys.executable, "-m", "bodycam", "archive", "--config", str(config), "serve"],
+                             cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stderr.readline()
+        url = re.search(r"https://\S+", line)
+        assert url, line + child.stderr.read()
+
+        class Rig:  # what _raw needs
+            pass
+        rig = Rig()
+        rig.url, rig.ca, rig.dock_cert, rig.dock_key = url.group(0).rstrip(";"), agency.ca_cert_path, \
+            dock.with_suffix(".crt"), dock
+        status, body = asyncio.run(_raw(rig, "GET", "/v1/health"))
+        assert status == 200 and body["archive"] == "archive-1"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0
+        child.stderr.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("[store]", "[stor]"))
+    out = subprocess.run([sys.executable, "-m", "bodycam", "archive", "--config", str(bad), "serve"], cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and str(bad) in out.stderr and "Traceback" not in out.stderr
