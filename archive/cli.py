@@ -120,7 +120,7 @@ def search(ctx: click.Context, agency, sub_unit, device, officer, party, case_nu
 @archive_group.command()
 @click.argument("segments", nargs=-1)
 @click.option("--agency", help="Agency ID (required when several share the archive).")
-@click.option("--by", "who", required=True, help="Officer or keeper making the change (recorded).")
+@click.option("--by", "who", help="Officer or keeper making the change (recorded; required to change).")
 @click.option("--case", "case_number", help="Attach the segments to this case (created if new).")
 @click.option("--party", help="当事人 of the case.")
 @click.option("--cause", help="案由 of the case.")
@@ -155,6 +155,8 @@ def label(ctx: click.Context, segments, agency, who, case_number, party, cause, 
         return
     if not segments:
         raise click.UsageError("name the segments to label")
+    if not who:
+        raise click.UsageError("--by is required: every label change records who made it")
     if reviewed:
         n = archive.review(agency, segments, who=who, situation=situation)
         _emit(as_json, {"reviewed": n}, f"reviewed {n} segment(s)")

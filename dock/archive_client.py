@@ -149,7 +149,7 @@ class ArchiveClient:
                 raise ArchiveUnavailable(f"archive {self.url}: HTTP {resp.status}: {answer.get('error', answer)}")
 
     async def _upload(self, http: aiohttp.ClientSession, digest: str, size: int, path: Path) -> None:
-        for _ in range(ATTEMPTS):
+        for attempt in range(120):  # resumes, or waits for another dock sending the same bytes
             async with http.get(f"{self.url}/v1/blobs/{digest}") as resp:
                 state = await _json(resp)
                 if resp.status != 200:
@@ -167,7 +167,7 @@ class ArchiveClient:
                 if resp.status == 200:
                     return
                 if resp.status in (202, 409):
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(min(0.5, 0.02 * (attempt + 1)))
                     continue  # resume from what the archive now has
                 raise ArchiveUnavailable(f"archive refused {path.name}: HTTP {resp.status}: {answer.get('error')}")
         raise ArchiveUnavailable(f"archive: upload of {path.name} did not complete")
