@@ -29,14 +29,17 @@ from device.sealing import pki
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
 
+from .session import SessionError
+
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_JSON = 4 * 1024 * 1024
 ATTEMPTS = 5
 
 
-class ArchiveUnavailable(BodycamError, ConnectionError):
-    """The archive service could not be reached or refused the commit."""
+class ArchiveUnavailable(SessionError):
+    """The archive service could not be reached or refused the commit; the
+    docking fails and is retried (the recorder keeps its footage meanwhile)."""
 
 
 class ArchiveCommitter(Protocol):

@@ -296,3 +296,24 @@ def test_serve_command_runs_the_service_until_terminated(agency, tmp_path):
     out = subprocess.run([sys.executable, "-m", "bodycam", "archive", "--config", str(bad), "serve"], cwd=repo,
                          env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and str(bad) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_unreachable_archive_fails_the_docking_and_the_recorder_keeps_its_footage(agency, tmp_path):
+    from dock.session import SessionError
+
+    from archive.server import RunningServer
+
+    svc = start_service(agency, tmp_path / "svc")
+    rig = make_rig(agency, tmp_path / "r")
+    try:
+        names = set(rig.record(2))
+        svc.server.stop()
+        with pytest.raises(SessionError, match="archive"):  # the daemon retries a SessionError
+            dock_through(rig, svc)
+        assert rig.on_recorder() == names and svc.archive.search() == []
+        svc.server = RunningServer(svc.archive, port=svc.server.port).start()
+        assert dock_through(rig, svc).outcome == "done"
+        assert rig.on_recorder() == set() and {r["name"] for r in svc.archive.search()} == names
+    finally:
+        rig.close()
+        svc.close()
