@@ -317,3 +317,15 @@ def test_an_unreachable_archive_fails_the_docking_and_the_recorder_keeps_its_foo
     finally:
         rig.close()
         svc.close()
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    from archive.config import load_archive_config
+
+    example = Path(__file__).resolve().parent.parent / "archive" / "example.toml"
+    config = load_archive_config(example)
+    assert config.store.backend == "local" and config.store.path == example.parent / "store"
+    assert config.index.url == f"sqlite:///{example.parent / 'index.sqlite'}"
+    assert config.agencies[0].name == "顺城区市场监督管理局"
