@@ -91,6 +91,10 @@ class BlobStore(Protocol):
 
     def describe(self) -> dict[str, str]: ...
 
+    def check(self) -> None:
+        """StoreError if the store cannot be used now (unreachable, not write-once)."""
+        ...
+
 
 # -- local ------------------------------------------------------------------------------------
 
@@ -184,6 +188,10 @@ class LocalBlobStore:
 
     def describe(self) -> dict[str, str]:
         return {"backend": "local", "path": str(self.root)}
+
+    def check(self) -> None:
+        if not self.blobs.is_dir() or not os.access(self.blobs, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.blobs}: not a writable directory")
 
 
 # -- S3 Object Lock -------------------------------------------------------------------------------
@@ -409,6 +417,10 @@ class S3BlobStore:
             if v["Key"] == key:
                 self._call(f"delete {key}", self.client.delete_object, Bucket=self.bucket, Key=key,
                            VersionId=v["VersionId"])
+
+    def check(self) -> None:
+        self._checked = False
+        self.check_bucket()
 
     def describe(self) -> dict[str, str]:
         return {"backend": "s3", "endpoint": self.config.endpoint_url or "aws", "bucket": self.bucket,

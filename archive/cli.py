@@ -45,7 +45,21 @@ def _progress(total: int, label: str):
     return progress, progress.add_task(label, total=total)
 
 
-@click.group("archive")
+class ArchiveGroup(click.Group):
+    """Index failures (database unreachable, permission) become clear errors, not tracebacks."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .service import ArchiveError
+
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            raise ArchiveError(f"archive index: {getattr(exc, 'orig', None) or exc}") from None
+
+
+@click.group("archive", cls=ArchiveGroup)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               envvar="BODYCAM_ARCHIVE_CONFIG",
               help="The archive config (TOML: [server], [store], [index], [retention], [[agencies]]).")

@@ -35,7 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bodycam.errors import BodycamError, SealingError, UsageError
 
@@ -140,7 +141,11 @@ class Archive:
         self.clock = clock or SystemUTC()
         self.agencies = {a.id: Agency.load(a) for a in config.agencies}
         self.store = store or open_store(config.store)
-        self.engine: Engine = ix.open_index(config.index.url, config.agencies[0].id)
+        try:
+            self.engine: Engine = ix.open_index(config.index.url, config.agencies[0].id)
+        except SQLAlchemyError as exc:
+            shown = make_url(config.index.url).render_as_string(hide_password=True)
+            raise ArchiveError(f"archive index {shown}: {getattr(exc, 'orig', None) or exc}") from None
         if hasattr(self.store, "version_of"):
             self.store.version_of = self._blob_version  # S3: the version the archive wrote
         self.retention: RetentionConfig = config.retention
@@ -824,14 +829,23 @@ class Archive:
             stored_bytes = conn.execute(select(func.coalesce(func.sum(ix.blobs.c.bytes), 0)).where(
                 ix.blobs.c.deleted_utc.is_(None))).scalar()
             last = conn.execute(select(ix.scrubs).order_by(ix.scrubs.c.id.desc()).limit(1)).first()
+        store_error = None
+        try:
+            self.store.check()
+        except StoreError as exc:
+            store_error = str(exc)
+        alerts = self.alerts()
+        if store_error:
+            alerts.insert(0, {"kind": "store-unreachable", "message": f"存储不可用：{store_error}"})
         return {
-            "store": {**self.store.describe(), "bytes": int(stored_bytes or 0)},
+            "store": {**self.store.describe(), "bytes": int(stored_bytes or 0), "ok": store_error is None,
+                      "error": store_error},
             "index": {"url": self.engine.url.render_as_string(hide_password=True), "revision": revision,
                       "head": ix.HEAD, **counts},
             "agencies": [{"id": a.id, "name": a.name, "archive": a.archive_id} for a in self.agencies.values()],
             "scrub": None if last is None else {"finished_utc": last.finished_utc, "objects": last.objects,
                                                 "bytes": last.bytes, "bad": last.bad},
-            "alerts": self.alerts(),
+            "alerts": alerts,
         }
 
     # -- export ----------------------------------------------------------------------------------

@@ -329,3 +329,25 @@ def test_the_example_config_is_valid():
     assert config.store.backend == "local" and config.store.path == example.parent / "store"
     assert config.index.url == f"sqlite:///{example.parent / 'index.sqlite'}"
     assert config.agencies[0].name == "顺城区市场监督管理局"
+
+
+def test_an_unreachable_index_or_store_is_a_clear_error(agency, tmp_path):
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+    from tests.archive_rig import free_ports
+
+    key = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", tmp_path / "k")
+    closed = free_ports(1)[0]
+    for store, index, words in (
+            ("", f'url = "postgresql+psycopg://archive:pw@127.0.0.1:{closed}/archive"\n', "archive:***@"),
+            (f'backend = "s3"\nendpoint_url = "http://127.0.0.1:{closed}"\nbucket = "evidence"\n'
+             f'access_key_id = "a"\nsecret_access_key = "b"\n', "", "S3")):
+        config = archive_config_toml(tmp_path / f"a{len(words)}", agency.ca_cert_path, key, key.with_suffix(".crt"),
+                                     store=store, index=index)
+        result = CliRunner().invoke(main, ["archive", "--config", str(config), "status"])
+        if index:  # no index, no archive: an error naming it, password hidden
+            assert result.exit_code == 2, result.output
+            assert "bodycam: error:" in result.output and words in result.output and "pw@" not in result.output
+        else:  # the store is down: status says so as an alert
+            assert result.exit_code == 0 and "ALERT" in result.output and "S3" in result.output, result.output
