@@ -224,6 +224,7 @@ class S3BlobStore:
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"))
         self._checked = False
+        self._bucket_lock = threading.Lock()
         self._written: dict[str, str] = {}  # digest -> version ID this process wrote
 
     # -- errors -------------------------------------------------------------------------
@@ -253,10 +254,17 @@ class S3BlobStore:
         """The bucket must have Object Lock enabled; create it if configured to."""
         if self._checked:
             return
+        with self._bucket_lock:
+            self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        if self._checked:
+            return
         got, code = self._code(self.client.get_object_lock_configuration, Bucket=self.bucket)
         if code in ("NoSuchBucket", "404") and self.config.create_bucket:
-            self._call("create bucket", self.client.create_bucket, Bucket=self.bucket,
-                       ObjectLockEnabledForBucket=True)
+            _, made = self._code(self.client.create_bucket, Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+            if made not in (None, "BucketAlreadyOwnedByYou"):
+                raise StoreError(f"S3 create bucket {self.bucket}: {made}")
             got, code = self._code(self.client.get_object_lock_configuration, Bucket=self.bucket)
         if code is not None:
             raise StoreError(f"S3 bucket {self.bucket}: Object Lock configuration unreadable ({code}); "

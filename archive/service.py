@@ -27,6 +27,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -64,6 +65,7 @@ ACT_TYPES = ("inspection", "sampling", "seizure", "hearing", "evidence", "servic
 DOCUMENT_KINDS = ("note", "form", "service-receipt", "postal-receipt", "e-service", "decision", "scan", "other")
 REVIEW_MARKS = ("refusal",)  # Art. 13 (3), (7): long-term until reviewed
 CLASSES = ("patrol", "review", "case", "art13")
+STORE_PARALLEL = 4  # blobs stored at once by a commit
 
 
 class ArchiveError(BodycamError, RuntimeError):
@@ -220,13 +222,22 @@ class Archive:
             known = (digests or {}).get(str(path.relative_to(recording)))
             digest, size = (known, path.stat().st_size) if known else sha256_file(path)
             stored = self.store.put(digest, path, until, link=link)  # StoreError if the bytes differ
-            verified[digest] = stored
-            row = blob_rows.get(digest)
             text = ev.utc_text(until)
-            if row is None or row["retain_until"] < text:
-                blob_rows[digest] = {"digest": digest, "bytes": size, "retain_until": text,
-                                     "version": stored.version, "stored_utc": now_text}
+            with guard:
+                verified[digest] = stored
+                row = blob_rows.get(digest)
+                if row is None or row["retain_until"] < text:
+                    blob_rows[digest] = {"digest": digest, "bytes": size, "retain_until": text,
+                                         "version": stored.version, "stored_utc": now_text}
             return digest
+
+        guard = threading.Lock()
+        wanted = [n for n in names if n in rec.segments]
+        seg_dir = recording / ev.SEGMENTS_DIR
+        files = [seg_dir / f"{n}{suffix}" for n in wanted for suffix in (ev.SEGMENT_SUFFIX, ev.MANIFEST_SUFFIX)]
+        with ThreadPoolExecutor(STORE_PARALLEL) as pool:  # the store's round trips overlap
+            # Sealed segment files never change again: they may be linked.
+            stored_files = dict(zip(files, pool.map(lambda p: put(p, patrol_until, link=True), files)))
 
         cert_blob = put(recording / ev.IDENTITY_DIR / ev.DEVICE_CERT, patrol_until)
         log_files = []
@@ -240,9 +251,8 @@ class Archive:
             if seg is None:
                 continue
             review = any(m in REVIEW_MARKS for m in seg.marks)
-            seg_dir = recording / ev.SEGMENTS_DIR
-            seg_blob = put(seg_dir / f"{name}{ev.SEGMENT_SUFFIX}", patrol_until, link=True)
-            man_blob = put(seg_dir / f"{name}{ev.MANIFEST_SUFFIX}", patrol_until, link=True)
+            seg_blob = stored_files[seg_dir / f"{name}{ev.SEGMENT_SUFFIX}"]
+            man_blob = stored_files[seg_dir / f"{name}{ev.MANIFEST_SUFFIX}"]
             rows.append({
                 "segment_digest": seg.digest, "agency": agency.id, "sub_unit": sub_unit, "device": rec.device,
                 "segment_seq": seg.seq, "name": name, "media": seg.media, "officer": seg.officer,
