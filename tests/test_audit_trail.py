@@ -214,3 +214,28 @@ def test_seal_log_heads_are_time_stamped_at_the_archive_and_the_package_carries_
     text = subprocess.run(["pdftotext", "-raw", str(package / "report" / "report.pdf"), "-"], capture_output=True,
                           text=True, check=True).stdout
     assert "可信时间戳" in text and stamp["stamped_utc"] in text
+
+
+def test_retention_changes_and_expiry_are_audited(rig):
+    """A long-term classification (retention change) and the expiry job's
+    deletions each leave an entry; a held segment's expiry is not attempted."""
+    import datetime as dt
+
+    a = rig.archive
+    rows = a.search()
+    a.classify(None, [rows[0]["name"]], situation="obstruction", who="keeper1")
+    a.hold(None, reason="投诉处理中", who="keeper1", segments=[rows[1]["name"]])
+    rig.clock.advance(dt.timedelta(days=a.retention.patrol_days + 1).total_seconds())
+    result = a.expire(who="expiry-job", dry_run=False)
+    expired = {d["digest"] for d in result["deleted"]}
+    assert rows[2]["segment_digest"] in expired and rows[0]["segment_digest"] not in expired
+    entries = [json.loads(e["payload"]) for e in audit_of(a).entries(None)]
+    classify = [e for e in entries if e["action"] == "classify"]
+    assert len(classify) == 1 and classify[0]["detail"]["situation"] == "obstruction"
+    deletions = [e for e in entries if e["action"] == "expire"]
+    assert {e["segments"][0] for e in deletions} == expired
+    assert all(e["outcome"] == "ok" and e["actor"] == "expiry-job" for e in deletions)
+    result = Result()
+    verify_audit_lines(audit_of(a).export_jsonl(None).decode().splitlines(), pki.load_cert(rig.agency.ca_cert_path),
+                       result)
+    assert result.passed, result.failures
