@@ -45,6 +45,9 @@ def audit_verify(ctx: click.Context, log_path: Path | None, ca_path: Path | None
     if log_path is not None:
         if ca_path is None:
             raise click.UsageError("--log needs --ca (the agency CA certificate)")
+        for given in (log_path, ca_path):
+            if not given.is_file():
+                raise click.UsageError(f"{given}: not a regular file")
         try:
             ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
             lines = [line for line in log_path.read_text("utf-8").splitlines() if line.strip()]

@@ -179,6 +179,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
     rows = access.rows(agency.id, list(grant.segments))
     now = archive.now()
     when = ev.utc_text(now)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".package-", dir=out.parent))
     try:
         folders = access.lay_out(rows, tmp / "originals")
