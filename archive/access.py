@@ -17,8 +17,6 @@ from typing import Any
 from sqlalchemy import select
 
 from bodycam.errors import SealingError, UsageError
-from device.sealing import pki
-from device.sealing.verifier import Verifier
 
 from . import evidence as ev
 from . import index as ix
@@ -92,19 +90,10 @@ class Access:
         if path is None:
             raise UsageError(f"no recipient key for agency {agency.id}: set [lawful_use.recipient_keys] "
                              f"{agency.id} in the archive config")
-        verifier = Verifier(agency.ca_cert, pki.load_x25519_key(path, f"agency {agency.id}: recipient key"))
         out: dict[str, Plain] = {}
         for device, folder in folders.items():
-            _report, good = verifier.verify_recording(folder)
-            for seg in good:
-                if seg.report.digest not in wanted:
-                    continue
-                if seg.report.status not in ev.RECEIPTABLE or seg.manifest is None:
-                    raise SealingError(f"{seg.report.name}: {seg.report.status}: {'; '.join(seg.report.reasons)}")
-                data = b"".join(verifier.plaintext(seg.scan, seg.covered))
-                header = {k: v for k, v in seg.scan.header.obj.items() if k != "wrapped_key"}
-                out[seg.report.digest] = Plain(seg.report.name, seg.report.digest, header["media"], data,
-                                               seg.manifest.signed.obj, header)
+            for digest, seg in ev.decrypt_recording(agency.ca_cert, path, folder, wanted).items():
+                out[digest] = Plain(seg.name, seg.digest, seg.media, seg.data, seg.manifest, seg.header)
         missing = wanted - set(out)
         if missing:
             raise SealingError(f"{len(missing)} segment(s) did not verify or decrypt; nothing handed out")

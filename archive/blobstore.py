@@ -91,6 +91,10 @@ class BlobStore(Protocol):
 
     def describe(self) -> dict[str, str]: ...
 
+    def check(self) -> None:
+        """StoreError if the store cannot be used now (unreachable, not write-once)."""
+        ...
+
 
 # -- local ------------------------------------------------------------------------------------
 
@@ -123,7 +127,7 @@ class LocalBlobStore:
                 pass
         try:
             if linked:
-                got, _ = sha256_file(tmp)
+                got, size = sha256_file(tmp)  # the very inode that is stored: a re-read of it
             else:
                 with open(source, "rb") as src, open(tmp, "wb") as dst:
                     while chunk := src.read(CHUNK):
@@ -143,7 +147,9 @@ class LocalBlobStore:
             fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        return self.confirm(digest)
+        if linked and os.stat(target).st_ino == os.stat(source).st_ino:
+            return StoredBlob(digest, size, None)  # hashed above as stored; read-only, in place
+        return self.confirm(digest)  # a copy: re-read what landed
 
     def confirm(self, digest: str, retain_until: dt.datetime | None = None) -> StoredBlob:
         path = self.path(digest)
@@ -183,6 +189,10 @@ class LocalBlobStore:
     def describe(self) -> dict[str, str]:
         return {"backend": "local", "path": str(self.root)}
 
+    def check(self) -> None:
+        if not self.blobs.is_dir() or not os.access(self.blobs, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.blobs}: not a writable directory")
+
 
 # -- S3 Object Lock -------------------------------------------------------------------------------
 
@@ -214,6 +224,8 @@ class S3BlobStore:
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"))
         self._checked = False
+        self._bucket_lock = threading.Lock()
+        self._written: dict[str, str] = {}  # digest -> version ID this process wrote
 
     # -- errors -------------------------------------------------------------------------
 
@@ -242,10 +254,17 @@ class S3BlobStore:
         """The bucket must have Object Lock enabled; create it if configured to."""
         if self._checked:
             return
+        with self._bucket_lock:
+            self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        if self._checked:
+            return
         got, code = self._code(self.client.get_object_lock_configuration, Bucket=self.bucket)
         if code in ("NoSuchBucket", "404") and self.config.create_bucket:
-            self._call("create bucket", self.client.create_bucket, Bucket=self.bucket,
-                       ObjectLockEnabledForBucket=True)
+            _, made = self._code(self.client.create_bucket, Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+            if made not in (None, "BucketAlreadyOwnedByYou"):
+                raise StoreError(f"S3 create bucket {self.bucket}: {made}")
             got, code = self._code(self.client.get_object_lock_configuration, Bucket=self.bucket)
         if code is not None:
             raise StoreError(f"S3 bucket {self.bucket}: Object Lock configuration unreadable ({code}); "
@@ -263,20 +282,23 @@ class S3BlobStore:
         self.check_bucket()
         key = self.key(digest)
         until = _lock_date(retain_until)
-        head, code = self._code(self.client.head_object, Bucket=self.bucket, Key=key)
-        if head is None:
+        if digest not in self._written and not self.version_of(digest):
             size = Path(source).stat().st_size
             lock = {"ObjectLockMode": self.MODE, "ObjectLockRetainUntilDate": until}
             if size > self.config.multipart_threshold_mb << 20:
                 self._multipart(key, source, size, lock)
             else:
                 with open(source, "rb") as body:
-                    _, code = self._code(self.client.put_object, Bucket=self.bucket, Key=key, Body=body,
-                                         ContentLength=size, IfNoneMatch="*",
-                                         ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
-                                         **lock)
-                if code not in (None, "PreconditionFailed"):  # PreconditionFailed: another dock won
+                    put, code = self._code(self.client.put_object, Bucket=self.bucket, Key=key, Body=body,
+                                           ContentLength=size, IfNoneMatch="*",
+                                           ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+                                           **lock)
+                if code not in (None, "PreconditionFailed"):  # PreconditionFailed: stored before
                     raise StoreError(f"S3 put {key}: {code}")
+                if put is not None and put.get("VersionId"):
+                    if len(self._written) > 100_000:
+                        self._written.clear()  # the index knows them by now
+                    self._written[digest] = put["VersionId"]
         return self.confirm(digest, retain_until)
 
     def _multipart(self, key: str, source: Path, size: int, lock: dict) -> None:
@@ -293,19 +315,49 @@ class S3BlobStore:
                                    ContentMD5=base64.b64encode(hashlib.md5(chunk).digest()).decode())
                     parts.append({"PartNumber": n, "ETag": r["ETag"]})
                     n += 1
-            _, code = self._code(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key,
+            done, code = self._code(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key,
                                  UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*")
             if code not in (None, "PreconditionFailed"):
                 raise StoreError(f"S3 complete multipart {key}: {code}")
+            if done is not None and done.get("VersionId"):
+                self._written[key[len(self.prefix):]] = done["VersionId"]
         except BaseException:
             self._code(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
+    def _original(self, digest: str) -> str | None:
+        """The version the archive wrote.  Anything written on top later (a new
+        version, a delete marker) never hides it: the index's version ID is
+        used when known (``version_of``), else the oldest version under a
+        COMPLIANCE lock."""
+        known = self._written.get(digest) or self.version_of(digest)
+        if known:
+            return known
+        got, code = self._code(self.client.list_object_versions, Bucket=self.bucket, Prefix=self.key(digest))
+        if got is None:
+            raise StoreError(f"S3 list versions of {digest}: {code}")
+        versions = sorted((v for v in got.get("Versions", []) if v["Key"] == self.key(digest)),
+                          key=lambda v: v["LastModified"])
+        for v in versions:
+            head, _ = self._code(self.client.head_object, Bucket=self.bucket, Key=self.key(digest),
+                                 VersionId=v["VersionId"])
+            if head is not None and head.get("ObjectLockMode") == self.MODE:
+                return v["VersionId"]
+        return versions[0]["VersionId"] if versions else None
+
+    def version_of(self, digest: str) -> str | None:
+        """Replaced by the archive with a look-up in its index."""
+        return None
+
     def _head(self, digest: str) -> dict:
+        version = self._original(digest)
+        if version is None:
+            raise StoreError(f"blob {digest} is not in the S3 store")
         head, code = self._code(self.client.head_object, Bucket=self.bucket, Key=self.key(digest),
-                                ChecksumMode="ENABLED")
+                                VersionId=version, ChecksumMode="ENABLED")
         if head is None:
             raise StoreError(f"blob {digest} is not in the S3 store ({code})")
+        head.setdefault("VersionId", version)
         return head
 
     def confirm(self, digest: str, retain_until: dt.datetime | None = None) -> StoredBlob:
@@ -351,8 +403,11 @@ class S3BlobStore:
         return StoredBlob(digest, int(head["ContentLength"]), until, head.get("VersionId"))
 
     def open(self, digest: str, version: str | None = None) -> BinaryIO:
-        kw = {"VersionId": version} if version else {}
-        return self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.key(digest), **kw)["Body"]
+        version = version or self._original(digest)
+        if version is None:
+            raise StoreError(f"blob {digest} is not in the S3 store")
+        return self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.key(digest),
+                          VersionId=version)["Body"]
 
     def digests(self) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -370,6 +425,10 @@ class S3BlobStore:
             if v["Key"] == key:
                 self._call(f"delete {key}", self.client.delete_object, Bucket=self.bucket, Key=key,
                            VersionId=v["VersionId"])
+
+    def check(self) -> None:
+        self._checked = False
+        self.check_bucket()
 
     def describe(self) -> dict[str, str]:
         return {"backend": "s3", "endpoint": self.config.endpoint_url or "aws", "bucket": self.bucket,

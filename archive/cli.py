@@ -45,7 +45,21 @@ def _progress(total: int, label: str):
     return progress, progress.add_task(label, total=total)
 
 
-@click.group("archive")
+class ArchiveGroup(click.Group):
+    """Index failures (database unreachable, permission) become clear errors, not tracebacks."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from .service import ArchiveError
+
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            raise ArchiveError(f"archive index: {getattr(exc, 'orig', None) or exc}") from None
+
+
+@click.group("archive", cls=ArchiveGroup)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               envvar="BODYCAM_ARCHIVE_CONFIG",
               help="The archive config (TOML: [server], [store], [index], [retention], [[agencies]]).")
@@ -120,7 +134,7 @@ def search(ctx: click.Context, agency, sub_unit, device, officer, party, case_nu
 @archive_group.command()
 @click.argument("segments", nargs=-1)
 @click.option("--agency", help="Agency ID (required when several share the archive).")
-@click.option("--by", "who", required=True, help="Officer or keeper making the change (recorded).")
+@click.option("--by", "who", help="Officer or keeper making the change (recorded; required to change).")
 @click.option("--case", "case_number", help="Attach the segments to this case (created if new).")
 @click.option("--party", help="当事人 of the case.")
 @click.option("--cause", help="案由 of the case.")
@@ -155,6 +169,8 @@ def label(ctx: click.Context, segments, agency, who, case_number, party, cause, 
         return
     if not segments:
         raise click.UsageError("name the segments to label")
+    if not who:
+        raise click.UsageError("--by is required: every label change records who made it")
     if reviewed:
         n = archive.review(agency, segments, who=who, situation=situation)
         _emit(as_json, {"reviewed": n}, f"reviewed {n} segment(s)")

@@ -116,3 +116,34 @@ def check_receipt_certificate(cert: x509.Certificate, ca_cert: x509.Certificate,
 load_cert = pki.load_cert
 load_ed25519_key = pki.load_ed25519_key
 fingerprint = pki.fingerprint
+
+
+@dataclass
+class DecryptedSegment:
+    """A verified segment's plaintext (lawful use: archive/access.py), decrypted in this process."""
+
+    name: str
+    digest: str
+    status: str
+    media: str
+    data: bytes
+    manifest: dict[str, Any]
+    header: dict[str, Any]  # without wrapped_key
+
+
+def decrypt_recording(ca_cert: x509.Certificate, recipient_key: Path, recording: Path,
+                      wanted: set[str]) -> dict[str, DecryptedSegment]:
+    """Verify a recording folder and decrypt the segments whose digest is in
+    ``wanted`` (every fragment's plaintext hash checked); by digest.  Segments
+    that do not verify are left out (the caller names them)."""
+    verifier = Verifier(ca_cert, pki.load_x25519_key(recipient_key, "archive recipient key"))
+    _report, good = verifier.verify_recording(recording)
+    out = {}
+    for seg in good:
+        if seg.report.digest not in wanted or seg.report.status not in RECEIPTABLE or seg.manifest is None:
+            continue
+        header = {k: v for k, v in seg.scan.header.obj.items() if k != "wrapped_key"}
+        out[seg.report.digest] = DecryptedSegment(
+            seg.report.name, seg.report.digest, seg.report.status, str(header["media"]),
+            b"".join(verifier.plaintext(seg.scan, seg.covered)), seg.manifest.signed.obj, header)
+    return out

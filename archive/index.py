@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         create_engine, event, inspect)
 from sqlalchemy.engine import Engine
 
@@ -48,6 +48,7 @@ segments = Table(
     Column("art13", String(32)),  # one of ART13 once a keeper classifies it
     Column("review_pending", Boolean, nullable=False),
     Column("deleted_utc", String(32)),  # set by expiry, with a tombstone
+    UniqueConstraint("device", "segment_seq"),
 )
 
 seal_log_files = Table(

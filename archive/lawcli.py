@@ -45,6 +45,9 @@ def audit_verify(ctx: click.Context, log_path: Path | None, ca_path: Path | None
     if log_path is not None:
         if ca_path is None:
             raise click.UsageError("--log needs --ca (the agency CA certificate)")
+        for given in (log_path, ca_path):
+            if not given.is_file():
+                raise click.UsageError(f"{given}: not a regular file")
         try:
             ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
             lines = [line for line in log_path.read_text("utf-8").splitlines() if line.strip()]
@@ -113,13 +116,17 @@ def audit_export(ctx: click.Context, agency, case_number, actor, fmt, out: Path)
 @click.option("--force", is_flag=True, help="Stamp now even if not due.")
 @click.pass_context
 def audit_stamp(ctx: click.Context, agency, force: bool) -> None:
-    """Time-stamp each agency's audit head at the TSA of [lawful_use.tsa] when due."""
+    """Time-stamp each agency's audit head when due, and every device's new
+    seal-log head, at the TSA of [lawful_use.tsa] (RFC 3161)."""
     from .audit import audit_of
+    from .provenance import stamp_seal_log_heads
 
     archive = _archive(ctx)
     for a in ([archive.agency(agency)] if agency else archive.agencies.values()):
         row = audit_of(archive).stamp(a.id, force=force)
-        click.echo(f"{a.id}: " + (f"head #{row['seq']} stamped at {row['stamped_utc']}" if row else "not due"))
+        click.echo(f"{a.id}: audit " + (f"head #{row['seq']} stamped at {row['stamped_utc']}" if row else "not due"))
+    for row in stamp_seal_log_heads(archive):
+        click.echo(f"seal log of {row['device']}: head #{row['seq']} stamped at {row['stamped_utc']}")
 
 
 def register(group: click.Group) -> None:

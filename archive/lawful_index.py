@@ -3,7 +3,7 @@ log and its time-stamps, and the register of disclosures (Art. 18)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
 
 from .index import metadata
 
@@ -11,7 +11,7 @@ accounts = Table(
     "accounts", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("agency", String(64), nullable=False),
-    Column("username", String(64), nullable=False, unique=True),
+    Column("username", String(64), nullable=False),
     Column("name", Text, nullable=False),
     Column("role", String(32), nullable=False),
     Column("password_hash", Text),  # Argon2id (argon2-cffi's encoded form)
@@ -84,6 +84,17 @@ audit_stamps = Table(
     extend_existing=True,
 )
 
+seal_log_stamps = Table(
+    "seal_log_stamps", metadata,
+    Column("device", String(16), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),  # the seal-log entry digest (format §2.2) = the stamped hash
+    Column("tsa", Text, nullable=False),
+    Column("stamped_utc", String(32), nullable=False),
+    Column("token", Text, nullable=False),  # base64 DER TimeStampResp
+    extend_existing=True,
+)
+
 disclosures = Table(
     "disclosures", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -99,3 +110,8 @@ disclosures = Table(
     Column("exported_utc", String(32), nullable=False),
     extend_existing=True,
 )
+
+Index("ix_accounts_username", accounts.c.username, unique=True)
+Index("ix_grants_grantee", grants.c.agency, grants.c.grantee, grants.c.status)
+Index("ix_audit_actor", audit_log.c.agency, audit_log.c.actor)
+Index("ix_audit_case", audit_log.c.agency, audit_log.c.case_number)

@@ -28,6 +28,7 @@ format v2 replaces it without touching this module's layout.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -178,6 +179,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
     rows = access.rows(agency.id, list(grant.segments))
     now = archive.now()
     when = ev.utc_text(now)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".package-", dir=out.parent))
     try:
         folders = access.lay_out(rows, tmp / "originals")
@@ -222,11 +224,35 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
                 "segment_digest": row.segment_digest, "segment_file_sha256": row.segment_blob,
                 "manifest_file_sha256": row.manifest_blob, "media_sha256": hashlib.sha256(plain.data).hexdigest(),
                 "media_file": media_rel, "thumbnail": f"thumbnails/{row.name}.jpg",
-                "original_dir": f"originals/{row.device}", "imported_utc": row.imported_utc, "source": row.source,
+                "original_dir": f"originals/{row.device}",
+                "device_certificate": ev.fingerprint(ev.load_cert(folders[row.device] / ev.IDENTITY_DIR / ev.DEVICE_CERT)), "imported_utc": row.imported_utc, "source": row.source,
                 "retention_class": row.retention_class, "retain_until": row.retain_until,
                 "clock": clock, "events": events, "receipts": [receipt]})
+        c2pa_config = archive.config.lawful_use.c2pa
+        if c2pa_config is not None:
+            from .content_credentials import manifest_definition, sign_sidecar
+
+            chain, key = c2pa_config.certificate_chain.read_bytes(), c2pa_config.key.read_bytes()
+            for seg in segments:
+                definition = manifest_definition(seg, archive_id=agency.archive_id, agency=agency.id, export={
+                    "utc": when, "grant": grant.id, "approver": grant.decided_by, "recipient": recipient})
+                sidecar = sign_sidecar((tmp / seg["media_file"]).read_bytes(), seg["media"], definition,
+                                       chain_pem=chain, key_pem=key, alg=c2pa_config.alg, tsa_url=c2pa_config.tsa_url)
+                (tmp / f"{seg['media_file']}.c2pa").write_bytes(sidecar)
+                seg["content_credentials"] = f"{seg['media_file']}.c2pa"
         heads = {device: {"seq": entries[-1]["seq"], "digest": entries[-1]["digest"], "utc": entries[-1]["utc"]}
                  for device, entries in logs.items() if entries}
+        from .provenance import stamps_for
+
+        seal_stamps: dict[str, list[dict[str, Any]]] = {}
+        for device, folder in folders.items():
+            for st in stamps_for(archive, device):
+                if device in heads and st["seq"] <= heads[device]["seq"]:
+                    rel = f"originals/{device}/stamps/{st['seq']:012d}.tsr"
+                    (tmp / rel).parent.mkdir(exist_ok=True)
+                    (tmp / rel).write_bytes(base64.b64decode(st["token"]))
+                    seal_stamps.setdefault(device, []).append({k: st[k] for k in ("seq", "digest", "tsa",
+                                                                                   "stamped_utc")} | {"file": rel})
         custody = {
             "format": "bodycam-custody/1",
             "segments": [{"name": s["name"], "captured": {"device": s["device"], "officer": s["officer"],
@@ -257,6 +283,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             "recipient": recipient, "created_utc": when, "segments": segments, "heads": heads,
             "audit_head": audit_head, "exporter": account, "ca_fingerprint": ev.fingerprint(agency.ca_cert),
             "archive_fingerprint": ev.fingerprint(agency.receipt_cert), "viewing_copies": viewing_copies,
+            "seal_stamps": seal_stamps,
         }
         render_package_report(context, tmp / "report")
         (tmp / "README.txt").write_text(_readme(agency, ev.fingerprint(agency.ca_cert)), encoding="utf-8")
@@ -265,7 +292,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             "format": PACKAGE_FORMAT, "created_utc": when, "agency": agency.id, "agency_name": agency.name,
             "archive": agency.archive_id, "case": grant.case_number, "recipient": recipient,
             "grant": {"id": grant.id, "approver": grant.decided_by, "decision": grant.decision},
-            "files": files, "segments": segments, "seal_log_heads": heads,
+            "files": files, "segments": segments, "seal_log_heads": heads, "seal_log_stamps": seal_stamps,
             "audit": "audit/audit.jsonl", "report_html": "report/report.html", "verifier": "verify_package.py",
         }
         manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()

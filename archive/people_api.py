@@ -219,11 +219,17 @@ class PeopleAPI:
         if tsa is None:
             return
         while not stop.is_set():
+            from .provenance import stamp_seal_log_heads
+
             for agency in list(self.archive.agencies):
                 try:
                     await asyncio.to_thread(audit_of(self.archive).stamp, agency)
                 except BodycamError as exc:
                     log.warning("audit time-stamp for %s: %s (will retry)", agency, exc)
+            try:
+                await asyncio.to_thread(stamp_seal_log_heads, self.archive)
+            except BodycamError as exc:
+                log.warning("seal-log time-stamps: %s (will retry)", exc)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=min(60.0, tsa.every_minutes * 60))
             except asyncio.TimeoutError:

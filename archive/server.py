@@ -75,7 +75,7 @@ class ArchiveService:
         self.config: ArchiveConfig = archive.config
         self.uploads = staging_dir(self.config)
         self.max_upload = self.config.server.max_upload_mb << 20
-        self._upload_locks: dict[str, asyncio.Lock] = {}
+        self._receiving: set[str] = set()
 
     # -- TLS and identity --------------------------------------------------------------------
 
@@ -167,40 +167,48 @@ class ArchiveService:
         if not 0 <= offset <= total or total > self.max_upload:
             return _error(413 if total > self.max_upload else 400,
                           f"upload of {total} bytes at offset {offset} refused (limit {self.max_upload})")
-        done, part = self._staged(digest)
-        lock = self._upload_locks.setdefault(digest, asyncio.Lock())
-        if lock.locked():
+        if digest in self._receiving:  # one writer per staged file
             return _error(409, "this blob is being uploaded by another request", staged_bytes=0)
-        async with lock:
-            if done.exists():
-                await request.release()
-                return web.json_response({"staged": True, "staged_bytes": done.stat().st_size})
-            have = part.stat().st_size if part.exists() else 0
-            if have != offset:
-                await request.release()
-                return _error(409, f"upload offset {offset} but {have} bytes are staged", staged_bytes=have)
-            h = hashlib.sha256() if offset == 0 else None
-            got = offset
-            with open(part, "ab") as f:
-                async for chunk in request.content.iter_chunked(CHUNK):
-                    got += len(chunk)
-                    if got > total:
-                        f.truncate(offset)
-                        return _error(400, f"body longer than Upload-Length {total}")
-                    f.write(chunk)
-                    if h is not None:
-                        h.update(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            if got < total:
-                return web.json_response({"staged": False, "staged_bytes": got}, status=202)
-            if h is None:
-                h = await asyncio.to_thread(_sha256_path, part)
-            if h.hexdigest() != digest:
-                part.unlink(missing_ok=True)
-                return _error(422, f"uploaded bytes hash to {h.hexdigest()}, not {digest}")
-            os.replace(part, done)
-            return web.json_response({"staged": True, "staged_bytes": got})
+        self._receiving.add(digest)
+        try:
+            return await self._receive(request, digest, offset, total)
+        finally:
+            self._receiving.discard(digest)
+
+    async def _receive(self, request: web.Request, digest: str, offset: int, total: int) -> web.Response:
+        done, part = self._staged(digest)
+        if done.exists():
+            await request.release()
+            return web.json_response({"staged": True, "staged_bytes": done.stat().st_size})
+        have = part.stat().st_size if part.exists() else 0
+        if have != offset:
+            await request.release()
+            return _error(409, f"upload offset {offset} but {have} bytes are staged", staged_bytes=have)
+        h = hashlib.sha256() if offset == 0 else None
+        got = offset
+        def write(f, chunk: bytes) -> None:  # off the event loop: hashing and writing use other cores
+            f.write(chunk)
+            if h is not None:
+                h.update(chunk)
+
+        with open(part, "ab") as f:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                got += len(chunk)
+                if got > total:
+                    f.truncate(offset)
+                    return _error(400, f"body longer than Upload-Length {total}")
+                await asyncio.to_thread(write, f, chunk)
+            f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        if got < total:
+            return web.json_response({"staged": False, "staged_bytes": got}, status=202)
+        if h is None:
+            h = await asyncio.to_thread(_sha256_path, part)
+        if h.hexdigest() != digest:
+            part.unlink(missing_ok=True)
+            return _error(422, f"uploaded bytes hash to {h.hexdigest()}, not {digest}")
+        os.replace(part, done)
+        return web.json_response({"staged": True, "staged_bytes": got})
 
     async def commit(self, request: web.Request) -> web.Response:
         try:
@@ -245,7 +253,8 @@ class ArchiveService:
                     missing.append(path)
             if missing:
                 raise ArchiveError(f"not uploaded: {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
-            receipts = self.archive.commit_recording(agency, recording, names, source=source, sub_unit=sub_unit)
+            receipts = self.archive.commit_recording(agency, recording, names, source=source, sub_unit=sub_unit,
+                                                     digests=files)
             for digest in set(files.values()):
                 if self._stored(digest):
                     self._staged(digest)[0].unlink(missing_ok=True)
@@ -334,16 +343,31 @@ class RunningServer:
 
 
 def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
-    """``bodycam archive serve``: run until SIGINT/SIGTERM."""
+    """``bodycam archive serve``: run until SIGINT/SIGTERM; scrub every
+    ``[watch] scrub_every_hours`` meanwhile (Art. 9, 12), logging what it finds."""
     import signal
 
+    from .people_api import RunningPeopleAPI  # people: approvals, viewing, export (archive/people_api.py)
+
     server = RunningServer(archive).start()
-    on_ready(server.url)
+    people = RunningPeopleAPI(archive).start()
+    on_ready(f"{server.url} (docks), {people.url} (people)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    def scrubber() -> None:
+        while not stop.wait(archive.watch.scrub_every_hours * 3600):
+            try:
+                result = archive.scrub()
+                (log.error if result.bad else log.info)("scheduled scrub: %d objects, %d bad",
+                                                        result.objects, len(result.bad))
+            except Exception:  # noqa: BLE001 - the next scrub tries again; the service goes on
+                log.exception("scheduled scrub failed")
+    threading.Thread(target=scrubber, name="scrub", daemon=True).start()
     try:
-        while not stop.wait(3600):
+        while not stop.wait(1):
             pass
     finally:
+        people.stop()
         server.stop()

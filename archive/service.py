@@ -27,6 +27,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -35,14 +36,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bodycam.errors import BodycamError, SealingError, UsageError
 
 from . import evidence as ev
 from .audit import audited
 from . import index as ix
-from .blobstore import BlobStore, StoreError, open_store, sha256_file
+from .blobstore import BlobStore, StoredBlob, StoreError, open_store, sha256_file
 from .config import AgencyConfig, ArchiveConfig, RetentionConfig, WatchConfig
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ ACT_TYPES = ("inspection", "sampling", "seizure", "hearing", "evidence", "servic
 DOCUMENT_KINDS = ("note", "form", "service-receipt", "postal-receipt", "e-service", "decision", "scan", "other")
 REVIEW_MARKS = ("refusal",)  # Art. 13 (3), (7): long-term until reviewed
 CLASSES = ("patrol", "review", "case", "art13")
+STORE_PARALLEL = 4  # blobs stored at once by a commit
 
 
 class ArchiveError(BodycamError, RuntimeError):
@@ -141,13 +144,24 @@ class Archive:
         self.clock = clock or SystemUTC()
         self.agencies = {a.id: Agency.load(a) for a in config.agencies}
         self.store = store or open_store(config.store)
-        self.engine: Engine = ix.open_index(config.index.url, config.agencies[0].id)
+        try:
+            self.engine: Engine = ix.open_index(config.index.url, config.agencies[0].id)
+        except SQLAlchemyError as exc:
+            shown = make_url(config.index.url).render_as_string(hide_password=True)
+            raise ArchiveError(f"archive index {shown}: {getattr(exc, 'orig', None) or exc}") from None
+        if hasattr(self.store, "version_of"):
+            self.store.version_of = self._blob_version  # S3: the version the archive wrote
         self.retention: RetentionConfig = config.retention
         self.watch: WatchConfig = config.watch
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _blob_version(self, digest: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(ix.blobs.c.version).where(
+                ix.blobs.c.digest == digest, ix.blobs.c.deleted_utc.is_(None))).scalar()
 
     def now(self) -> dt.datetime:
         return self.clock.utc_now()
@@ -175,12 +189,14 @@ class Archive:
     # -- commit ------------------------------------------------------------------------------
 
     def commit_recording(self, agency_id: str | None, recording: Path, names: list[str], *, source: str,
-               sub_unit: str | None = None) -> list[dict[str, str]]:
+                         sub_unit: str | None = None, digests: dict[str, str] | None = None) -> list[dict[str, str]]:
         """Verify ``recording``, store the named segments locked, index them, and
         return one signed receipt per segment stored (format §12).
 
         A receipt is signed only after the blobs are stored, locked and
         re-verified (store.confirm) and the index transaction has committed.
+        ``digests`` ({path in the recording: SHA-256}) spares hashing files whose
+        digest is already claimed; the store checks the claim as it stores.
         Idempotent: committing the same segments again returns receipts for
         them again and stores nothing twice.  Segments that do not verify get
         no receipt (the recorder keeps them).  Raises SealingError if the seal
@@ -201,15 +217,28 @@ class Archive:
             raise ArchiveError(f"device {rec.device} belongs to agency {owner}, not {agency.id}")
         blob_rows: dict[str, dict[str, Any]] = {}
 
+        verified: dict[str, StoredBlob] = {}  # stored, locked and re-read in this call
+
         def put(path: Path, until: dt.datetime, link: bool = False) -> str:
-            digest, size = sha256_file(path)
-            stored = self.store.put(digest, path, until, link=link)
-            row = blob_rows.get(digest)
+            known = (digests or {}).get(str(path.relative_to(recording)))
+            digest, size = (known, path.stat().st_size) if known else sha256_file(path)
+            stored = self.store.put(digest, path, until, link=link)  # StoreError if the bytes differ
             text = ev.utc_text(until)
-            if row is None or row["retain_until"] < text:
-                blob_rows[digest] = {"digest": digest, "bytes": size, "retain_until": text,
-                                     "version": stored.version, "stored_utc": now_text}
+            with guard:
+                verified[digest] = stored
+                row = blob_rows.get(digest)
+                if row is None or row["retain_until"] < text:
+                    blob_rows[digest] = {"digest": digest, "bytes": size, "retain_until": text,
+                                         "version": stored.version, "stored_utc": now_text}
             return digest
+
+        guard = threading.Lock()
+        wanted = [n for n in names if n in rec.segments]
+        seg_dir = recording / ev.SEGMENTS_DIR
+        files = [seg_dir / f"{n}{suffix}" for n in wanted for suffix in (ev.SEGMENT_SUFFIX, ev.MANIFEST_SUFFIX)]
+        with ThreadPoolExecutor(STORE_PARALLEL) as pool:  # the store's round trips overlap
+            # Sealed segment files never change again: they may be linked.
+            stored_files = dict(zip(files, pool.map(lambda p: put(p, patrol_until, link=True), files)))
 
         cert_blob = put(recording / ev.IDENTITY_DIR / ev.DEVICE_CERT, patrol_until)
         log_files = []
@@ -223,9 +252,8 @@ class Archive:
             if seg is None:
                 continue
             review = any(m in REVIEW_MARKS for m in seg.marks)
-            seg_dir = recording / ev.SEGMENTS_DIR
-            seg_blob = put(seg_dir / f"{name}{ev.SEGMENT_SUFFIX}", patrol_until, link=True)
-            man_blob = put(seg_dir / f"{name}{ev.MANIFEST_SUFFIX}", patrol_until, link=True)
+            seg_blob = stored_files[seg_dir / f"{name}{ev.SEGMENT_SUFFIX}"]
+            man_blob = stored_files[seg_dir / f"{name}{ev.MANIFEST_SUFFIX}"]
             rows.append({
                 "segment_digest": seg.digest, "agency": agency.id, "sub_unit": sub_unit, "device": rec.device,
                 "segment_seq": seg.seq, "name": name, "media": seg.media, "officer": seg.officer,
@@ -262,7 +290,10 @@ class Archive:
                 continue
             until = dt.datetime.fromisoformat(s.retain_until.replace("Z", "+00:00"))
             for digest in (s.segment_blob, s.manifest_blob):
-                self.store.confirm(digest, until)  # stored, locked, re-verified: now the receipt
+                done = verified.get(digest)
+                if done is None or (done.retain_until is not None
+                                    and done.retain_until < until.replace(microsecond=0)):
+                    self.store.confirm(digest, until)  # stored, locked, re-verified: now the receipt
             receipts.append(ev.sign_record(agency.receipt_key, agency.receipt_cert, {
                 "ctx": ev.CTX_RECEIPT, "archive": agency.archive_id, "device": s.device, "segment": s.name,
                 "segment_seq": s.segment_seq, "segment_digest": s.segment_digest,
@@ -412,11 +443,21 @@ class Archive:
                                       ensure_ascii=False)))
                 case = conn.execute(select(ix.cases).where(ix.cases.c.id == case.id)).one()
             until = _years(now, case.retain_years)
+            self._lengthen_documents(conn, case.id, until)
             for row in self._resolve(conn, a, segments):
                 _insert_ignore(conn, ix.case_segments, [{"case_id": case.id, "segment_digest": row.segment_digest}],
                                ["case_id", "segment_digest"])
                 self._lengthen(conn, row, until, "case", who, "label", case.id, {"case_number": case_number})
             return dict(case._mapping)
+
+    def _lengthen_documents(self, conn: Connection, case_id: int, until: dt.datetime) -> None:
+        """A case's written records follow its retention (only ever later)."""
+        text = ev.utc_text(until)
+        d, b = ix.documents, ix.blobs
+        for (digest,) in conn.execute(select(d.c.blob).join(b, b.c.digest == d.c.blob).where(
+                d.c.case_id == case_id, d.c.deleted_utc.is_(None), b.c.retain_until < text)):
+            self.store.extend(digest, until)
+            conn.execute(update(b).where(b.c.digest == digest, b.c.retain_until < text).values(retain_until=text))
 
     @audited("unlabel")
     def unlabel(self, agency: str | None, segments: Iterable[str], *, case_number: str, who: str) -> int:
@@ -564,6 +605,19 @@ class Archive:
                 else:
                     item.reason = f"{r.retention_class} retention ended {r.retain_until}, no hold"
                     expired.append(item)
+            d, b, c = ix.documents, ix.blobs, ix.cases
+            held_doc = exists(select(h.c.id).where(active, h.c.case_id == d.c.case_id))
+            for r in conn.execute(select(d, b.c.retain_until, c.c.case_number, held_doc.label("held"))
+                                  .join(b, b.c.digest == d.c.blob).join(c, c.c.id == d.c.case_id)
+                                  .where(d.c.deleted_utc.is_(None), b.c.retain_until < now_text)):
+                item = ExpiryItem("document", r.agency, str(r.id), f"{r.case_number}/{r.filename}", r.retain_until,
+                                  "case", "")
+                if r.held:
+                    item.reason = "legal hold on the case"
+                    kept.append(item)
+                else:
+                    item.reason = f"case file period ended {r.retain_until}, no hold"
+                    expired.append(item)
         return expired, kept
 
     def expire(self, *, who: str, dry_run: bool = True, now: dt.datetime | None = None,
@@ -593,15 +647,26 @@ class Archive:
             progress(item)
         return result
 
+    def _live_references(self, conn: Connection, digests: list[str], *, segment: str | None = None,
+                         document: int | None = None) -> set[str]:
+        """Which of ``digests`` another live segment or document still refers to (they stay)."""
+        s, d = ix.segments, ix.documents
+        live = set()
+        for col in (s.c.segment_blob, s.c.manifest_blob):
+            live |= {x for (x,) in conn.execute(select(col).where(
+                s.c.deleted_utc.is_(None), s.c.segment_digest != (segment or ""), col.in_(digests)))}
+        live |= {x for (x,) in conn.execute(select(d.c.blob).where(
+            d.c.deleted_utc.is_(None), d.c.id != (document or -1), d.c.blob.in_(digests)))}
+        return live
+
     @audited("expire")
     def _tombstone(self, item: ExpiryItem, who: str, when: dt.datetime) -> dict[str, Any]:
+        if item.kind == "document":
+            return self._tombstone_document(item, who, when)
         agency = self.agency(item.agency)
         with self.engine.connect() as conn:
             row = conn.execute(select(ix.segments).where(ix.segments.c.segment_digest == item.digest)).one()
-            # A blob shared with a segment that lives on stays.
-            shared = {d for (d,) in conn.execute(select(ix.segments.c.segment_blob).where(
-                ix.segments.c.deleted_utc.is_(None), ix.segments.c.segment_digest != item.digest,
-                ix.segments.c.segment_blob.in_([row.segment_blob, row.manifest_blob])))}
+            shared = self._live_references(conn, [row.segment_blob, row.manifest_blob], segment=row.segment_digest)
         when_text = ev.utc_text(when)
         record = ev.sign_record(agency.receipt_key, agency.receipt_cert, {
             "ctx": ev.CTX_TOMBSTONE, "archive": agency.archive_id, "agency": agency.id, "device": row.device,
@@ -623,6 +688,29 @@ class Archive:
                     conn.execute(update(ix.blobs).where(ix.blobs.c.digest == digest).values(deleted_utc=when_text))
         log.info("expired segment %s of %s (%s)", row.name, agency.id, item.reason)
         return {"digest": row.segment_digest, "name": row.name, "tombstone": record}
+
+    def _tombstone_document(self, item: ExpiryItem, who: str, when: dt.datetime) -> dict[str, Any]:
+        agency = self.agency(item.agency)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ix.documents).where(ix.documents.c.id == int(item.digest))).one()
+            shared = self._live_references(conn, [row.blob], document=row.id)
+        when_text = ev.utc_text(when)
+        record = ev.sign_record(agency.receipt_key, agency.receipt_cert, {
+            "ctx": ev.CTX_TOMBSTONE, "archive": agency.archive_id, "agency": agency.id, "device": "",
+            "document": item.name, "kind": row.kind, "files": {"document_sha256": row.blob},
+            "retention_class": "case", "retain_until": item.retain_until, "deleted_utc": when_text,
+            "reason": item.reason, "by": who})
+        if row.blob not in shared:
+            self.store.delete_expired(row.blob, when)
+        with self.engine.begin() as conn:
+            _insert_ignore(conn, ix.tombstones, [{
+                "digest": f"document:{row.id}", "agency": agency.id, "kind": "document", "deleted_utc": when_text,
+                "reason": item.reason, "record": json.dumps(record, ensure_ascii=False)}], ["digest"])
+            conn.execute(update(ix.documents).where(ix.documents.c.id == row.id).values(deleted_utc=when_text))
+            if row.blob not in shared:
+                conn.execute(update(ix.blobs).where(ix.blobs.c.digest == row.blob).values(deleted_utc=when_text))
+        log.info("expired document %s of %s (%s)", item.name, agency.id, item.reason)
+        return {"digest": row.blob, "name": item.name, "tombstone": record}
 
     def tombstones(self, agency: str | None) -> list[dict[str, Any]]:
         a = self.agency(agency)
@@ -761,14 +849,23 @@ class Archive:
             stored_bytes = conn.execute(select(func.coalesce(func.sum(ix.blobs.c.bytes), 0)).where(
                 ix.blobs.c.deleted_utc.is_(None))).scalar()
             last = conn.execute(select(ix.scrubs).order_by(ix.scrubs.c.id.desc()).limit(1)).first()
+        store_error = None
+        try:
+            self.store.check()
+        except StoreError as exc:
+            store_error = str(exc)
+        alerts = self.alerts()
+        if store_error:
+            alerts.insert(0, {"kind": "store-unreachable", "message": f"存储不可用：{store_error}"})
         return {
-            "store": {**self.store.describe(), "bytes": int(stored_bytes or 0)},
+            "store": {**self.store.describe(), "bytes": int(stored_bytes or 0), "ok": store_error is None,
+                      "error": store_error},
             "index": {"url": self.engine.url.render_as_string(hide_password=True), "revision": revision,
                       "head": ix.HEAD, **counts},
             "agencies": [{"id": a.id, "name": a.name, "archive": a.archive_id} for a in self.agencies.values()],
             "scrub": None if last is None else {"finished_utc": last.finished_utc, "objects": last.objects,
                                                 "bytes": last.bytes, "bad": last.bad},
-            "alerts": self.alerts(),
+            "alerts": alerts,
         }
 
     # -- export ----------------------------------------------------------------------------------

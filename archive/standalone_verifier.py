@@ -479,6 +479,9 @@ def _tst_imprint(resp: bytes) -> bytes:
 def verify_package(root: Path, ca_path: Path | None = None) -> Result:
     result = Result()
     root = Path(root)
+    for name in ("manifest.json", "attestation.json"):
+        if (root / name).exists() and not (root / name).is_file():
+            raise Unreadable(f"{root / name}: not a regular file")
     try:
         manifest_bytes = (root / "manifest.json").read_bytes()
         manifest = json.loads(manifest_bytes)
@@ -509,12 +512,17 @@ def verify_package(root: Path, ca_path: Path | None = None) -> Result:
         result.fail("manifest.json lists no files")
     for rel, want in sorted(files.items()):
         path = root / rel
-        if ".." in Path(rel).parts or not path.is_file():
+        if ".." in Path(rel).parts or path.is_symlink() or not path.is_file():
             result.fail(f"{rel}: listed but missing")
             continue
         if _sha256_file(path) != want:
             result.fail(f"{rel}: SHA-256 differs from the manifest (the file was changed)")
-    present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    present = set()
+    for p in root.rglob("*"):
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            result.fail(f"{p.relative_to(root)}: not a regular file or folder (link, FIFO or device)")
+        elif p.is_file():
+            present.add(str(p.relative_to(root)))
     for extra in sorted(present - set(files) - set(UNLISTED)):
         result.fail(f"{extra}: not listed in the manifest (added after export)")
     if not result.failures:
@@ -542,6 +550,20 @@ def verify_package(root: Path, ca_path: Path | None = None) -> Result:
                     raise ValueError("archive receipt names another segment")
         except (OSError, ValueError, KeyError, struct.error) as exc:
             result.fail(f"segment {name}: {exc}")
+    for device, stamps in (manifest.get("seal_log_stamps") or {}).items():
+        log = next((v for k, v in _log_cache.items() if k.name == device), None)
+        for st in stamps:
+            try:
+                imprint = _tst_imprint((root / st["file"]).read_bytes())
+                if log is None or st["seq"] >= len(log.digests) or log.digests[st["seq"]] != st["digest"]:
+                    raise ValueError("the stamped digest is not that seal-log entry's")
+                if imprint.hex() != st["digest"]:
+                    raise ValueError("the time-stamp covers another hash")
+                result.ok(f"seal-log entry #{st['seq']} of {device} (and all before it) existed at {st['stamped_utc']} "
+                          f"by the RFC 3161 time-stamp of {st['tsa']} (imprint checked; its signature: "
+                          f"openssl ts -verify -digest {st['digest']} -in {st['file']} -CAfile <TSA certificate>)")
+            except (OSError, ValueError, KeyError) as exc:
+                result.fail(f"time-stamp {st.get('file')}: {exc}")
     _log_cache.clear()
     if not manifest.get("segments"):
         result.fail("the package holds no segments")

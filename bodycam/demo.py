@@ -153,7 +153,8 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
         f'[store]\nbackend = "local"\npath = "{archive_dir / "store"}"\n\n'
         f'[index]\nurl = "sqlite:///{archive_dir / "index.sqlite"}"\n\n'
         f'[[agencies]]\nid = "{DEMO_AGENCY_ID}"\nname = "{DEMO_AGENCY}"\nca = "{keys.ca_cert}"\n'
-        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n')
+        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n'
+        f'\n[lawful_use.recipient_keys]\n"{DEMO_AGENCY_ID}" = "{keys.archive_identity}"\n')
     archive = Archive(load_archive_config(archive_dir / "archive.toml"))
     service = RunningServer(archive).start()
     dock_dir = workdir / "dock"
@@ -194,6 +195,10 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
              + ", ".join(f"{r['name']} [{r['retention_class']} until {r['retain_until'][:10]}]" for r in found))
         echo(f"try          bodycam archive --config {archive_dir / 'archive.toml'} search --officer {DEMO_OFFICER}")
         export = archive.export_recording(DEMO_DEVICE, workdir / "archive-export" / DEMO_DEVICE)
+        if rows:
+            from archive.lawful_demo import approved_export
+
+            approved_export(archive, DEMO_CASE, workdir / "evidence-package", echo)
     finally:
         archive.close()
     return progress, export

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,14 +29,17 @@ from device.sealing import pki
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
 
+from .session import SessionError
+
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_JSON = 4 * 1024 * 1024
 ATTEMPTS = 5
 
 
-class ArchiveUnavailable(BodycamError, ConnectionError):
-    """The archive service could not be reached or refused the commit."""
+class ArchiveUnavailable(SessionError):
+    """The archive service could not be reached or refused the commit; the
+    docking fails and is retried (the recorder keeps its footage meanwhile)."""
 
 
 class ArchiveCommitter(Protocol):
@@ -93,15 +97,16 @@ class ArchiveClient:
         for name in names:
             wanted += [recording / SEGMENTS_DIR / f"{name}{MANIFEST_SUFFIX}",
                        recording / SEGMENTS_DIR / f"{name}{SEGMENT_SUFFIX}"]
-        out = {}
-        for path in wanted:
+        def digest(path: Path) -> tuple[str, int, Path]:
             h, size = hashlib.sha256(), 0
             with open(path, "rb") as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
                     size += len(chunk)
-            out[str(path.relative_to(recording))] = (h.hexdigest(), size, path)
-        return out
+            return h.hexdigest(), size, path
+
+        with ThreadPoolExecutor(self.parallel) as pool:  # hashlib releases the GIL: several cores
+            return {str(p.relative_to(recording)): d for p, d in zip(wanted, pool.map(digest, wanted))}
 
     async def _commit(self, files: dict[str, tuple[str, int, Path]], body: dict[str, Any]) -> list[dict[str, str]]:
         timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_read=self.timeout)
@@ -147,7 +152,7 @@ class ArchiveClient:
                 raise ArchiveUnavailable(f"archive {self.url}: HTTP {resp.status}: {answer.get('error', answer)}")
 
     async def _upload(self, http: aiohttp.ClientSession, digest: str, size: int, path: Path) -> None:
-        for _ in range(ATTEMPTS):
+        for attempt in range(120):  # resumes, or waits for another dock sending the same bytes
             async with http.get(f"{self.url}/v1/blobs/{digest}") as resp:
                 state = await _json(resp)
                 if resp.status != 200:
@@ -165,7 +170,7 @@ class ArchiveClient:
                 if resp.status == 200:
                     return
                 if resp.status in (202, 409):
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(min(0.5, 0.02 * (attempt + 1)))
                     continue  # resume from what the archive now has
                 raise ArchiveUnavailable(f"archive refused {path.name}: HTTP {resp.status}: {answer.get('error')}")
         raise ArchiveUnavailable(f"archive: upload of {path.name} did not complete")

@@ -18,7 +18,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import aiohttp
 import yarl
@@ -35,8 +35,10 @@ from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, S
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
 from device.sealing.verifier import Verifier
 
-from .archive_client import ArchiveCommitter
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .archive_client import ArchiveCommitter
 
 MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000

@@ -107,9 +107,12 @@ class Seaweed:
 
         client = self.client()
         deadline = time.monotonic() + timeout
-        while True:
+        while True:  # ready when an object can be written and read back (volumes up)
             try:
-                client.list_buckets()
+                if "rig-ready" not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+                    client.create_bucket(Bucket="rig-ready")
+                client.put_object(Bucket="rig-ready", Key="probe", Body=b"probe")
+                client.get_object(Bucket="rig-ready", Key="probe")["Body"].read()
                 return
             except (BotoCoreError, ClientError) as exc:
                 if time.monotonic() > deadline:
@@ -157,6 +160,12 @@ class Postgres:
         return found
 
     def start(self) -> "Postgres":
+        if os.geteuid() == 0 and not getattr(self, "_own_dir", False):
+            # postgres runs as nobody, who cannot enter pytest's 0700 tmp tree: a dir of its own
+            import tempfile
+
+            self.root = Path(tempfile.mkdtemp(prefix="bodycam-pg-"))
+            self._own_dir = True
         data, run = self.root / "data", self.root / "run"
         run.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_ports(1)[0]
@@ -166,7 +175,7 @@ class Postgres:
             import pwd
 
             nobody = pwd.getpwnam("nobody")
-            for p in (self.root, data.parent, run):
+            for p in (self.root, run):
                 os.chown(p, nobody.pw_uid, nobody.pw_gid)
             user = nobody
 
@@ -189,6 +198,8 @@ class Postgres:
     def stop(self) -> None:
         subprocess.run([self._bin("pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"],
                        capture_output=True, preexec_fn=getattr(self, "_pre", None), cwd="/")
+        if getattr(self, "_own_dir", False):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 # -- the archive service on loopback ------------------------------------------------------------

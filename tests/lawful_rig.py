@@ -123,8 +123,26 @@ class LawRig:
         self.archive.close()
 
 
+def make_c2pa_credential(root: Path) -> tuple[Path, Path]:
+    """An ES256 C2PA signing chain made with openssl: (chain.pem, key.pem)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ext.cnf").write_text(
+        "[leaf_ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = emailProtection\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, cwd=root)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+        "ca.key", "-out", "ca.crt", "-days", "30", "-subj", "/O=Test Agency/OU=c2pa-ca/CN=Test C2PA CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "c2pa.key",
+        "-out", "c2pa.csr", "-subj", "/O=Test Agency/OU=archive/CN=archive-1 content credentials")
+    run("openssl", "x509", "-req", "-in", "c2pa.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "c2pa.crt", "-days", "20", "-extfile", "ext.cnf", "-extensions", "leaf_ext")
+    (root / "chain.pem").write_bytes((root / "c2pa.crt").read_bytes() + (root / "ca.crt").read_bytes())
+    return root / "chain.pem", root / "c2pa.key"
+
+
 def make_archive(agency, root: Path, *, tsa_url: str | None = None, tsa_cert: Path | None = None,
-                 videos: int = 2) -> LawRig:
+                 videos: int = 2, c2pa: bool = False) -> LawRig:
     from archive.config import load_archive_config
     from archive.service import Archive
 
@@ -137,6 +155,9 @@ def make_archive(agency, root: Path, *, tsa_url: str | None = None, tsa_cert: Pa
     extra = f'[lawful_use]\ngrant_max_hours = 72\n\n[lawful_use.recipient_keys]\n"test-agency" = "{agency.identity_path}"\n'
     if tsa_url:
         extra += f'\n[lawful_use.tsa]\nurl = "{tsa_url}"\ncertificates = ["{tsa_cert}"]\nevery_minutes = 60\n'
+    if c2pa:
+        chain, key = make_c2pa_credential(root / "c2pa")
+        extra += f'\n[lawful_use.c2pa]\ncertificate_chain = "{chain}"\nkey = "{key}"\nalg = "es256"\n'
     path = archive_config_toml(root / "archive", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"),
                                extra=extra)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)

@@ -259,3 +259,95 @@ def test_config_errors_name_file_and_key(agency, tmp_path):
         load_archive_config(bad)
     with pytest.raises(InputError, match="not found"):
         load_archive_config(tmp_path / "missing.toml")
+
+
+def test_serve_command_runs_the_service_until_terminated(agency, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    receipt = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", tmp_path / "arch")
+    dock = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", tmp_path / "dock")
+    config = archive_config_toml(tmp_path / "archive", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"))
+    child = subprocess.Popen([sys.executable, "-m", "bodycam", "archive", "--config", str(config), "serve"],
+                             cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stderr.readline()
+        url = re.search(r"https://\S+", line)
+        assert url, line + child.stderr.read()
+
+        class Rig:  # what _raw needs
+            pass
+        rig = Rig()
+        rig.url, rig.ca, rig.dock_cert, rig.dock_key = url.group(0).rstrip(";"), agency.ca_cert_path, \
+            dock.with_suffix(".crt"), dock
+        status, body = asyncio.run(_raw(rig, "GET", "/v1/health"))
+        assert status == 200 and body["archive"] == "archive-1"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0
+        child.stderr.close()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("[store]", "[stor]"))
+    out = subprocess.run([sys.executable, "-m", "bodycam", "archive", "--config", str(bad), "serve"], cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and str(bad) in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_unreachable_archive_fails_the_docking_and_the_recorder_keeps_its_footage(agency, tmp_path):
+    from dock.session import SessionError
+
+    from archive.server import RunningServer
+
+    svc = start_service(agency, tmp_path / "svc")
+    rig = make_rig(agency, tmp_path / "r")
+    try:
+        names = set(rig.record(2))
+        svc.server.stop()
+        with pytest.raises(SessionError, match="archive"):  # the daemon retries a SessionError
+            dock_through(rig, svc)
+        assert rig.on_recorder() == names and svc.archive.search() == []
+        svc.server = RunningServer(svc.archive, port=svc.server.port).start()
+        assert dock_through(rig, svc).outcome == "done"
+        assert rig.on_recorder() == set() and {r["name"] for r in svc.archive.search()} == names
+    finally:
+        rig.close()
+        svc.close()
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    from archive.config import load_archive_config
+
+    example = Path(__file__).resolve().parent.parent / "archive" / "example.toml"
+    config = load_archive_config(example)
+    assert config.store.backend == "local" and config.store.path == example.parent / "store"
+    assert config.index.url == f"sqlite:///{example.parent / 'index.sqlite'}"
+    assert config.agencies[0].name == "顺城区市场监督管理局"
+
+
+def test_an_unreachable_index_or_store_is_a_clear_error(agency, tmp_path):
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+    from tests.archive_rig import free_ports
+
+    key = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", tmp_path / "k")
+    closed = free_ports(1)[0]
+    for store, index, words in (
+            ("", f'url = "postgresql+psycopg://archive:pw@127.0.0.1:{closed}/archive"\n', "archive:***@"),
+            (f'backend = "s3"\nendpoint_url = "http://127.0.0.1:{closed}"\nbucket = "evidence"\n'
+             f'access_key_id = "a"\nsecret_access_key = "b"\n', "", "S3")):
+        config = archive_config_toml(tmp_path / f"a{len(words)}", agency.ca_cert_path, key, key.with_suffix(".crt"),
+                                     store=store, index=index)
+        result = CliRunner().invoke(main, ["archive", "--config", str(config), "status"])
+        if index:  # no index, no archive: an error naming it, password hidden
+            assert result.exit_code == 2, result.output
+            assert "bodycam: error:" in result.output and words in result.output and "pw@" not in result.output
+        else:  # the store is down: status says so as an alert
+            assert result.exit_code == 0 and "ALERT" in result.output and "S3" in result.output, result.output

@@ -173,3 +173,69 @@ def test_export_for_a_case_or_a_person_as_csv_and_pdf(rig, tmp_path):
     flat = text.replace("\n", "").replace(" ", "")
     for entry in log.entries(None, case="顺市监罚〔2026〕17号"):
         assert entry["digest"] in flat
+
+
+def test_seal_log_heads_are_time_stamped_at_the_archive_and_the_package_carries_them(rig, tsa, tmp_path):
+    """RFC 3161 on seal-log heads: `openssl ts -verify -digest <entry digest>` accepts the stamp,
+    and the package's verifier ties it to the seal-log entry it holds."""
+    import pyotp
+
+    from archive.accounts import Accounts
+    from archive.grants import Grants
+    from archive.package import export_package
+    from archive.provenance import stamp_seal_log_heads
+
+    made = stamp_seal_log_heads(rig.archive)
+    assert len(made) == 1 and made[0]["device"] == "A123456" and made[0]["seq"] >= 8
+    assert stamp_seal_log_heads(rig.archive) == []  # nothing new
+    stamp = made[0]
+    (tmp_path / "s.tsr").write_bytes(base64.b64decode(stamp["token"]))
+    ok = subprocess.run(["openssl", "ts", "-verify", "-digest", stamp["digest"], "-in", str(tmp_path / "s.tsr"),
+                         "-CAfile", str(tsa.cert)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "Verification: OK" in ok.stdout, ok.stdout + ok.stderr
+    other = "0" * 64
+    bad = subprocess.run(["openssl", "ts", "-verify", "-digest", other, "-in", str(tmp_path / "s.tsr"),
+                          "-CAfile", str(tsa.cert)], capture_output=True, text=True)
+    assert bad.returncode != 0
+    acc = Accounts(rig.archive)
+    keeper, _ = acc.add(None, "li.na", "李娜", "keeper", "correct horse battery", by="admin")
+    head, _ = acc.add(None, "head", "王局长", "approver", "correct horse battery", by="admin")
+    grants = Grants(rig.archive)
+    g = grants.request(keeper, grantee="li.na", actions=["export"], reason="复议", hours=1, segments=rig.names[:1])
+    g = grants.decide(head, g.id, approve=True, totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    package = export_package(rig.archive, keeper, g.id, tmp_path / "pkg", viewing_copies=False).path
+    from archive.standalone_verifier import verify_package
+
+    result = verify_package(package)
+    assert result.passed, result.failures
+    assert any(f"seal-log entry #{stamp['seq']} of A123456 (and all before it) existed at" in c for c in result.checked)
+    tsr = next((package / "originals" / "A123456" / "stamps").glob("*.tsr"))
+    assert tsr.read_bytes() == base64.b64decode(stamp["token"])
+    text = subprocess.run(["pdftotext", "-raw", str(package / "report" / "report.pdf"), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "可信时间戳" in text and stamp["stamped_utc"] in text
+
+
+def test_retention_changes_and_expiry_are_audited(rig):
+    """A long-term classification (retention change) and the expiry job's
+    deletions each leave an entry; a held segment's expiry is not attempted."""
+    import datetime as dt
+
+    a = rig.archive
+    rows = a.search()
+    a.classify(None, [rows[0]["name"]], situation="obstruction", who="keeper1")
+    a.hold(None, reason="投诉处理中", who="keeper1", segments=[rows[1]["name"]])
+    rig.clock.advance(dt.timedelta(days=a.retention.patrol_days + 1).total_seconds())
+    result = a.expire(who="expiry-job", dry_run=False)
+    expired = {d["digest"] for d in result["deleted"]}
+    assert rows[2]["segment_digest"] in expired and rows[0]["segment_digest"] not in expired
+    entries = [json.loads(e["payload"]) for e in audit_of(a).entries(None)]
+    classify = [e for e in entries if e["action"] == "classify"]
+    assert len(classify) == 1 and classify[0]["detail"]["situation"] == "obstruction"
+    deletions = [e for e in entries if e["action"] == "expire"]
+    assert {e["segments"][0] for e in deletions} == expired
+    assert all(e["outcome"] == "ok" and e["actor"] == "expiry-job" for e in deletions)
+    result = Result()
+    verify_audit_lines(audit_of(a).export_jsonl(None).decode().splitlines(), pki.load_cert(rig.agency.ca_cert_path),
+                       result)
+    assert result.passed, result.failures

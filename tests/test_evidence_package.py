@@ -216,3 +216,37 @@ def test_no_grant_no_package(exported, tmp_path):
         export_package(rig.archive, keeper, g.id, tmp_path / "p2")
     assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_gets_a_clear_error_not_a_hang(exported, tmp_path):
+    """A FIFO or a link inside a package, a FIFO given as the audit log, a folder
+    that is not a package: named errors, never a traceback or a blocked read."""
+    import os
+
+    from click.testing import CliRunner
+
+    from archive.standalone_verifier import verify_package
+    from bodycam.cli import main as cli
+
+    _, result, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(result.path, copy)
+    os.mkfifo(copy / "media" / "pipe")
+    (copy / "report" / "link.html").symlink_to(copy / "report" / "report.html")
+    checked = verify_package(copy)
+    assert not checked.passed
+    assert any("media/pipe: not a regular file" in f for f in checked.failures)
+    assert any("report/link.html: not a regular file" in f for f in checked.failures)
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    out = CliRunner().invoke(cli, ["archive", "audit", "verify", "--log", str(fifo), "--ca",
+                                   str(result.path / "trust" / "ca.crt")])
+    assert out.exit_code == 2 and "not a regular file" in out.output
+    (tmp_path / "empty").mkdir()
+    out = CliRunner().invoke(cli, ["archive", "disc", str(tmp_path / "empty"), "--out", str(tmp_path / "x.iso")])
+    assert out.exit_code == 2 and "not an evidence package" in out.output and not (tmp_path / "x.iso").exists()
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\xff\xfe not json")
+    out = CliRunner().invoke(cli, ["archive", "audit", "verify", "--log", str(garbage), "--ca",
+                                   str(result.path / "trust" / "ca.crt")])
+    assert out.exit_code == 1 and "FAIL" in out.output and "Traceback" not in out.output

@@ -87,6 +87,15 @@ def upgrade() -> None:
         sa.Column("token", sa.Text, nullable=False),
     )
     op.create_table(
+        "seal_log_stamps",
+        sa.Column("device", sa.String(16), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("tsa", sa.Text, nullable=False),
+        sa.Column("stamped_utc", sa.String(32), nullable=False),
+        sa.Column("token", sa.Text, nullable=False),
+    )
+    op.create_table(
         "disclosures",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("agency", sa.String(64), nullable=False),
@@ -103,5 +112,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("disclosures", "audit_stamps", "audit_log", "grants", "tokens", "accounts"):
+    for table in ("disclosures", "seal_log_stamps", "audit_stamps", "audit_log", "grants", "tokens", "accounts"):
         op.drop_table(table)
