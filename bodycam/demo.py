@@ -214,7 +214,10 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="hw-config (default: the project's hw-configs/sim.toml).")
 @click.option("--no-dock", is_flag=True, help="Stop after recording, verifying and unsealing on the recorder.")
-def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None, no_dock: bool) -> None:
+@click.option("--serve", is_flag=True, help="Keep the station console running until Ctrl-C (without: it starts, "
+                                            "prints its address and logins, and stops).")
+def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None, no_dock: bool,
+         serve: bool) -> None:
     """Enrol a simulated recorder, record, seal, dock, archive, label and search.
 
     Records SECONDS of the lavfi test pattern with a tone, with a notify, a
@@ -234,4 +237,8 @@ def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | 
     unsealing on the recorder, leaving WORKDIR/recorder as it was.
     """
     ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
+    if not no_dock:
+        from bodycam.demo_console import start_demo_console
+
+        start_demo_console(workdir, click.echo, serve=serve)
     raise SystemExit(0 if ok else 1)
