@@ -152,30 +152,20 @@ def add_routes(app: web.Application, console: Console) -> None:
     # -- case --------------------------------------------------------------------------------
 
     def case_view(account, number: str) -> dict:
-        rows = c.archive.search(account.agency, case_number=number, limit=10_000)
-        documents = c.archive.documents(account.agency, number) if rows or _case_exists(number, account) else []
-        case = next((k for r in rows for k in r["cases"] if k["case_number"] == number), None)
-        if case is None:
-            case = _case_exists(number, account)
+        case, rows = queries.case_segments(c.archive, account.agency, number)
         if case is None:
             raise web.HTTPNotFound()
+        digests = [r["segment_digest"] for r in rows]
+        audit_of(c.archive).record(account.agency, "search", actor=account.actor, case=number, segments=digests,
+                                   detail={"console": "case page"})
+        documents = c.archive.documents(account.agency, number)
         timeline = [{"utc": r["opened_utc"], "kind": "segment", "row": r,
                      "duration": queries.duration_seconds(r)} for r in rows]
         timeline += [{"utc": d["sealed_utc"], "kind": "document", "row": d} for d in documents]
         timeline.sort(key=lambda t: t["utc"])
         holds = [h for h in c.archive.holds(account.agency)
-                 if h["case_id"] == case["id"] or h["segment_digest"] in {r["segment_digest"] for r in rows}]
+                 if h["case_id"] == case["id"] or h["segment_digest"] in set(digests)]
         return {"case": case, "timeline": timeline, "holds": holds}
-
-    def _case_exists(number: str, account):
-        from sqlalchemy import select
-
-        from .. import index as ix
-
-        with c.archive.engine.connect() as conn:
-            row = conn.execute(select(ix.cases).where(ix.cases.c.agency == account.agency,
-                                                      ix.cases.c.case_number == number)).first()
-        return dict(row._mapping) if row else None
 
     async def render_case(request, number, *, forms=None, status=200, done=None):
         account = request[ACCOUNT]
