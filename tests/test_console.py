@@ -282,3 +282,47 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
     saved = json.loads(rig.board.read_text())["bays"]["1"]
     assert saved["device"] == "D000077"
     assert audit_of(rig.law.archive).head("test-agency") is not None
+
+
+def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
+    today = rig.law.clock.utc_now().date()
+    sign_in(page, rig, "chen.ping")
+    page.goto(f"{rig.url}/review")
+    page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())
+    page.fill("input[name=until]", today.isoformat())
+    page.fill("input[name=size]", "5")
+    page.click("#draw")
+    rows = page.locator("#sample tbody tr")
+    assert rows.count() == 3  # everything the period holds
+    first = rows.first
+    digest = first.get_attribute("data-segment")
+    first.locator("select[name=finding]").select_option("deficient")
+    first.locator("input[name=note]").fill("未见告知")
+    first.locator("button").click()
+    assert "已记录" in page.inner_text("#done")
+    assert "不合格" in page.inner_text(f"tr[data-segment='{digest}'] .finding")
+    assert "0%" in page.inner_text("#stats-officer")
+    screenshot(page, "06-review")
+    found = [e for e in _entries(rig, actor="chen.ping", segment=digest) if e["action"] == "review-finding"]
+    assert found and found[-1]["detail"]["finding"] == "deficient"
+
+
+def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
+    from archive.console.oversight import SHIFT_ZONE
+
+    local = rig.law.clock.utc_now().astimezone(SHIFT_ZONE)
+    sign_in(page, rig, "auditor")
+    page.goto(f"{rig.url}/misuse")
+    page.fill("input[name=officer]", "010203")
+    page.fill("input[name=day]", local.date().isoformat())
+    page.fill("input[name=start]", "00:00")
+    page.fill("input[name=end]", "23:59")
+    page.fill("input[name=late_minutes]", "0")
+    page.click("#show")
+    kinds = [page.locator("#flags tbody tr").nth(i).get_attribute("data-kind")
+             for i in range(page.locator("#flags tbody tr").count())]
+    assert "late-activation" in kinds and "outside-duty" not in kinds
+    assert "迟开启" in page.inner_text("#flags")
+    screenshot(page, "07-misuse")
+    read = [e for e in _entries(rig, actor="auditor") if e["detail"].get("console") == "misuse timeline"]
+    assert read and len(read[-1]["segments"]) == 3

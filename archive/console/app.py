@@ -73,10 +73,14 @@ PAGES: dict[str, frozenset[str]] = {
     "grants": frozenset({"officer", "keeper", "approver", "reviewer"}),
     "play": frozenset({"officer", "keeper", "approver", "reviewer", "recipient"}),
     "audit": frozenset({"auditor", "approver"}),
+    "misuse": frozenset({"approver", "auditor", "reviewer"}),
+    "review": frozenset({"reviewer", "approver"}),
+    "review-finding": frozenset({"reviewer"}),
 }
 HOME = {"keeper": "/docks", "approver": "/grants", "reviewer": "/grants", "officer": "/search",
         "auditor": "/audit", "recipient": "/grants"}
-NAV = (("docks", "/docks"), ("search", "/search"), ("grants", "/grants"), ("audit", "/audit"))
+NAV = (("docks", "/docks"), ("search", "/search"), ("grants", "/grants"), ("review", "/review"),
+       ("misuse", "/misuse"), ("audit", "/audit"))
 
 
 def page(name: str) -> Callable:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from wtforms import Form, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import DateField, Form, IntegerField, TimeField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms import validators as v
 from wtforms.csrf.session import SessionCSRF
 from wtforms.i18n import get_translations
@@ -117,6 +117,38 @@ class HoldForm(ConsoleForm):
 
 class ReleaseForm(ConsoleForm):
     hold = IntegerField(validators=[v.InputRequired()])
+
+
+class _Get(Form):
+    class Meta:
+        def get_translations(self, form):
+            return get_translations(["zh"] if current_locale.get() == "zh_CN" else ["en"])
+
+
+class MisuseForm(_Get):
+    officer = StringField(validators=[v.InputRequired(), v.Length(max=64)])
+    day = DateField(validators=[v.InputRequired()])
+    start = TimeField(default=dt.time(8, 30), validators=[v.Optional()])
+    end = TimeField(default=dt.time(17, 30), validators=[v.Optional()])
+    late_minutes = IntegerField(default=30, validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
+    gap_minutes = IntegerField(default=20, validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
+
+
+class ReviewForm(_Get):
+    since = DateField(validators=[v.InputRequired()])
+    until = DateField(validators=[v.InputRequired()])
+    size = IntegerField(default=10, validators=[v.Optional(), v.NumberRange(min=1, max=200)])
+    seed = IntegerField(validators=[v.Optional(), v.NumberRange(min=0, max=2**31)])
+    officer = StringField(filters=[lambda x: x.strip() if x else None])
+    sub_unit = StringField(filters=[lambda x: x.strip() if x else None])
+    mark = StringField(filters=[lambda x: x.strip() if x else None])
+
+
+class FindingForm(ConsoleForm):
+    segment = StringField(validators=[v.InputRequired(), v.Length(min=64, max=64)])
+    finding = SelectField(choices=[("compliant", "compliant"), ("deficient", "deficient"),
+                                   ("unreviewable", "unreviewable")], validators=[v.InputRequired()])
+    note = StringField(validators=[v.Optional(), v.Length(max=2000)])
 
 
 def bind(form_class: type[Form], formdata, *, secret: bytes, session) -> Form:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
+import secrets
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -15,10 +17,10 @@ from bodycam.errors import UsageError
 from ..accounts import AccessDenied
 from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
-from . import i18n, queries
+from . import i18n, oversight, queries
 from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
-from .forms import (AuditFilterForm, DecideForm, HoldForm, LabelForm, LoginForm, ReleaseForm, RequestForm,
-                    RevokeForm, SearchForm, bind)
+from .forms import (AuditFilterForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
+                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
 from .i18n import _
 
 SEGMENT_SPLIT = re.compile(r"[\s,;]+")
@@ -340,6 +342,70 @@ def add_routes(app: web.Application, console: Console) -> None:
         jpeg = await asyncio.to_thread(thumbnail_jpeg, data, media_type)
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    # -- misuse timeline (Art. 22, 25) -------------------------------------------------------
+
+    @page("misuse")
+    async def misuse(request: web.Request):
+        account = request[ACCOUNT]
+        form = MisuseForm(_Query(request.query) if request.query else None)
+        shift = None
+        if request.query and form.validate():
+            shift = await asyncio.to_thread(
+                oversight.misuse_timeline, c.archive, account.agency, form.officer.data, form.day.data,
+                form.start.data or dt.time(8, 30), form.end.data or dt.time(17, 30),
+                late_minutes=form.late_minutes.data if form.late_minutes.data is not None else 30,
+                gap_minutes=form.gap_minutes.data or 20)
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "search", actor=account.actor,
+                                    segments=[r["segment_digest"] for r in shift.segments],
+                                    detail={"console": "misuse timeline", "officer": form.officer.data,
+                                            "day": form.day.data.isoformat()})
+        return aiohttp_jinja2.render_template("misuse.html", request, {"form": form, "shift": shift})
+
+    # -- review (Art. 24) ---------------------------------------------------------------------
+
+    async def render_review(request, *, done=None, status=200):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        query = request.query if request.method == "GET" else _Back(request)
+        form = ReviewForm(_Query(query) if query else None)
+        sample, stats, found = [], None, {}
+        if query and form.validate():
+            since, until = form.since.data.isoformat(), (form.until.data + dt.timedelta(days=1)).isoformat()
+            seed = form.seed.data if form.seed.data is not None else 0
+            sample = await asyncio.to_thread(
+                oversight.review_sample, c.archive, account.agency, since, until, form.size.data or 10, seed=seed,
+                officer=form.officer.data, sub_unit=form.sub_unit.data, mark=form.mark.data)
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "search", actor=account.actor,
+                                    segments=[r["segment_digest"] for r in sample],
+                                    detail={"console": "review sample", "seed": seed, "since": since,
+                                            "until": until})
+            found = await asyncio.to_thread(oversight.findings, c.archive, account.agency, since=since, until=until)
+            stats = oversight.statistics(c.archive, account.agency, found)
+        mine = {f["segment"]: f for f in found.values() if f["reviewer"] == account.username}
+        return aiohttp_jinja2.render_template("review.html", request, {
+            "form": form, "sample": sample, "stats": stats, "mine": mine, "done": done,
+            "finding_form": bind(FindingForm, None, secret=c.csrf_secret, session=session),
+            "query": request.query_string if request.method == "GET" else _Back(request).query_string,
+            "new_seed": secrets.randbelow(2**31)}, status=status)
+
+    @page("review")
+    async def review(request: web.Request):
+        return await render_review(request)
+
+    @page("review-finding")
+    async def review_finding(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+        row = await asyncio.to_thread(queries.segment_row, c.archive, account.agency, form.segment.data)
+        if row is None:
+            raise web.HTTPNotFound()
+        await asyncio.to_thread(oversight.record_finding, c.archive, account, row, form.finding.data,
+                                form.note.data or "")
+        return await render_review(request, done=_("Finding recorded for %(name)s.", name=row["name"]))
+
     # -- audit -------------------------------------------------------------------------------
 
     @page("audit")
@@ -390,6 +456,9 @@ def add_routes(app: web.Application, console: Console) -> None:
     r.add_get("/play/{segment}", play)
     r.add_get("/media/{segment}", media)
     r.add_get("/thumb/{segment}", thumb)
+    r.add_get("/misuse", misuse)
+    r.add_get("/review", review)
+    r.add_post("/review", review_finding)
     r.add_get("/audit", audit)
     r.add_get("/audit/export", audit_export)
 
@@ -419,6 +488,29 @@ def _audit_export(c: Console, agency: str, fmt: str, actor, case, segment) -> by
     log_ = audit_of(c.archive)
     return render_audit_pdf(agency=a, entries=[r["payload"] | {"digest": r["digest"]} for r in rows], case=case,
                             actor=actor, head=log_.head(agency), stamps=log_.stamps(agency), now=c.now_text())
+
+
+class _Back:
+    """The review page's query, carried through a POST in its own URL."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.query = request.query
+        self.query_string = request.query_string
+
+    def __bool__(self) -> bool:
+        return bool(self.query)
+
+    def __iter__(self):
+        return iter(self.query)
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.query
+
+    def getall(self, key: str, default=()):
+        return self.query.getall(key, default)
 
 
 class _Query:
