@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .archive_client import ArchiveClient
+from .checkout_inbox import apply_checkout_requests
 from .config import DockConfig, MatchConfig
 from .registry import Registry
 from .session import DockIdentity, DockSession, Progress, SessionError
@@ -97,6 +98,7 @@ class DockDaemon:
         return f"https://{address}:{self.config.recorder.port}"
 
     def session(self, bay: int, url: str, device: str | None) -> DockSession:
+        apply_checkout_requests(self.config.state, self.registry, {b.bay for b in self.config.bays})
         return DockSession(identity=self.identity, url=url, bay=bay, expected_device=device,
                            archive=self.archive, registry=self.registry,
                            staging=self.config.state / "staging",
@@ -153,6 +155,7 @@ class DockDaemon:
         for device in context.list_devices(subsystem="net"):  # recorders already docked
             self.handle(dict(device.properties))
         while not self.stop.is_set():
+            apply_checkout_requests(self.config.state, self.registry, {b.bay for b in self.config.bays})
             device = monitor.poll(timeout=0.5)
             if device is not None and device.action == "add":
                 self.handle(dict(device.properties))

@@ -326,3 +326,39 @@ def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
     screenshot(page, "07-misuse")
     read = [e for e in _entries(rig, actor="auditor") if e["detail"].get("console") == "misuse timeline"]
     assert read and len(read[-1]["segments"]) == 3
+
+
+def test_a_keeper_checks_a_docked_recorder_out_to_a_certified_officer(rig, page, tmp_path):
+    from dock.checkout_inbox import apply_checkout_requests
+    from dock.daemon import StatusBoard
+    from dock.registry import Registry
+    from dock.session import Progress
+
+    StatusBoard(rig.board).update(Progress(bay=2, device="D000088", phase="done", ready=True, outcome="docked"))
+    csv = tmp_path / "officers.csv"
+    valid = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    csv.write_text(f"officer_id,name,department,certificate_no,valid_until\n020304,Li Na,一股,LN210456,{valid}\n")
+    registry = Registry(tmp_path / "registry.sqlite")
+    registry.import_csv(csv)
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/docks")
+    row = "tr[data-bay$='/2']"
+    page.fill(f"{row} input[name=officer]", "020304")
+    page.click(f"{row} .checkout-form button")
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('020304')")
+    assert "等待采集站" in page.inner_text(f"{row} .checkout")
+    # the dock applies it against its registry of certified officers; the page follows live
+    assert apply_checkout_requests(rig.board.parent, registry, {1, 2})[0]["outcome"] == "assigned"
+    assert registry.pending(2).officer == "020304"
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('已分配给')")
+    screenshot(page, "02-docks-checkout")
+    page.fill(f"{row} input[name=officer]", "999999")
+    page.click(f"{row} .checkout-form button")
+    assert apply_checkout_requests(rig.board.parent, registry, {1, 2})[0]["outcome"] == "refused"
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('分配被拒绝')")
+    assert registry.pending(2).officer == "020304"  # the refused request changed nothing
+    page.fill(f"{row} input[name=officer]", "bad id")
+    page.click(f"{row} .checkout-form button")
+    assert "请求无法完成" in page.inner_text("h1")
+    requests = [e["detail"]["officer"] for e in _entries(rig, actor="li.na") if e["action"] == "checkout"]
+    assert requests == ["020304", "999999"]

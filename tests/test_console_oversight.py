@@ -181,3 +181,27 @@ def test_no_text_bypasses_the_catalogue():
         if path.name == "catalogue.py":
             continue
         assert not CJK.search(path.read_text(encoding="utf-8")), f"{path.name}: Chinese text in code"
+
+
+def test_the_dock_answers_every_bad_check_out_request_and_keeps_its_registry(tmp_path):
+    from dock.checkout_inbox import INBOX, apply_checkout_requests
+    from dock.registry import Registry
+
+    registry = Registry(tmp_path / "registry.sqlite")
+    (tmp_path / "o.csv").write_text("officer_id,name,department,certificate_no,valid_until\n"
+                                    "020304,Li Na,一股,LN1,2000-01-01\n")  # expired long ago
+    registry.import_csv(tmp_path / "o.csv")
+    inbox = tmp_path / INBOX
+    inbox.mkdir()
+    (inbox / "1.json").write_text("{not json")
+    (inbox / "2.json").write_text(json.dumps({"bay": 3, "officer": "020304"}))  # bay differs from the name
+    (inbox / "4.json").write_text(json.dumps({"bay": 4, "officer": "020304"}))  # expired certificate
+    (inbox / "9.json").write_text(json.dumps({"bay": 9, "officer": "020304"}))  # not a bay of this dock
+    results = {r["bay"]: r for r in apply_checkout_requests(tmp_path, registry, {1, 2, 3, 4})}
+    assert {k: r["outcome"] for k, r in results.items()} == {"1": "refused", "2": "refused", "4": "refused",
+                                                            "9": "refused"}
+    assert "expired" in results["4"]["reason"] and "not a bay" in results["9"]["reason"]
+    assert all(registry.pending(b) is None for b in (1, 2, 3, 4))
+    assert sorted(p.name for p in inbox.iterdir()) == ["1.result.json", "2.result.json", "4.result.json",
+                                                       "9.result.json"]
+    assert apply_checkout_requests(tmp_path, registry) == []  # answered once

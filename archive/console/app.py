@@ -66,6 +66,7 @@ BOARD_POLL_SECONDS = 0.5
 
 PAGES: dict[str, frozenset[str]] = {
     "docks": frozenset({"keeper", "approver"}),
+    "checkout": frozenset({"keeper"}),
     "search": frozenset({"officer", "keeper", "approver", "reviewer"}),
     "case": frozenset({"officer", "keeper", "approver"}),
     "case-edit": frozenset({"officer", "keeper"}),

@@ -17,6 +17,8 @@ from wtforms import validators as v
 from wtforms.csrf.session import SessionCSRF
 from wtforms.i18n import get_translations
 
+from device.sealing.pki import OFFICER_ID_RE
+
 from .i18n import current_locale
 
 CSRF_TIME_LIMIT = dt.timedelta(hours=2)
@@ -149,6 +151,14 @@ class FindingForm(ConsoleForm):
     finding = SelectField(choices=[("compliant", "compliant"), ("deficient", "deficient"),
                                    ("unreviewable", "unreviewable")], validators=[v.InputRequired()])
     note = StringField(validators=[v.Optional(), v.Length(max=2000)])
+
+
+class CheckoutForm(ConsoleForm):
+    """Art. 8: the recorder in a bay goes next to a certified officer (the dock checks the certificate)."""
+
+    dock = IntegerField(validators=[v.InputRequired(), v.NumberRange(min=0, max=255)])
+    bay = IntegerField(validators=[v.InputRequired(), v.NumberRange(min=1, max=64)])
+    officer = StringField(validators=[v.InputRequired(), v.Regexp(OFFICER_ID_RE)])
 
 
 def bind(form_class: type[Form], formdata, *, secret: bytes, session) -> Form:

@@ -136,6 +136,7 @@ def duration_seconds(row: dict[str, Any]) -> float | None:
 
 @dataclass
 class Bay:
+    dock_index: int
     dock: str
     bay: str
     device: str | None
@@ -151,6 +152,8 @@ class Bay:
     clock_offset_ms: float | None = None
     updated: str | None = None
     officer: str | None = None
+    checkout_pending: dict[str, Any] | None = None
+    checkout_result: dict[str, Any] | None = None
 
 
 @dataclass
@@ -168,7 +171,7 @@ def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
     reported with its path and why (never an exception)."""
     bays: list[Bay] = []
     problems: list[BoardProblem] = []
-    for given in paths:
+    for dock_index, given in enumerate(paths):
         path = board_path(given)
         dock = path.parent.parent.name if path.parent.name == "state" else path.parent.name
         try:
@@ -188,7 +191,7 @@ def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
             total = _int(p.get("segments_total"))
             archived = _int(p.get("segments_archived"))
             bays.append(Bay(
-                dock=dock, bay=str(key), device=p.get("device") if isinstance(p.get("device"), str) else None,
+                dock_index=dock_index, dock=dock, bay=str(key), device=p.get("device") if isinstance(p.get("device"), str) else None,
                 phase=str(p.get("phase") or ""), percent=round(100 * archived / total) if total else None,
                 bytes_pulled=_int(p.get("bytes_pulled")), segments_total=total, segments_archived=archived,
                 ready=p.get("ready") if isinstance(p.get("ready"), bool) else None,
@@ -201,16 +204,63 @@ def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
 
 
 def boards_signature(paths: list[Path]) -> tuple:
-    """Changes whenever a board is rewritten (the dock replaces it atomically)."""
+    """Changes whenever a board is rewritten (the dock replaces it atomically)
+    or a check-out request or result comes or goes."""
     out = []
     for given in paths:
-        try:
-            st = board_path(given).stat()
-            out.append((st.st_mtime_ns, st.st_ino, st.st_size))
-        except OSError:
-            out.append(None)
+        for path in (board_path(given), checkout_dir(given)):
+            try:
+                st = path.stat()
+                out.append((st.st_mtime_ns, st.st_ino, st.st_size))
+            except OSError:
+                out.append(None)
     return tuple(out)
 
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+CHECKOUT_INBOX = "checkout-requests"  # format.md §15.1; the dock applies what is left here
+
+
+def checkout_dir(board: Path) -> Path:
+    return board_path(board).parent / CHECKOUT_INBOX
+
+
+def checkouts(board: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(pending requests, latest results) by bay, from a dock's check-out inbox."""
+    pending: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    folder = checkout_dir(board)
+    if not folder.is_dir():
+        return pending, results
+    for path in folder.glob("*.json"):
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(value, dict):
+            continue
+        if path.name.endswith(".result.json"):
+            results[path.name[:-len(".result.json")]] = value
+        else:
+            pending[path.name[:-5]] = value
+    return pending, results
+
+
+def request_checkout(board: Path, bay: int, officer: str, requested_by: str, agency: str, now_utc: str) -> Path:
+    """Leave a check-out request for the dock (written whole: temp file, fsync, rename)."""
+    import os
+
+    folder = checkout_dir(board)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{bay}.json"
+    tmp = folder / f".{bay}.json.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"bay": bay, "officer": officer, "requested_by": requested_by, "agency": agency,
+                   "requested_utc": now_utc}, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target

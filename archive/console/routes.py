@@ -19,7 +19,7 @@ from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
 from . import i18n, oversight, queries
 from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
-from .forms import (AuditFilterForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
+from .forms import (AuditFilterForm, CheckoutForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
                     ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
 from .i18n import _
 
@@ -98,25 +98,44 @@ def add_routes(app: web.Application, console: Console) -> None:
         bays, problems = queries.read_boards(c.dock_status)
         known = queries.devices_of(c.archive, account.agency, sorted({b.device for b in bays if b.device}))
         shown = []
+        inboxes = {i: queries.checkouts(p) for i, p in enumerate(c.dock_status)}
         for b in bays:
             info = known.get(b.device or "")
             if info is not None and info["agency"] != account.agency:
                 continue  # another agency's recorder in a shared dock
             b.officer = info["officer"] if info else None
+            pending, results = inboxes.get(b.dock_index, ({}, {}))
+            b.checkout_pending, b.checkout_result = pending.get(b.bay), results.get(b.bay)
             shown.append(b)
         alerts = [a for a in c.archive.alerts() if a.get("kind") == "not-docked" and a.get("agency") == account.agency]
         return {"bays": shown, "problems": problems, "alerts": alerts,
-                "hours": c.archive.watch.dock_within_hours}
+                "hours": c.archive.watch.dock_within_hours, "may_checkout": account.role == "keeper"}
 
     @page("docks")
     async def docks(request: web.Request):
         view = await asyncio.to_thread(dock_view, request[ACCOUNT])
         return aiohttp_jinja2.render_template("docks.html", request, view)
 
+    @page("checkout")
+    async def docks_checkout(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(CheckoutForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
+            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
+        board = c.dock_status[form.dock.data]
+        await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
+                                account.username, account.agency, c.now_text())
+        await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
+                                detail={"bay": form.bay.data, "officer": form.officer.data,
+                                        "dock": str(queries.board_path(board))})
+        raise web.HTTPSeeOther("/docks")
+
     @page("docks")
     async def docks_stream(request: web.Request):
         account = request[ACCOUNT]
         env = aiohttp_jinja2.get_env(request.app)
+        token = c._csrf_token(await aiohttp_session.get_session(request))
         async with sse_response(request) as sse:
             last = None
             while sse.is_connected():
@@ -124,7 +143,7 @@ def add_routes(app: web.Application, console: Console) -> None:
                 if signature != last:
                     last = signature
                     view = await asyncio.to_thread(dock_view, account)
-                    html = env.get_template("_bays.html").render(**view)
+                    html = env.get_template("_bays.html").render(**view, csrf_token=token)
                     await sse.send(html, event="bays")
                 await asyncio.sleep(BOARD_POLL_SECONDS)
         return sse
@@ -444,6 +463,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     r.add_get("/lang/{locale}", language)
     r.add_get("/docks", docks)
     r.add_get("/docks/stream", docks_stream)
+    r.add_post("/docks/checkout", docks_checkout)
     r.add_get("/search", search)
     r.add_get("/case/{number}", case_get)
     r.add_post("/case/{number}/label", case_label)
