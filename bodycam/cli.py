@@ -18,7 +18,7 @@ from bodycam.errors import BodycamError, SealingError, VerificationError
 # when one of them is asked for (or for --help), so that `bodycam verify`
 # runs on an install without the recorder's dependencies (pyproject extras).
 READ_SIDE = "device.sealing.cli"
-OTHER_SOURCES = ("device.cli", "dock.cli")
+OTHER_SOURCES = ("device.cli", "dock.cli", "archive.cli", "bodycam.demo")
 
 
 def _commands_of(module: str) -> tuple[click.Command, ...]:

@@ -1,4 +1,4 @@
-"""Recorder commands: ``bodycam record`` and ``bodycam demo``."""
+"""Recorder commands: ``bodycam record``, ``selftest``, ``status``, ``config``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Callable
 import click
 
 from .config import load_hw_config
-from .demo import run_demo
 from .sealing.pki import check_officer_id
 
 
@@ -84,36 +83,6 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
         sys.stderr.flush()
         os._exit(code)
     raise SystemExit(code)
-
-
-@click.command()
-@click.option("--workdir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Empty folder for the demo's keys, recorder state and output.")
-@click.option("--seconds", default=20, show_default=True, type=click.IntRange(2, 3600),
-              help="How long to record.")
-@click.option("--segment-seconds", default=5, show_default=True, type=click.IntRange(2, 600),
-              help="Segment length; several chained segments are the point.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="hw-config (default: the project's hw-configs/sim.toml).")
-@click.option("--no-dock", is_flag=True, help="Stop after recording, verifying and unsealing on the recorder.")
-def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None, no_dock: bool) -> None:
-    """Enrol a simulated recorder, record, seal, verify and unseal.
-
-    Records SECONDS of the lavfi test pattern with a tone, with a notify, a
-    mark, a photo and a refusal mark on the way; then docks the recorder over
-    a local link: the dock syncs its clock, pulls and verifies the footage,
-    commits it to the archive and hands back receipts, after which the
-    recorder frees the space.  Finally it verifies the archive's copy
-    against the agency CA and decrypts it with the archive identity.
-
-    Leaves the keys in WORKDIR/keys, the recorder's state in
-    WORKDIR/recorder, the dock in WORKDIR/dock, the archive in
-    WORKDIR/archive and the playable media in WORKDIR/unsealed.  With
-    --no-dock it stops after recording, verifying and unsealing on the
-    recorder, leaving WORKDIR/recorder as it was.
-    """
-    ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
-    raise SystemExit(0 if ok else 1)
 
 
 @click.command()
@@ -253,4 +222,4 @@ def config_check(files: tuple[Path, ...]) -> None:
     raise SystemExit(2 if bad else 0)
 
 
-commands = (record, demo, selftest, status, config_group)
+commands = (record, selftest, status, config_group)

@@ -43,11 +43,12 @@ FilePath = Annotated[Path, Field(strict=False)]
 
 
 class ArchiveConfig(Strict):
-    kind: str = Field("local", pattern="^local$", description="local: write-once files + SQLite")
-    path: FilePath
-    receipt_key: FilePath
-    receipt_certificate: FilePath
-    retention_days: int = Field(183, ge=183, le=36500, description="Art. 12: at least six months")
+    """The archive service the dock commits to; the dock's own key and certificate
+    (role dock) authenticate it there.  The dock holds no archive key."""
+
+    url: str = Field(pattern=r"^https://[^/\s]+/?$", description="https://host:port of `bodycam archive serve`")
+    ca: Path | None = Field(None, description="CA of the archive's certificate, if not the dock's own CA")
+    timeout_seconds: int = Field(120, ge=5, le=3600)
 
 
 class MatchConfig(Strict):
@@ -143,5 +144,5 @@ def load_dock_config(path: Path) -> DockConfig:
 
 def describe_dock_config(config: DockConfig) -> str:
     """One line for `bodycam config check`."""
-    return (f"{len(config.bays)} bay(s), state {config.state}, archive {config.archive.kind} "
-            f"at {config.archive.path}, shift {config.readiness.shift_minutes} min")
+    return (f"{len(config.bays)} bay(s), state {config.state}, archive {config.archive.url}, "
+            f"shift {config.readiness.shift_minutes} min")

@@ -20,9 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
-from archive.store import LocalArchive
-from device.sealing import pki
-
+from .archive_client import ArchiveClient
+from .checkout_inbox import apply_checkout_requests
 from .config import DockConfig, MatchConfig
 from .registry import Registry
 from .session import DockIdentity, DockSession, Progress, SessionError
@@ -82,10 +81,8 @@ class DockDaemon:
         config.state.mkdir(parents=True, exist_ok=True)
         self.identity = DockIdentity.load(config.key, config.certificate, config.ca)
         a = config.archive
-        self.archive = LocalArchive(a.path, self.identity.ca_cert,
-                                    pki.load_ed25519_key(a.receipt_key, "archive receipt key"),
-                                    pki.load_cert(a.receipt_certificate, "archive receipt certificate"),
-                                    retention_days=a.retention_days)
+        self.archive = ArchiveClient(a.url, key=config.key, certificate=config.certificate, ca=a.ca or config.ca,
+                                     timeout=a.timeout_seconds)
         self.registry = Registry(config.state / "registry.sqlite")
         self.board = StatusBoard(config.state / "status.json")
         self._active: dict[int, threading.Thread] = {}
@@ -103,6 +100,7 @@ class DockDaemon:
         return f"https://{address}:{self.config.recorder.port}"
 
     def session(self, bay: int, url: str, device: str | None) -> DockSession:
+        apply_checkout_requests(self.config.state, self.registry, {b.bay for b in self.config.bays})
         return DockSession(identity=self.identity, url=url, bay=bay, expected_device=device,
                            archive=self.archive, registry=self.registry,
                            staging=self.config.state / "staging",
@@ -197,6 +195,7 @@ class DockDaemon:
         for device in context.list_devices(subsystem="net"):  # recorders already docked
             self.handle(dict(device.properties))
         while not self.stop.is_set():
+            apply_checkout_requests(self.config.state, self.registry, {b.bay for b in self.config.bays})
             device = monitor.poll(timeout=0.5)
             if device is not None and device.action == "add":
                 self.handle(dict(device.properties))

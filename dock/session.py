@@ -20,7 +20,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import aiohttp
 import yarl
@@ -29,7 +29,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from archive.store import ArchiveStore
 from bodycam.errors import BodycamError
 from device.sealing.clock import utc_text
 from device.sealing import pki
@@ -40,6 +39,9 @@ from device.sealing.report import LogStatus, SegmentStatus
 from device.sealing.verifier import Verifier
 
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .archive_client import ArchiveCommitter
 
 MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000
@@ -136,7 +138,7 @@ class LinkLocalConnector(aiohttp.TCPConnector):
 
 class DockSession:
     def __init__(self, *, identity: DockIdentity, url: str, bay: int, expected_device: str | None,
-                 archive: ArchiveStore, registry: Registry, staging: Path,
+                 archive: ArchiveCommitter, registry: Registry, staging: Path,
                  shift_minutes: int = 600, require_clock_synced: bool = True,
                  on_progress: Callable[[Progress], None] = lambda p: None,
                  timeout: float = 30.0) -> None:
@@ -363,7 +365,7 @@ class DockSession:
         # 5. Commit to the archive, then hand the receipts to the recorder.
         self._phase("archiving")
         good = [n for n in names if n not in bad]
-        officer = self.registry.officer(info.get("officer") or "")
+        officer = self.registry.officer(info.get("officer") or next((s.officer for s in report.segments if s.officer), ""))
         receipts = await asyncio.to_thread(
             self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
             department=officer.department if officer else None)

@@ -165,6 +165,7 @@ def test_demo_command_runs(tmp_path):
     result = run("demo", "--workdir", tmp_path / "d", "--seconds", "4", "--segment-seconds", "2")
     assert result.exit_code == 0, result.output
     assert "VERIFIED" in result.output
+    assert "its own verifier says: VERIFIED" in result.output  # the approved export of one case (issue 11)
     again = run("demo", "--workdir", tmp_path / "d")
     assert again.exit_code == 2 and "already holds a demo" in again.output
 

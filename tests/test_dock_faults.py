@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from archive.server import RunningServer
 from device.docklink import server_tls
 from device.sealing import pki
 from device.sealing.verifier import Verifier
@@ -72,11 +73,10 @@ def test_dock_killed_mid_session_resumes(agency, tmp_path):
     rig = make_rig(agency, tmp_path)
     names = set(rig.record(4, fragments=6, size=200_000))
     config = tmp_path / "dock.toml"
+    service = RunningServer(rig.archive).start()  # the archive service over the rig's archive
     config.write_text(
         f'key = "{rig.root}/keys/dock/dock.key"\ncertificate = "{rig.root}/keys/dock/dock.crt"\n'
-        f'ca = "{agency.ca_cert_path}"\nstate = "{rig.root}/dock"\n\n[archive]\npath = "{rig.root}/archive"\n'
-        f'receipt_key = "{rig.root}/keys/arch/archive-receipt.key"\n'
-        f'receipt_certificate = "{rig.root}/keys/arch/archive-receipt.crt"\n\n'
+        f'ca = "{agency.ca_cert_path}"\nstate = "{rig.root}/dock"\n\n[archive]\nurl = "{service.url}"\n\n'
         f'[readiness]\nrequire_clock_synced = false\n')
     cmd = [sys.executable, "-m", "bodycam", "dock", "--config", str(config), "pull", "--url", rig.url,
            "--device", "D000001"]
@@ -99,6 +99,7 @@ def test_dock_killed_mid_session_resumes(agency, tmp_path):
         status = json.loads((rig.root / "dock" / "status.json").read_text())["bays"]["1"]
         assert status["outcome"] == "done" and status["bytes_resumed"] > 0
     finally:
+        service.stop()
         rig.close()
 
 
@@ -194,11 +195,11 @@ def test_a_stuck_bay_never_stalls_the_others(agency, tmp_path):
     rig = make_rig(agency, tmp_path)
     rig.record(2)
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    service = RunningServer(rig.archive).start()
     config = DockConfig.model_validate({
         "key": str(rig.root / "keys/dock/dock.key"), "certificate": str(rig.root / "keys/dock/dock.crt"),
         "ca": str(agency.ca_cert_path), "state": str(tmp_path / "dockstate"),
-        "archive": {"path": str(tmp_path / "archive2"), "receipt_key": str(rig.root / "keys/arch/archive-receipt.key"),
-                    "receipt_certificate": str(rig.root / "keys/arch/archive-receipt.crt")},
+        "archive": {"url": service.url},
         "readiness": {"require_clock_synced": False}, "recorder": {"timeout_seconds": 20}})
     daemon = DockDaemon(config)
     try:
@@ -214,4 +215,5 @@ def test_a_stuck_bay_never_stalls_the_others(agency, tmp_path):
     finally:
         daemon.stop.set()
         silent.close()
+        service.stop()
         rig.close()

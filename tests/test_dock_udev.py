@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from archive.server import RunningServer
+from archive.store import LocalArchive
 from dock.config import DockConfig, MatchConfig
 
 from .conftest import require_root
@@ -87,7 +89,7 @@ class SpyDaemon(DockDaemon):
 def test_recorder_link_appearing_is_docked_on_its_bay(udevd, tmp_path):
     config = DockConfig.model_validate({
         "key": "k", "certificate": "c", "ca": "ca", "state": str(tmp_path),
-        "archive": {"path": str(tmp_path), "receipt_key": "k", "receipt_certificate": "c"},
+        "archive": {"url": "https://127.0.0.1:8444"},
         "bays": [{"bay": 3, "usb_path": "test-port-3"}]})
     assert bay_for({"ID_PATH": "test-port-3"}, config) == 3
     daemon = SpyDaemon(config)
@@ -148,11 +150,12 @@ def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp
     keys = tmp_path / "keys"
     dock_key = _pki.issue_keypair(agency.ca, _pki.ROLE_DOCK, "dock-1", keys)
     receipt_key = _pki.issue_keypair(agency.ca, _pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys)
+    archive = LocalArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key, receipt_key.with_suffix(".crt"))
+    service = RunningServer(archive).start()
     config = DockConfig.model_validate({
         "key": str(dock_key), "certificate": str(dock_key.with_suffix(".crt")), "ca": str(agency.ca_cert_path),
         "state": str(tmp_path / "dock"),
-        "archive": {"path": str(tmp_path / "archive"), "receipt_key": str(receipt_key),
-                    "receipt_certificate": str(receipt_key.with_suffix(".crt"))},
+        "archive": {"url": service.url},
         "bays": [{"bay": 3, "usb_path": "test-port-3"}],
         "readiness": {"require_clock_synced": False}})
     daemon = DockDaemon(config)
@@ -182,7 +185,7 @@ def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp
             time.sleep(0.2)
         assert daemon.board.bays["3"]["outcome"] == "done", daemon.board.bays
         assert daemon.board.bays["3"]["device"] == "A123456"
-        assert sorted(s["name"] for s in daemon.archive.segments(device="A123456")) == sorted(names)
+        assert sorted(s["name"] for s in archive.segments(device="A123456")) == sorted(names)
         assert not list((state / "segments").glob("*.bcseg"))
     finally:
         daemon.stop.set()
@@ -193,3 +196,4 @@ def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         watcher.join(5)
+        service.stop()

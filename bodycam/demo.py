@@ -3,7 +3,13 @@
     DIR/keys/ca/          agency CA (ca.key, ca.crt)
     DIR/keys/archive/     archive recipient key (the identity that decrypts)
     DIR/recorder/         the recorder's state (identity/, seallog/, segments/)
+    DIR/dock/             the dock's config and state
+    DIR/archive/          the embedded archive (write-once store, SQLite index, archive.toml)
     DIR/unsealed/         what `bodycam unseal` wrote
+
+The demo sits above all parts: it drives the recorder, the dock and the
+archive service (on the embedded default: a local write-once directory and
+SQLite, served over mutual TLS on loopback).
 """
 
 from __future__ import annotations
@@ -13,15 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import click
+
 from bodycam.errors import InputError, UsageError
 
-from .config import load_hw_config
-from .sealing import pki
+from device.config import load_hw_config
+from device.sealing import pki
 
 DEMO_DEVICE = "A123456"
 DEMO_OFFICER = "010203"
 DEMO_AGENCY = "Demo District Administrative Enforcement"
 SIM_CONFIG = Path(__file__).resolve().parent.parent / "hw-configs" / "sim.toml"
+DEMO_AGENCY_ID = "demo-district"
+DEMO_SUB_UNIT = "市场监管执法一股"
+DEMO_CASE = "顺市监罚〔2026〕17号"
 STANDBY_SECONDS = 2.0
 
 
@@ -50,9 +61,9 @@ def enrol_demo(workdir: Path, device_id: str = DEMO_DEVICE) -> DemoKeys:
 
 def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None,
              echo: Callable[[str], None], dock: bool = True) -> bool:
-    from .recorder import REFUSAL, Recorder
-    from .sealing.unseal import unseal_recordings
-    from .sealing.verifier import Verifier
+    from device.recorder import REFUSAL, Recorder
+    from device.sealing.unseal import unseal_recordings
+    from device.sealing.verifier import Verifier
 
     config_path = config_path or SIM_CONFIG
     if not config_path.exists():
@@ -119,42 +130,118 @@ def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Pat
 
 
 def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str], None]):
-    """Dock the recorder over a local link: the full flow of issue 5."""
+    """Dock the recorder over a local link; the dock commits through the archive
+    service (mutual TLS on loopback, embedded store); then label and search."""
+    from archive.config import load_archive_config
+    from archive.server import RunningServer
+    from archive.service import Archive
+    from device.clock import SystemClock
+    from device.docklink import DockLink
+    from device.health.monitor import HealthMonitor
+    from device.sealing.state import SealingState
     from dock.config import load_dock_config
     from dock.daemon import DockDaemon
-
-    from .clock import SystemClock
-    from .docklink import DockLink
-    from .sealing.state import SealingState
 
     ca = pki.load_ca(keys.ca_dir)
     dock_key = pki.issue_keypair(ca, pki.ROLE_DOCK, "station-1", workdir / "keys" / "dock")
     receipt_key = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-demo", workdir / "keys" / "archive")
+    archive_dir = workdir / "archive"
+    archive_dir.mkdir()
+    (archive_dir / "archive.toml").write_text(
+        f'state = "{archive_dir / "state"}"\n\n[server]\nlisten = "127.0.0.1"\nport = 0\n'
+        f'key = "{receipt_key}"\ncertificate = "{receipt_key.with_suffix(".crt")}"\n\n'
+        f'[store]\nbackend = "local"\npath = "{archive_dir / "store"}"\n\n'
+        f'[index]\nurl = "sqlite:///{archive_dir / "index.sqlite"}"\n\n'
+        f'[[agencies]]\nid = "{DEMO_AGENCY_ID}"\nname = "{DEMO_AGENCY}"\nca = "{keys.ca_cert}"\n'
+        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n'
+        f'\n[lawful_use.recipient_keys]\n"{DEMO_AGENCY_ID}" = "{keys.archive_identity}"\n')
+    archive = Archive(load_archive_config(archive_dir / "archive.toml"))
+    service = RunningServer(archive).start()
     dock_dir = workdir / "dock"
     dock_dir.mkdir()
     (dock_dir / "officers.csv").write_text(
         "officer_id,name,department,certificate_no,valid_until\n"
-        f"{DEMO_OFFICER},Zhang Wei,Market Regulation,LN210123,2030-12-31\n"
-        "020304,Li Na,Market Regulation,LN210456,2030-12-31\n")
-    from .health.monitor import HealthMonitor
-
+        f"{DEMO_OFFICER},Zhang Wei,{DEMO_SUB_UNIT},LN210123,2030-12-31\n"
+        f"020304,Li Na,{DEMO_SUB_UNIT},LN210456,2030-12-31\n")
     sealing = SealingState.open(keys.state, SystemClock(config.initial_clock_state))
     monitor = HealthMonitor(config, keys.state, sealing.clock)
     link = DockLink(sealing, health=lambda: monitor.read().snapshot())
     port = link.start("127.0.0.1")
     (dock_dir / "dock.toml").write_text(
         f'key = "{dock_key}"\ncertificate = "{dock_key.with_suffix(".crt")}"\nca = "{keys.ca_cert}"\n'
-        f'state = "{dock_dir / "state"}"\n\n[archive]\npath = "{workdir / "archive"}"\n'
-        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n\n'
+        f'state = "{dock_dir / "state"}"\n\n[archive]\nurl = "{service.url}"\n\n'
         f'[[bays]]\nbay = 1\nusb_path = "demo"\n\n[recorder]\naddress = "127.0.0.1"\nport = {port}\n')
     try:
         daemon = DockDaemon(load_dock_config(dock_dir / "dock.toml"))
         daemon.registry.import_csv(dock_dir / "officers.csv")
         daemon.registry.checkout(1, "020304")
-        echo(f"docking      dock station-1, archive in {workdir / 'archive'}, link https://127.0.0.1:{port}")
+        echo(f"docking      dock station-1 -> archive service {service.url} (mutual TLS), "
+             f"store {archive_dir / 'store'}; link https://127.0.0.1:{port}")
         progress = daemon.dock(1, f"https://127.0.0.1:{port}", DEMO_DEVICE)
     finally:
         link.stop()
         sealing.close()
-    export = daemon.archive.export_recording(DEMO_DEVICE, workdir / "archive-export" / DEMO_DEVICE)
+        service.stop()
+    try:
+        rows = archive.search(device=DEMO_DEVICE)
+        marked = [r["name"] for r in rows if "refusal" in r["marks"]] or [r["name"] for r in rows[:1]]
+        if rows:
+            archive.label(None, marked, case_number=DEMO_CASE, party="某某餐饮有限公司", cause="未按规定公示食品经营许可证",
+                          act_type="inspection", sub_unit=DEMO_SUB_UNIT, who=DEMO_OFFICER)
+            echo(f"labelled     {len(marked)} segment(s) to case {DEMO_CASE} (当事人 某某餐饮有限公司, 案由 未按规定公示"
+                 f"食品经营许可证); retention now the case file's")
+        found = archive.search(officer=DEMO_OFFICER, party="餐饮", since="2000-01-01")
+        echo(f"search       officer {DEMO_OFFICER}, 当事人 ~ 餐饮: {len(found)} segment(s): "
+             + ", ".join(f"{r['name']} [{r['retention_class']} until {r['retain_until'][:10]}]" for r in found))
+        echo(f"try          bodycam archive --config {archive_dir / 'archive.toml'} search --officer {DEMO_OFFICER}")
+        export = archive.export_recording(DEMO_DEVICE, workdir / "archive-export" / DEMO_DEVICE)
+        if rows:
+            from archive.lawful_demo import approved_export
+
+            approved_export(archive, DEMO_CASE, workdir / "evidence-package", echo)
+    finally:
+        archive.close()
     return progress, export
+
+
+@click.command()
+@click.option("--workdir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Empty folder for the demo's keys, recorder state and output.")
+@click.option("--seconds", default=20, show_default=True, type=click.IntRange(2, 3600),
+              help="How long to record.")
+@click.option("--segment-seconds", default=5, show_default=True, type=click.IntRange(2, 600),
+              help="Segment length; several chained segments are the point.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="hw-config (default: the project's hw-configs/sim.toml).")
+@click.option("--no-dock", is_flag=True, help="Stop after recording, verifying and unsealing on the recorder.")
+@click.option("--serve", is_flag=True, help="Keep the station console running until Ctrl-C (without: it starts, "
+                                            "prints its address and logins, and stops).")
+def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | None, no_dock: bool,
+         serve: bool) -> None:
+    """Enrol a simulated recorder, record, seal, dock, archive, label and search.
+
+    Records SECONDS of the lavfi test pattern with a tone, with a notify, a
+    mark, a photo and a refusal mark on the way; then docks the recorder over
+    a local link: the dock syncs its clock, pulls and verifies the footage and
+    commits it through the archive service (HTTPS, mutual TLS, the embedded
+    write-once store and SQLite index), which signs the receipts; the
+    recorder then frees the space.  The refusal-marked segment is labelled
+    to a case (当事人, 案由, act type) and found again by a search.  Finally
+    the archive's copy is verified against the agency CA and decrypted with
+    the archive identity.
+
+    Leaves the keys in WORKDIR/keys, the recorder's state in
+    WORKDIR/recorder, the dock in WORKDIR/dock, the archive (with its
+    archive.toml) in WORKDIR/archive and the playable media in
+    WORKDIR/unsealed.  With --no-dock it stops after recording, verifying and
+    unsealing on the recorder, leaving WORKDIR/recorder as it was.
+    """
+    ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
+    if not no_dock:
+        from bodycam.demo_console import start_demo_console
+
+        start_demo_console(workdir, click.echo, serve=serve)
+    raise SystemExit(0 if ok else 1)
+
+
+commands = (demo,)

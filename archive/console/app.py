@@ -1,0 +1,362 @@
+"""The console's aiohttp application: sessions, CSRF, roles, errors, TLS.
+
+Pages and who may open them (:data:`PAGES`); every page also keeps to the
+visitor's agency, because every query names ``account.agency``::
+
+    GET  /login, POST /login         everyone (rate-limited: LOGIN_LIMIT per user and address)
+    POST /logout                     signed-in
+    GET  /lang/<zh_CN|en>            everyone: the page language (session)
+    GET  /docks, /docks/stream       keeper, approver           bays live (server-sent events), Art. 11 alerts
+    GET  /search                     officer, keeper, approver, reviewer
+    GET  /case/<number>, POST …      officer, keeper, approver  footage + documents in time order; label; hold
+    GET  /grants, POST …             officer, keeper, approver, reviewer   requests, approvals (TOTP), revoke
+    GET  /play/<segment>?grant=      view roles + a live grant  <video> of the watermarked copy, timeline
+    GET  /media/<segment>?grant=     same; the bytes (HTTP ranges), decrypted in this process only
+    GET  /thumb/<segment>?grant=     same; a JPEG of the first frame of the watermarked copy
+    GET  /audit, /audit/export       auditor, approver          filter by person, case, segment; CSV/PDF
+
+A refused page answers 403 and the attempt is audited (``denied``); any
+other failure answers a page with the reason, never a stack trace (those go
+to the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import secrets
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
+from aiohttp import web
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from limits import parse as parse_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from bodycam.errors import BodycamError
+
+from .. import evidence as ev
+from ..access import Access
+from ..accounts import AccessDenied, Account, Accounts, LoginFailed
+from ..audit import audit_of, current_actor
+from ..grants import Grants
+from . import i18n
+from .i18n import _
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+ACCOUNT: web.RequestKey = web.RequestKey("console_account", object)
+LOGIN_LIMIT = "5/minute"  # wrong or right, per username and address
+ADDRESS_LIMIT = "30/minute"  # every login attempt from one address
+SESSION_HOURS = 12
+MEDIA_CACHE = 8  # watermarked viewing copies kept in memory (per viewer, segment, grant)
+MEDIA_TTL_SECONDS = 600
+BOARD_POLL_SECONDS = 0.5
+
+PAGES: dict[str, frozenset[str]] = {
+    "docks": frozenset({"keeper", "approver"}),
+    "checkout": frozenset({"keeper"}),
+    "search": frozenset({"officer", "keeper", "approver", "reviewer"}),
+    "case": frozenset({"officer", "keeper", "approver"}),
+    "case-edit": frozenset({"officer", "keeper"}),
+    "hold": frozenset({"keeper"}),
+    "grants": frozenset({"officer", "keeper", "approver", "reviewer"}),
+    "play": frozenset({"officer", "keeper", "approver", "reviewer", "recipient"}),
+    "audit": frozenset({"auditor", "approver"}),
+    "misuse": frozenset({"approver", "auditor", "reviewer"}),
+    "review": frozenset({"reviewer", "approver"}),
+    "review-finding": frozenset({"reviewer"}),
+}
+HOME = {"keeper": "/docks", "approver": "/grants", "reviewer": "/grants", "officer": "/search",
+        "auditor": "/audit", "recipient": "/grants"}
+NAV = (("docks", "/docks"), ("search", "/search"), ("grants", "/grants"), ("review", "/review"),
+       ("misuse", "/misuse"), ("audit", "/audit"))
+
+
+def page(name: str) -> Callable:
+    """Mark a handler as the page ``name`` of :data:`PAGES` (checked by the middleware)."""
+    def mark(handler):
+        handler.console_page = name
+        return handler
+    return mark
+
+
+def public(handler):
+    handler.console_public = True
+    return handler
+
+
+class Console:
+    """The console over one :class:`~archive.service.Archive`.
+
+    ``dock_status``: the docks' status boards (``status.json`` or the dock's
+    state folder), read on each view.  ``session_key``: 32 bytes for the
+    encrypted session cookie (random when None: sessions end with the process).
+    """
+
+    def __init__(self, archive, *, dock_status: list[Path] = (), session_key: bytes | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.archive = archive
+        self.tls = tls
+        self.dock_status = [Path(p) for p in dock_status]
+        self.accounts = Accounts(archive)
+        self.grants = Grants(archive)
+        self.access = Access(archive)
+        self.session_key = session_key or secrets.token_bytes(32)
+        self.csrf_secret = secrets.token_bytes(32)
+        self.scratch = Path(archive.config.state) / "console"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.login_limit = parse_limit(LOGIN_LIMIT)
+        self.address_limit = parse_limit(ADDRESS_LIMIT)
+        self._media: OrderedDict[tuple[str, str, int], tuple[float, bytes, str]] = OrderedDict()
+        self._media_lock = threading.Lock()
+
+    # -- the application ---------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        from . import routes
+
+        app = web.Application(middlewares=[
+            aiohttp_session.session_middleware(EncryptedCookieStorage(
+                self.session_key, cookie_name="BODYCAM_CONSOLE", secure=True, httponly=True, samesite="Strict",
+                max_age=SESSION_HOURS * 3600)),
+            self.middleware], client_max_size=1 << 20)
+        env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                   autoescape=jinja2.select_autoescape(("html", "j2")),
+                                   extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined,
+                                   context_processors=[self._context])
+        env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
+        env.filters["seconds"] = lambda s: "" if s is None else f"{s:.1f}"
+        env.filters["utc"] = lambda t: (t or "")[:19].replace("T", " ")
+        env.filters["mb"] = lambda n: f"{(n or 0) / 1e6:.1f}"
+        app["console"] = self
+        routes.add_routes(app, self)
+        app.router.add_static("/static/", HERE / "static", name="static")
+        return app
+
+    async def _context(self, request: web.Request) -> dict[str, Any]:
+        account = request.get(ACCOUNT)
+        session = await aiohttp_session.get_session(request)
+        return {"account": account, "locale": i18n.current_locale.get(),
+                "html_lang": i18n.HTML_LANG[i18n.current_locale.get()],
+                "nav": [(name, url) for name, url in NAV if account is not None and account.role in PAGES[name]],
+                "path": request.path, "csrf_token": self._csrf_token(session)}
+
+    def _csrf_token(self, session) -> str:
+        from .forms import ConsoleForm, bind
+
+        return bind(ConsoleForm, None, secret=self.csrf_secret, session=session).csrf_token.current_token
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS 1.2+ with ``tls`` (certificate, key), else the archive's [server] pair
+        (which browsers refuse when it is Ed25519: see console/tls.py)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert, key = self.tls or (self.archive.config.server.certificate, self.archive.config.server.key)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    # -- every request -----------------------------------------------------------------------
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        session = await aiohttp_session.get_session(request)
+        locale = session.get("locale")
+        i18n.current_locale.set(locale if locale in i18n.LOCALES else i18n.DEFAULT_LOCALE)
+        try:
+            if not getattr(handler, "console_public", False) and not request.path.startswith("/static/"):
+                account = await self._signed_in(session)
+                if account is None:
+                    if request.method == "GET" and request.path != "/docks/stream":
+                        raise web.HTTPSeeOther(f"/login?next={request.path_qs}" if request.path != "/" else "/login")
+                    return await self.error_page(request, 401, _("Please sign in again."))
+                request[ACCOUNT] = account
+                current_actor.set(account.actor)
+                name = getattr(handler, "console_page", None)
+                if name is not None and account.role not in PAGES[name]:
+                    await asyncio.to_thread(audit_of(self.archive).record, account.agency, "denied",
+                                            outcome="denied", actor=account.actor,
+                                            detail={"wanted": f"console:{name}", "path": request.path,
+                                                    "why": f"role {account.role} may not open {name}"})
+                    return await self.error_page(request, 403, _("Your role may not open this page."))
+            response = await handler(request)
+            if isinstance(response, web.Response) and "Cache-Control" not in response.headers:
+                response.headers["Cache-Control"] = "no-store"
+            return response
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                return await self.error_page(request, exc.status, _("There is no such page."))
+            raise
+        except AccessDenied as exc:
+            return await self.error_page(request, 403, _("Not allowed."), detail=str(exc))
+        except LoginFailed as exc:
+            return await self.error_page(request, 401, _("Sign-in failed."), detail=str(exc))
+        except (BodycamError, ValueError) as exc:
+            return await self.error_page(request, 400, _("The request could not be done."), detail=str(exc))
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:  # noqa: BLE001 - the page says so, the log has the trace
+            log.exception("console %s %s failed", request.method, request.path)
+            return await self.error_page(request, 500, _("Internal error: the archive's log has the details."))
+
+    async def _signed_in(self, session) -> Account | None:
+        username = session.get("user")
+        if not username:
+            return None
+        try:
+            account = await asyncio.to_thread(self.accounts.get, username)
+        except BodycamError:
+            session.invalidate()
+            return None
+        if account.agency != session.get("agency") or account.role != session.get("role"):
+            session.invalidate()  # role or agency changed since sign-in: sign in again
+            return None
+        return account
+
+    async def error_page(self, request: web.Request, status: int, message: str, detail: str | None = None):
+        try:
+            context = await self._context(request)
+            response = aiohttp_jinja2.render_template("error.html", request, {
+                **context, "status": status, "message": message, "detail": detail}, status=status)
+        except Exception:  # noqa: BLE001 - the error page itself failed: plain text, never a trace
+            log.exception("console error page for %s failed", request.path)
+            response = web.Response(status=status, text=f"{status} {message}")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    # -- helpers for the pages ---------------------------------------------------------------
+
+    def as_account(self, account: Account, fn, *args, **kw):
+        """Run ``fn`` in a thread with ``account`` as the audited actor."""
+        def call():
+            token = current_actor.set(account.actor)
+            try:
+                return fn(*args, **kw)
+            finally:
+                current_actor.reset(token)
+        return asyncio.to_thread(call)
+
+    def login_allowed(self, address: str, username: str) -> bool:
+        ok_address = self.limiter.hit(self.address_limit, "console-login-address", address)
+        ok_user = self.limiter.hit(self.login_limit, "console-login", address, username.lower())
+        return ok_address and ok_user
+
+    def now_text(self) -> str:
+        return ev.utc_text(self.archive.now())
+
+    def viewing_copy(self, account: Account, digest: str, grant_id: int) -> tuple[bytes, str]:
+        """The watermarked copy for this viewer, segment and grant (made once per
+        :data:`MEDIA_TTL_SECONDS`; making it is audited by :meth:`Access.view`).
+        The caller has checked the grant is live on this request."""
+        key = (account.username, digest, grant_id)
+        now = time.monotonic()
+        with self._media_lock:
+            hit = self._media.get(key)
+            if hit is not None and now - hit[0] < MEDIA_TTL_SECONDS:
+                self._media.move_to_end(key)
+                return hit[1], hit[2]
+        data, media, _name = self.access.view(account, digest, grant_id=grant_id, workdir=self.scratch)
+        with self._media_lock:
+            self._media[key] = (now, data, media)
+            while len(self._media) > MEDIA_CACHE:
+                self._media.popitem(last=False)
+        return data, media
+
+
+def thumbnail_jpeg(data: bytes, media: str, width: int = 160) -> bytes:
+    """A small JPEG of the first picture of a (watermarked) viewing copy."""
+    from PIL import Image
+
+    if media == "image/jpeg":
+        img = Image.open(io.BytesIO(data))
+    elif media == "video/mp4":
+        import av
+
+        with av.open(io.BytesIO(data)) as src:
+            frame = next(src.decode(video=0))
+            img = frame.to_image()
+    else:
+        raise ValueError(f"no picture in {media}")
+    img.thumbnail((width, width))
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def session_key_from(text: str) -> bytes:
+    """32 bytes from a base64 text (a key file's content); ValueError otherwise."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        raise ValueError("session key: base64 text of 32 random bytes") from None
+    if len(key) != 32:
+        raise ValueError(f"session key: 32 bytes needed, {len(key)} found")
+    return key
+
+
+class RunningConsole:
+    """The console on its own thread (tests, the demo, ``archive console``)."""
+
+    def __init__(self, archive, *, host: str = "127.0.0.1", port: int = 0, dock_status: list[Path] = (),
+                 session_key: bytes | None = None, tls: tuple[Path, Path] | None = None) -> None:
+        self.console = Console(archive, dock_status=dock_status, session_key=session_key, tls=tls)
+        self.host, self.port = host, port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archive-console", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    def start(self) -> "RunningConsole":
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(self.console.app(), access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.console.ssl_context())
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

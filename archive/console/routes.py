@@ -1,0 +1,572 @@
+"""The console's pages (see app.py for who may open which)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import secrets
+
+import aiohttp_jinja2
+import aiohttp_session
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from bodycam.errors import UsageError
+
+from ..accounts import AccessDenied
+from ..audit import audit_of
+from ..people_api import SEARCH_FIELDS
+from . import i18n, oversight, queries
+from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
+from .forms import (AuditFilterForm, CheckoutForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
+                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
+from .i18n import _
+
+SEGMENT_SPLIT = re.compile(r"[\s,;]+")
+SEARCH_LIMIT = 100
+
+
+def add_routes(app: web.Application, console: Console) -> None:
+    c = console
+
+    # -- sign-in, language -------------------------------------------------------------------
+
+    @public
+    async def login_get(request: web.Request):
+        session = await aiohttp_session.get_session(request)
+        form = bind(LoginForm, None, secret=c.csrf_secret, session=session)
+        return aiohttp_jinja2.render_template("login.html", request, {"form": form, "failure": None,
+                                                                      "next": _next(request)})
+
+    @public
+    async def login_post(request: web.Request):
+        session = await aiohttp_session.get_session(request)
+        form = bind(LoginForm, await request.post(), secret=c.csrf_secret, session=session)
+        failure = None
+        status = 200
+        if form.validate():
+            address = request.remote or "?"
+            if not c.login_allowed(address, form.username.data):
+                failure, status = _("Too many sign-in attempts: wait a minute and try again."), 429
+            else:
+                try:
+                    account, _token = await asyncio.to_thread(c.accounts.login, form.username.data,
+                                                              form.password.data, form.totp.data or None)
+                except LoginFailed_ as exc:
+                    failure, status = (_("Wrong code from the authenticator app.") if "TOTP" in str(exc)
+                                       else _("Unknown user or wrong password.")), 401
+                else:
+                    locale = session.get("locale")
+                    session.invalidate()
+                    session = await aiohttp_session.new_session(request)
+                    session.update({"user": account.username, "role": account.role, "agency": account.agency})
+                    if locale:
+                        session["locale"] = locale
+                    target = _next(request) or HOME.get(account.role, "/search")
+                    raise web.HTTPSeeOther(target)
+        else:
+            status = 400
+        return aiohttp_jinja2.render_template("login.html", request, {"form": form, "failure": failure,
+                                                                      "next": _next(request)}, status=status)
+
+    async def logout(request: web.Request):
+        session = await aiohttp_session.get_session(request)
+        form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
+        form.validate()
+        if form.csrf_token.errors:
+            raise UsageError(_("The form has expired; reload the page."))
+        session.invalidate()
+        raise web.HTTPSeeOther("/login")
+
+    @public
+    async def language(request: web.Request):
+        locale = request.match_info["locale"]
+        if locale not in i18n.LOCALES:
+            raise web.HTTPNotFound()
+        session = await aiohttp_session.get_session(request)
+        session["locale"] = locale
+        back = request.query.get("next", "/")
+        raise web.HTTPSeeOther(back if back.startswith("/") and not back.startswith("//") else "/")
+
+    async def home(request: web.Request):
+        raise web.HTTPSeeOther(HOME.get(request[ACCOUNT].role, "/search"))
+
+    # -- docks -------------------------------------------------------------------------------
+
+    def dock_view(account) -> dict:
+        bays, problems = queries.read_boards(c.dock_status)
+        known = queries.devices_of(c.archive, account.agency, sorted({b.device for b in bays if b.device}))
+        shown = []
+        inboxes = {i: queries.checkouts(p) for i, p in enumerate(c.dock_status)}
+        for b in bays:
+            info = known.get(b.device or "")
+            if info is not None and info["agency"] != account.agency:
+                continue  # another agency's recorder in a shared dock
+            b.officer = info["officer"] if info else None
+            pending, results = inboxes.get(b.dock_index, ({}, {}))
+            b.checkout_pending, b.checkout_result = pending.get(b.bay), results.get(b.bay)
+            shown.append(b)
+        alerts = [a for a in c.archive.alerts() if a.get("kind") == "not-docked" and a.get("agency") == account.agency]
+        return {"bays": shown, "problems": problems, "alerts": alerts,
+                "hours": c.archive.watch.dock_within_hours, "may_checkout": account.role == "keeper"}
+
+    @page("docks")
+    async def docks(request: web.Request):
+        view = await asyncio.to_thread(dock_view, request[ACCOUNT])
+        return aiohttp_jinja2.render_template("docks.html", request, view)
+
+    @page("checkout")
+    async def docks_checkout(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(CheckoutForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
+            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
+        board = c.dock_status[form.dock.data]
+        await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
+                                account.username, account.agency, c.now_text())
+        await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
+                                detail={"bay": form.bay.data, "officer": form.officer.data,
+                                        "dock": str(queries.board_path(board))})
+        raise web.HTTPSeeOther("/docks")
+
+    @page("docks")
+    async def docks_stream(request: web.Request):
+        account = request[ACCOUNT]
+        env = aiohttp_jinja2.get_env(request.app)
+        token = c._csrf_token(await aiohttp_session.get_session(request))
+        async with sse_response(request) as sse:
+            last = None
+            while sse.is_connected():
+                signature = await asyncio.to_thread(queries.boards_signature, c.dock_status)
+                if signature != last:
+                    last = signature
+                    view = await asyncio.to_thread(dock_view, account)
+                    html = env.get_template("_bays.html").render(**view, csrf_token=token)
+                    await sse.send(html, event="bays")
+                await asyncio.sleep(BOARD_POLL_SECONDS)
+        return sse
+
+    # -- search ------------------------------------------------------------------------------
+
+    @page("search")
+    async def search(request: web.Request):
+        account = request[ACCOUNT]
+        form = SearchForm(_Query(request.query))
+        rows, error = [], None
+        if not form.validate():
+            error = "; ".join(f"{name}: {', '.join(errs)}" for name, errs in form.errors.items())
+        else:
+            filters = {k: getattr(form, k).data for k in SEARCH_FIELDS if hasattr(form, k) and getattr(form, k).data}
+            try:
+                rows = await c.as_account(account, c.archive.search, account.agency, limit=SEARCH_LIMIT, **filters)
+            except UsageError as exc:
+                error = str(exc)
+        grants = await asyncio.to_thread(queries.live_view_grants, c.archive, account)
+        for r in rows:
+            r["duration"] = queries.duration_seconds(r)
+            r["grant"] = grants.get(r["segment_digest"])
+        return aiohttp_jinja2.render_template("search.html", request, {
+            "form": form, "rows": rows, "error": error, "limit": SEARCH_LIMIT})
+
+    # -- case --------------------------------------------------------------------------------
+
+    def case_view(account, number: str) -> dict:
+        case, rows = queries.case_segments(c.archive, account.agency, number)
+        if case is None:
+            raise web.HTTPNotFound()
+        digests = [r["segment_digest"] for r in rows]
+        audit_of(c.archive).record(account.agency, "search", actor=account.actor, case=number, segments=digests,
+                                   detail={"console": "case page"})
+        documents = c.archive.documents(account.agency, number)
+        timeline = [{"utc": r["opened_utc"], "kind": "segment", "row": r,
+                     "duration": queries.duration_seconds(r)} for r in rows]
+        timeline += [{"utc": d["sealed_utc"], "kind": "document", "row": d} for d in documents]
+        timeline.sort(key=lambda t: t["utc"])
+        holds = [h for h in c.archive.holds(account.agency)
+                 if h["case_id"] == case["id"] or h["segment_digest"] in set(digests)]
+        return {"case": case, "timeline": timeline, "holds": holds}
+
+    async def render_case(request, number, *, forms=None, status=200, done=None):
+        account = request[ACCOUNT]
+        view = await c.as_account(account, case_view, account, number)
+        session = await aiohttp_session.get_session(request)
+        forms = forms or {}
+        for name, cls in (("label", LabelForm), ("hold", HoldForm)):
+            forms.setdefault(name, bind(cls, None, secret=c.csrf_secret, session=session))
+        return aiohttp_jinja2.render_template("case.html", request, {**view, "forms": forms, "done": done},
+                                              status=status)
+
+    @page("case")
+    async def case_get(request: web.Request):
+        return await render_case(request, request.match_info["number"])
+
+    @page("case-edit")
+    async def case_label(request: web.Request):
+        account = request[ACCOUNT]
+        number = request.match_info["number"]
+        session = await aiohttp_session.get_session(request)
+        form = bind(LabelForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_case(request, number, forms={"label": form}, status=400)
+        segments = [s for s in SEGMENT_SPLIT.split(form.segments.data) if s]
+        await c.as_account(account, c.archive.label, account.agency, segments, case_number=number,
+                           who=account.username, party=form.party.data or None, cause=form.cause.data or None)
+        return await render_case(request, number, done=_("Labelled %(n)s segment(s).", n=len(segments)))
+
+    @page("hold")
+    async def case_hold(request: web.Request):
+        account = request[ACCOUNT]
+        number = request.match_info["number"]
+        session = await aiohttp_session.get_session(request)
+        form = bind(HoldForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_case(request, number, forms={"hold": form}, status=400)
+        await c.as_account(account, c.archive.hold, account.agency, reason=form.reason.data,
+                           who=account.username, case_number=number)
+        return await render_case(request, number, done=_("Legal hold placed."))
+
+    @page("hold")
+    async def case_release(request: web.Request):
+        account = request[ACCOUNT]
+        number = request.match_info["number"]
+        session = await aiohttp_session.get_session(request)
+        form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            raise UsageError(_("The form has expired; reload the page."))
+        await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username)
+        return await render_case(request, number, done=_("Legal hold released."))
+
+    # -- requests and approvals --------------------------------------------------------------
+
+    async def render_grants(request, *, request_form=None, status=200, done=None, failure=None):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        grants = await asyncio.to_thread(c.grants.list, account)
+        now = c.now_text()
+        listed = sorted(({"g": g, "state": queries.grant_state(g, now)} for g in grants),
+                        key=lambda x: -x["g"].id)
+        if request_form is None:
+            request_form = bind(RequestForm, None, secret=c.csrf_secret, session=session)
+            seg = request.query.get("segment")
+            if seg:
+                request_form.segments.data = seg
+            if request.query.get("case"):
+                request_form.case_number.data = request.query["case"]
+        return aiohttp_jinja2.render_template("grants.html", request, {
+            "grants": listed, "request_form": request_form, "done": done, "failure": failure,
+            "decide_form": bind(DecideForm, None, secret=c.csrf_secret, session=session),
+            "revoke_form": bind(RevokeForm, None, secret=c.csrf_secret, session=session),
+            "may_request": account.role in ("officer", "keeper", "reviewer"),
+            "may_decide": account.role == "approver"}, status=status)
+
+    @page("grants")
+    async def grants_get(request: web.Request):
+        return await render_grants(request)
+
+    @page("grants")
+    async def grants_request(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(RequestForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_grants(request, request_form=form, status=400)
+        try:
+            g = await c.as_account(account, c.grants.request, account, grantee=form.grantee.data or account.username,
+                                   actions=form.actions.data, reason=form.reason.data, hours=form.hours.data,
+                                   case_number=form.case_number.data or None,
+                                   segments=[s for s in SEGMENT_SPLIT.split(form.segments.data or "") if s])
+        except (UsageError, AccessDenied) as exc:
+            return await render_grants(request, request_form=form, status=400, failure=str(exc))
+        return await render_grants(request, done=_("Request %(id)s filed; the agency head decides.", id=g.id))
+
+    @page("grants")
+    async def grants_decide(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(DecideForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_grants(request, status=400, failure=_("The form has expired; reload the page.")
+                                       if form.csrf_token.errors else _("Enter the 6-digit code."))
+        try:
+            g = await c.as_account(account, c.grants.decide, account, _grant_id(request),
+                                   approve=form.decision.data == "approve", totp=form.totp.data or None,
+                                   note=form.note.data or "")
+        except LoginFailed_:
+            return await render_grants(request, status=401, failure=_("Wrong code from the authenticator app."))
+        except (UsageError, AccessDenied) as exc:
+            return await render_grants(request, status=400, failure=str(exc))
+        return await render_grants(request, done=(_("Request %(id)s approved.", id=g.id) if g.status == "approved"
+                                                  else _("Request %(id)s refused.", id=g.id)))
+
+    @page("grants")
+    async def grants_revoke(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(RevokeForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_grants(request, status=400, failure=_("Give a reason."))
+        g = await c.as_account(account, c.grants.revoke, account, _grant_id(request), reason=form.reason.data)
+        return await render_grants(request, done=_("Grant %(id)s revoked.", id=g.id))
+
+    # -- playback ----------------------------------------------------------------------------
+
+    async def live_grant(request):
+        """(segment row, grant) for this viewer, or AccessDenied (audited by Grants.require)."""
+        account = request[ACCOUNT]
+        row = await asyncio.to_thread(queries.segment_row, c.archive, account.agency, request.match_info["segment"])
+        if row is None:
+            raise web.HTTPNotFound()
+        grant_id = _int_or_none(request.query.get("grant"))
+        grant = await c.as_account(account, c.grants.require, account, "view", [row["segment_digest"]], grant_id)
+        return row, grant
+
+    @page("play")
+    async def play(request: web.Request):
+        account = request[ACCOUNT]
+        row, grant = await live_grant(request)
+        await asyncio.to_thread(audit_of(c.archive).record, account.agency, "view", actor=account.actor,
+                                case=grant.case_number, segments=[row["segment_digest"]],
+                                detail={"grant": grant.id, "console": "playback page"})
+        timeline = [e for e in row["events"] if isinstance(e, dict)]
+        timeline.sort(key=lambda e: (e.get("media_us") is None, e.get("media_us") or 0))
+        return aiohttp_jinja2.render_template("play.html", request, {
+            "row": row, "grant": grant, "timeline": timeline, "duration": queries.duration_seconds(row),
+            "now": c.now_text()})
+
+    @page("play")
+    async def media(request: web.Request):
+        account = request[ACCOUNT]
+        row, grant = await live_grant(request)
+        data, media_type = await asyncio.to_thread(c.viewing_copy, account, row["segment_digest"], grant.id)
+        headers = {"Accept-Ranges": "bytes", "Content-Disposition": "inline", "Cache-Control": "no-store"}
+        try:
+            wanted = request.http_range
+        except ValueError:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        start, stop, _step = wanted.indices(len(data))
+        if wanted.start is None and wanted.stop is None:
+            return web.Response(body=data, content_type=media_type, headers=headers)
+        if start >= len(data) or start >= stop:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+        return web.Response(status=206, body=data[start:stop], content_type=media_type, headers=headers)
+
+    @page("play")
+    async def thumb(request: web.Request):
+        account = request[ACCOUNT]
+        row, grant = await live_grant(request)
+        data, media_type = await asyncio.to_thread(c.viewing_copy, account, row["segment_digest"], grant.id)
+        jpeg = await asyncio.to_thread(thumbnail_jpeg, data, media_type)
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    # -- misuse timeline (Art. 22, 25) -------------------------------------------------------
+
+    @page("misuse")
+    async def misuse(request: web.Request):
+        account = request[ACCOUNT]
+        form = MisuseForm(_Query(request.query) if request.query else None)
+        shift = None
+        if request.query and form.validate():
+            shift = await asyncio.to_thread(
+                oversight.misuse_timeline, c.archive, account.agency, form.officer.data, form.day.data,
+                form.start.data or dt.time(8, 30), form.end.data or dt.time(17, 30),
+                late_minutes=form.late_minutes.data if form.late_minutes.data is not None else 30,
+                gap_minutes=form.gap_minutes.data or 20)
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "search", actor=account.actor,
+                                    segments=[r["segment_digest"] for r in shift.segments],
+                                    detail={"console": "misuse timeline", "officer": form.officer.data,
+                                            "day": form.day.data.isoformat()})
+        return aiohttp_jinja2.render_template("misuse.html", request, {"form": form, "shift": shift})
+
+    # -- review (Art. 24) ---------------------------------------------------------------------
+
+    async def render_review(request, *, done=None, status=200):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        query = request.query if request.method == "GET" else _Back(request)
+        form = ReviewForm(_Query(query) if query else None)
+        sample, stats, found = [], None, {}
+        if query and form.validate():
+            since, until = form.since.data.isoformat(), (form.until.data + dt.timedelta(days=1)).isoformat()
+            seed = form.seed.data if form.seed.data is not None else 0
+            sample = await asyncio.to_thread(
+                oversight.review_sample, c.archive, account.agency, since, until, form.size.data or 10, seed=seed,
+                officer=form.officer.data, sub_unit=form.sub_unit.data, mark=form.mark.data)
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "search", actor=account.actor,
+                                    segments=[r["segment_digest"] for r in sample],
+                                    detail={"console": "review sample", "seed": seed, "since": since,
+                                            "until": until})
+            found = await asyncio.to_thread(oversight.findings, c.archive, account.agency, since=since, until=until)
+            stats = oversight.statistics(c.archive, account.agency, found)
+        mine = {f["segment"]: f for f in found.values() if f["reviewer"] == account.username}
+        return aiohttp_jinja2.render_template("review.html", request, {
+            "form": form, "sample": sample, "stats": stats, "mine": mine, "done": done,
+            "finding_form": bind(FindingForm, None, secret=c.csrf_secret, session=session),
+            "query": request.query_string if request.method == "GET" else _Back(request).query_string,
+            "new_seed": secrets.randbelow(2**31)}, status=status)
+
+    @page("review")
+    async def review(request: web.Request):
+        return await render_review(request)
+
+    @page("review-finding")
+    async def review_finding(request: web.Request):
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+        row = await asyncio.to_thread(queries.segment_row, c.archive, account.agency, form.segment.data)
+        if row is None:
+            raise web.HTTPNotFound()
+        await asyncio.to_thread(oversight.record_finding, c.archive, account, row, form.finding.data,
+                                form.note.data or "")
+        return await render_review(request, done=_("Finding recorded for %(name)s.", name=row["name"]))
+
+    # -- audit -------------------------------------------------------------------------------
+
+    @page("audit")
+    async def audit(request: web.Request):
+        account = request[ACCOUNT]
+        form = AuditFilterForm(_Query(request.query))
+        form.validate()
+        entries = await asyncio.to_thread(queries.audit_entries, c.archive, account.agency, actor=form.actor.data,
+                                          case=form.case.data, segment=form.segment.data)
+        return aiohttp_jinja2.render_template("audit.html", request, {
+            "form": form, "entries": entries, "limit": queries.AUDIT_PAGE_LIMIT,
+            "query": request.query_string})
+
+    @page("audit")
+    async def audit_export(request: web.Request):
+        account = request[ACCOUNT]
+        form = AuditFilterForm(_Query(request.query))
+        form.validate()
+        fmt = request.query.get("format", "csv")
+        if fmt not in ("csv", "pdf"):
+            raise UsageError("format: csv or pdf")
+        data = await asyncio.to_thread(_audit_export, c, account.agency, fmt, form.actor.data, form.case.data,
+                                       form.segment.data)
+        await asyncio.to_thread(audit_of(c.archive).record, account.agency, "audit-export", actor=account.actor,
+                                case=form.case.data, detail={"format": fmt, "actor": form.actor.data,
+                                                             "segment": form.segment.data, "console": True})
+        return web.Response(body=data, content_type="text/csv" if fmt == "csv" else "application/pdf",
+                            charset="utf-8" if fmt == "csv" else None,
+                            headers={"Content-Disposition": f'attachment; filename="audit.{fmt}"'})
+
+    r = app.router
+    r.add_get("/", home)
+    r.add_get("/login", login_get)
+    r.add_post("/login", login_post)
+    r.add_post("/logout", logout)
+    r.add_get("/lang/{locale}", language)
+    r.add_get("/docks", docks)
+    r.add_get("/docks/stream", docks_stream)
+    r.add_post("/docks/checkout", docks_checkout)
+    r.add_get("/search", search)
+    r.add_get("/case/{number}", case_get)
+    r.add_post("/case/{number}/label", case_label)
+    r.add_post("/case/{number}/hold", case_hold)
+    r.add_post("/case/{number}/release", case_release)
+    r.add_get("/grants", grants_get)
+    r.add_post("/grants", grants_request)
+    r.add_post("/grants/{id}/decision", grants_decide)
+    r.add_post("/grants/{id}/revoke", grants_revoke)
+    r.add_get("/play/{segment}", play)
+    r.add_get("/media/{segment}", media)
+    r.add_get("/thumb/{segment}", thumb)
+    r.add_get("/misuse", misuse)
+    r.add_get("/review", review)
+    r.add_post("/review", review_finding)
+    r.add_get("/audit", audit)
+    r.add_get("/audit/export", audit_export)
+
+
+from ..accounts import LoginFailed as LoginFailed_  # noqa: E402 - a name that reads apart from the form's
+
+
+def _audit_export(c: Console, agency: str, fmt: str, actor, case, segment) -> bytes:
+    import csv
+    import io
+    import json
+
+    from ..report import render_audit_pdf
+
+    rows = queries.audit_entries(c.archive, agency, actor=actor, case=case, segment=segment, limit=None,
+                                 newest_first=False)
+    if fmt == "csv":  # the same columns as ``bodycam archive audit export --format csv``
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["seq", "utc", "actor", "role", "action", "outcome", "case", "segments", "detail", "digest"])
+        for r in rows:
+            p = r["payload"]
+            w.writerow([p["seq"], p["utc"], p["actor"], p["role"], p["action"], p["outcome"], p["case"] or "",
+                        " ".join(p["segments"]), json.dumps(p["detail"], ensure_ascii=False), r["digest"]])
+        return ("\ufeff" + buf.getvalue()).encode()
+    a = c.archive.agency(agency)
+    log_ = audit_of(c.archive)
+    return render_audit_pdf(agency=a, entries=[r["payload"] | {"digest": r["digest"]} for r in rows], case=case,
+                            actor=actor, head=log_.head(agency), stamps=log_.stamps(agency), now=c.now_text())
+
+
+class _Back:
+    """The review page's query, carried through a POST in its own URL."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.query = request.query
+        self.query_string = request.query_string
+
+    def __bool__(self) -> bool:
+        return bool(self.query)
+
+    def __iter__(self):
+        return iter(self.query)
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.query
+
+    def getall(self, key: str, default=()):
+        return self.query.getall(key, default)
+
+
+class _Query:
+    """A GET query as WTForms formdata (None when empty, so defaults apply)."""
+
+    def __init__(self, query) -> None:
+        self._q = query
+
+    def __iter__(self):
+        return iter(self._q)
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._q
+
+    def getlist(self, key: str):
+        return self._q.getall(key, [])
+
+
+def _next(request: web.Request) -> str | None:
+    target = request.query.get("next")
+    return target if target and target.startswith("/") and not target.startswith("//") else None
+
+
+def _grant_id(request: web.Request) -> int:
+    value = _int_or_none(request.match_info["id"])
+    if value is None:
+        raise UsageError("grant id must be a number")
+    return value
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise UsageError(f"{text!r} is not a number")
+    return int(text)

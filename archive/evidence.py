@@ -1,0 +1,151 @@
+"""The archive's one seam to the evidence format (``device/sealing``).
+
+Every call the archive makes into the verifier and the signed-message
+functions goes through this module, so a change of the format's API (the
+verifier's typed report, format v2) is a change here and nowhere else.
+
+Shapes returned are the archive's own (:class:`VerifiedRecording`,
+:class:`VerifiedSegment`), not the verifier's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device.sealing import pki
+from device.sealing.clock import utc_text
+from device.sealing.messages import CTX_RECEIPT, sign_message
+from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
+from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
+from device.sealing.unseal import decrypt_fragments
+from device.sealing.verifier import Verifier
+
+# Contexts of the archive's own signed records (docs: the archive section of
+# format.md).  Same envelope and signature rule as §12 messages; signer role
+# archive-receipt.
+CTX_TOMBSTONE = "bodycam/v1/tombstone"
+CTX_DOCUMENT_SEAL = "bodycam/v1/document-seal"
+
+IDENTITY_DIR = pki.IDENTITY_DIR
+DEVICE_CERT = pki.DEVICE_CERT
+__all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
+           "SEGMENT_SUFFIX", "MANIFEST_SUFFIX", "SEGMENT_NAME_RE", "IDENTITY_DIR", "DEVICE_CERT",
+           "verify_recording", "sign_record", "utc_text", "now_utc"]
+
+
+@dataclass(frozen=True)
+class VerifiedSegment:
+    name: str
+    seq: int
+    digest: str  # segment digest (format §2.2), hex
+    media: str
+    officer: str | None
+    opened_utc: str
+    closed_utc: str | None
+    status: str  # manifest status
+    events: list[dict[str, Any]]
+    marks: list[str]
+
+
+@dataclass
+class VerifiedRecording:
+    """What the archive needs from a verified recording folder."""
+
+    device: str
+    log_ok: bool
+    log_reasons: list[str]
+    head_seq: int | None
+    head_digest: str | None
+    segments: dict[str, VerifiedSegment] = field(default_factory=dict)  # receiptable only, by name
+    refused: dict[str, str] = field(default_factory=dict)  # name -> why not receiptable
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedRecording:
+    """Verify a recording folder at ciphertext level (no decryption key).
+
+    Raises nothing for bad footage: problems are in ``log_ok``/``refused``.
+    """
+    report, good = Verifier(ca_cert).verify_recording(recording)
+    log = report.seal_log
+    out = VerifiedRecording(device=report.device or "", log_ok=log.usable,
+                            log_reasons=list(log.reasons) + list(report.reasons),
+                            head_seq=log.head_seq, head_digest=log.head_digest)
+    by_name = {g.report.name: g for g in good}
+    for seg in report.segments:
+        g = by_name.get(seg.name)
+        if not seg.acceptable(allow_incomplete=True) or g is None or g.manifest is None or seg.digest is None:
+            out.refused[seg.name] = f"{seg.status}: {'; '.join(seg.reasons)}"
+            continue
+        m = g.manifest.signed.obj
+        meta = m.get("meta") if isinstance(m.get("meta"), dict) else {}
+        events = [e for e in meta.get("events", []) if isinstance(e, dict)]
+        marks = [str(e.get("kind")) for e in events if e.get("event") == "mark"]
+        out.segments[seg.name] = VerifiedSegment(
+            name=seg.name, seq=int(m["segment_seq"]), digest=seg.digest, media=str(m["media"]),
+            officer=m.get("officer"), opened_utc=str(m["opened_utc"]), closed_utc=m.get("closed_utc"),
+            status=str(m["status"]), events=events, marks=marks)
+    return out
+
+
+def sign_record(key: Ed25519PrivateKey, cert: x509.Certificate, payload: dict[str, Any]) -> dict[str, str]:
+    """Sign a receipt, tombstone or document seal (format §12 envelope)."""
+    return sign_message(key, cert, payload)
+
+
+def check_dock_certificate(cert: x509.Certificate, ca_cert: x509.Certificate) -> str:
+    """The dock ID if ``cert`` is a dock certificate of this CA; TrustError otherwise."""
+    pki.check_cert(cert, ca_cert, pki.ROLE_DOCK, "client certificate")
+    return pki.cert_id(cert) or ""
+
+
+def check_receipt_certificate(cert: x509.Certificate, ca_cert: x509.Certificate, where: str) -> str:
+    pki.check_cert(cert, ca_cert, pki.ROLE_ARCHIVE_RECEIPT, where)
+    return pki.cert_id(cert) or ""
+
+
+load_cert = pki.load_cert
+load_ed25519_key = pki.load_ed25519_key
+fingerprint = pki.fingerprint
+
+
+@dataclass
+class DecryptedSegment:
+    """A verified segment's plaintext (lawful use: archive/access.py), decrypted in this process."""
+
+    name: str
+    digest: str
+    status: str
+    media: str
+    data: bytes
+    manifest: dict[str, Any]
+    header: dict[str, Any]  # without wrapped_key
+
+
+def decrypt_recording(ca_cert: x509.Certificate, recipient_key: Path, recording: Path,
+                      wanted: set[str]) -> dict[str, DecryptedSegment]:
+    """Verify a recording folder and decrypt the segments whose digest is in
+    ``wanted`` (every fragment's plaintext hash checked); by digest.  Segments
+    that do not verify are left out (the caller names them)."""
+    identity = pki.load_x25519_key(recipient_key, "archive recipient key")
+    verifier = Verifier(ca_cert, identity)
+    _report, good = verifier.verify_recording(recording)
+    out = {}
+    for seg in good:
+        if (seg.report.digest not in wanted or not seg.report.acceptable(allow_incomplete=True)
+                or seg.manifest is None):
+            continue
+        header = {k: v for k, v in seg.scan.header.obj.items() if k != "wrapped_key"}
+        out[seg.report.digest] = DecryptedSegment(
+            seg.report.name, seg.report.digest, str(seg.report.status), str(header["media"]),
+            b"".join(decrypt_fragments(identity, seg.scan, seg.covered)), seg.manifest.signed.obj, header)
+    return out

@@ -1,0 +1,364 @@
+"""The station console in a real browser (Debian's chromium through Playwright):
+each page as its role, the result checked in the page and in the audit
+trail; no playback without a grant; an approval lets a reviewer play real
+H.264 footage; dock progress updates live while a recorder docks; every
+page's screenshot is Chinese and not blank."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+
+import pytest
+
+from archive.audit import audit_of
+from archive.console import queries
+
+from .console_rig import CASE, PASSWORD, launch_chromium, make_console, screenshot, sign_in
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    sync_playwright = None
+
+
+@pytest.fixture(scope="module")
+def rig(agency, tmp_path_factory):
+    rig = make_console(agency, tmp_path_factory.mktemp("console"))
+    yield rig
+    rig.running.stop()
+    rig.law.close()
+
+
+@pytest.fixture(scope="module")
+def browser(rig):
+    if sync_playwright is None:
+        from .archive_rig import unavailable
+        unavailable("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(ignore_https_errors=True, locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def _entries(rig, **kw):
+    return [e["payload"] for e in queries.audit_entries(rig.law.archive, "test-agency", limit=None,
+                                                        newest_first=False, **kw)]
+
+
+def _digests(rig):
+    rows = rig.law.archive.search(None, limit=10)
+    return {r["name"]: r["segment_digest"] for r in rows}
+
+
+def test_sign_in_is_chinese_by_default_switches_to_english_and_limits_attempts(rig, page):
+    rig.accounts.add(None, "zhao.lei", "赵磊", "officer", PASSWORD, by="admin")
+    page.goto(f"{rig.url}/login")
+    assert "登录" in page.inner_text("h1")
+    screenshot(page, "01-login")
+    page.goto(f"{rig.url}/lang/en?next=/login")
+    assert page.inner_text("h1") == "Sign in"
+    page.goto(f"{rig.url}/lang/zh_CN?next=/login")
+    for _ in range(5):
+        page.fill("input[name=username]", "zhao.lei")
+        page.fill("input[name=password]", "wrong password!")
+        page.click("#sign-in")
+        assert "用户名或密码错误" in page.inner_text("#failure")
+    # the sixth attempt in the minute is refused even with the right password
+    page.fill("input[name=username]", "zhao.lei")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#sign-in")
+    assert "登录尝试过多" in page.inner_text("#failure")
+    assert "/login" in page.url
+    refused = [e for e in _entries(rig, actor="zhao.lei") if e["action"] == "login"]
+    assert len(refused) == 5 and all(e["outcome"] == "refused" for e in refused)
+
+
+def test_a_form_without_its_csrf_token_changes_nothing(rig, page):
+    sign_in(page, rig, "li.na")
+    before = len(rig.law.archive.holds(None))
+    response = page.request.post(f"{rig.url}/case/{CASE}/hold", form={"reason": "无令牌"})
+    assert response.status == 400
+    assert len(rig.law.archive.holds(None)) == before
+    response = page.request.post(f"{rig.url}/grants", form={"case_number": CASE, "actions": "view",
+                                                             "reason": "x", "hours": "2"})
+    assert response.status == 400 and "Traceback" not in response.text()
+
+
+def test_search_by_art20_fields_shows_marks_duration_and_retention(rig, page):
+    sign_in(page, rig, "zhang.wei")
+    page.goto(f"{rig.url}/search")
+    page.fill("input[name=party]", "商店")
+    page.fill("input[name=since]", (dt.date.today() - dt.timedelta(days=1)).isoformat())
+    page.click("#search")
+    rows = page.locator("#results tbody tr")
+    assert rows.count() == 2, page.inner_text("main")
+    text = page.inner_text("#results")
+    assert "拒绝配合标记" in text and "案卷" in text and CASE in text
+    assert "审批后可见" in text  # no picture without a grant
+    screenshot(page, "03-search")
+    page.goto(f"{rig.url}/search?mark=refusal")
+    assert page.locator("#results tbody tr").count() == 1
+    page.goto(f"{rig.url}/search?since=not-a-date")
+    assert page.locator("#search-error").count() == 1 and "Traceback" not in page.content()
+    searches = [e for e in _entries(rig, actor="zhang.wei") if e["action"] == "search"]
+    assert len(searches) >= 3  # the empty form, the party search, the mark search
+    assert [len(e["segments"]) for e in searches[-3:-1]] == [2, 1]
+
+
+def test_a_keeper_without_a_grant_cannot_play_footage(rig, page):
+    digest = _digests(rig)[rig.law.names[0]]
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/play/{digest}")
+    assert page.locator("video").count() == 0
+    assert "无权操作" in page.inner_text("h1")
+    media = page.request.get(f"{rig.url}/media/{digest}")
+    assert media.status == 403 and media.headers["content-type"].startswith("text/html")
+    assert b"ftyp" not in media.body()
+    screenshot(page, "05-play-refused")
+    denied = [e for e in _entries(rig, actor="li.na", segment=digest) if e["outcome"] == "denied"]
+    assert len(denied) >= 2 and all(e["detail"]["wanted"] == "view" for e in denied)
+
+
+def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, page):
+    name = rig.law.names[1]  # the segment with notify, mark and refusal events
+    digest = _digests(rig)[name]
+    sign_in(page, rig, "chen.ping")
+    page.goto(f"{rig.url}/grants?segment={digest}")
+    page.check("input[name=actions][value=view]")
+    page.fill("textarea[name=reason]", "年度执法案卷评查（第二十四条）")
+    page.fill("input[name=hours]", "4")
+    page.click("#file-request")
+    assert "已提交" in page.inner_text("#done")
+    grant_id = int(page.locator("#grants tbody tr").first.get_attribute("data-grant"))
+    assert "待审批" in page.inner_text(f"tr[data-grant='{grant_id}'] .state")
+    page.goto(f"{rig.url}/play/{digest}?grant={grant_id}")
+    assert page.locator("video").count() == 0  # requested is not approved
+
+    head = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900}).new_page()
+    sign_in(head, rig, "head", totp=True)
+    row = f"tr[data-grant='{grant_id}']"
+    head.fill(f"{row} input[name=totp]", "000000" if rig.totp("head") != "000000" else "111111")
+    head.click(f"{row} button.approve")
+    assert "动态验证码错误" in head.inner_text("#failure")
+    head.fill(f"{row} input[name=totp]", rig.totp("head"))
+    head.fill(f"{row} input[name=note]", "同意评查调阅")
+    head.click(f"{row} button.approve")
+    assert "已批准" in head.inner_text("#done")
+    assert "有效" in head.inner_text(f"{row} .state")
+    screenshot(head, "04-approvals")
+    head.context.close()
+
+    page.goto(f"{rig.url}/grants")
+    page.click(f"tr[data-grant='{grant_id}'] a.play")
+    page.wait_for_selector("video#video")
+    assert "水印" in page.inner_text("#watermark-notice")
+    timeline = page.inner_text("#timeline")
+    assert "已告知" in timeline and "拒绝配合标记" in timeline
+    page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=60_000)
+    page.evaluate("document.getElementById('video').play()")
+    page.wait_for_function("document.getElementById('video').currentTime > 0.3", timeout=30_000)
+    page.click("#timeline button.jump >> nth=2")
+    page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 1.5) < 1.0")
+    screenshot(page, "05-playback")
+
+    mine = _entries(rig, actor="chen.ping")
+    assert any(e["action"] == "request" and e["detail"]["grant"] == grant_id for e in mine)
+    views = [e for e in mine if e["action"] == "view" and e["outcome"] == "ok"]
+    assert {e["detail"].get("console") for e in views} >= {"playback page"}
+    assert any("bytes" in e["detail"] for e in views)  # the decryption of the viewing copy
+    assert any(e["action"] == "approve" and e["detail"]["grant"] == grant_id for e in _entries(rig, actor="head"))
+
+    # the grant expires: the page and the bytes end at once
+    rig.law.clock.advance(5 * 3600)
+    page.goto(f"{rig.url}/play/{digest}?grant={grant_id}")
+    assert page.locator("video").count() == 0
+    assert "expired" in page.inner_text("#error-detail")
+    assert page.request.get(f"{rig.url}/media/{digest}?grant={grant_id}").status == 403
+    page.goto(f"{rig.url}/grants")
+    assert "已过期" in page.inner_text(f"tr[data-grant='{grant_id}'] .state")
+
+
+def test_roles_are_kept_to_their_pages_and_refusals_are_audited(rig, page):
+    sign_in(page, rig, "zhang.wei")
+    for path in ("/audit", "/docks"):
+        response = page.goto(f"{rig.url}{path}")
+        assert response.status == 403 and "无权打开" in page.inner_text("h1")
+    denied = [e for e in _entries(rig, actor="zhang.wei") if e["action"] == "denied"]
+    assert {e["detail"]["wanted"] for e in denied} >= {"console:audit", "console:docks"}
+    response = page.goto(f"{rig.url}/play/no-such-segment")
+    assert response.status == 404 and "没有这个页面" in page.inner_text("h1")
+    response = page.request.post(f"{rig.url}/grants/abc/decision", form={})
+    assert response.status in (400, 403) and "Traceback" not in response.text()
+
+
+def test_the_audit_page_filters_and_exports_csv_and_pdf(rig, page):
+    sign_in(page, rig, "auditor")
+    page.goto(f"{rig.url}/audit")
+    page.fill("input[name=actor]", "zhang.wei")
+    page.click("#filter")
+    actors = {page.locator("#entries tbody tr").nth(i).get_attribute("data-actor")
+              for i in range(page.locator("#entries tbody tr").count())}
+    assert actors == {"zhang.wei"}
+    screenshot(page, "08-audit")
+    digest = _digests(rig)[rig.law.names[0]]
+    page.goto(f"{rig.url}/audit?segment={digest}")
+    assert page.locator("#entries tbody tr[data-action]").count() >= 1
+    csv = page.request.get(f"{rig.url}/audit/export?format=csv&actor=zhang.wei")
+    assert csv.status == 200
+    lines = csv.text().lstrip("\ufeff").strip().splitlines()
+    assert lines[0].startswith("seq,utc,actor") and len(lines) > 1
+    assert all(",zhang.wei," in line for line in lines[1:])
+    pdf = page.request.get(f"{rig.url}/audit/export?format=pdf&case={CASE}")
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    exports = [e for e in _entries(rig, actor="auditor") if e["action"] == "audit-export"]
+    assert {e["detail"]["format"] for e in exports} == {"csv", "pdf"}
+
+
+def test_the_case_page_shows_footage_in_time_order_and_places_a_hold(rig, page):
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/case/{CASE}")
+    rows = page.locator("#case-timeline tbody tr")
+    assert rows.count() == 2
+    page.fill("#hold-form input[name=reason]", "行政复议期间保全")
+    page.click("#hold-form button")
+    assert "已设置诉讼保全" in page.inner_text("#done")
+    assert "行政复议期间保全" in page.inner_text("#holds")
+    screenshot(page, "03-case")
+    holds = [e for e in _entries(rig, actor="li.na", case=CASE) if e["action"] == "hold"]
+    assert holds
+
+
+def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tmp_path):
+    from dock.daemon import StatusBoard
+
+    from .dockrig import make_rig
+
+    dock = make_rig(agency, tmp_path / "dockrig", device_id="D000077")
+    dock.record(segments=3)
+    board = StatusBoard(rig.board)
+    gate, seen = threading.Event(), threading.Event()
+
+    def progress(p):
+        board.update(p)
+        if p.phase == "verifying" and not seen.is_set():
+            seen.set()
+            gate.wait(30)  # hold the dock here until the page has shown this phase
+
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/docks")
+    assert page.locator("#bays").count() == 1
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(p=asyncio.run(dock.session(on_progress=progress).run())))
+    worker.start()
+    try:
+        assert seen.wait(30)
+        page.wait_for_function("document.querySelector('#bays').innerText.includes('校验中')")
+        assert "D000077" in page.inner_text("#bays")
+        gate.set()
+        page.wait_for_function("document.querySelector('#bays').innerText.includes('完成')")
+        updates = int(page.locator("#bays").get_attribute("data-updates"))
+        assert updates >= 2
+        worker.join(60)
+        assert result["p"].phase == "done" and result["p"].segments_archived == 3
+        text = page.inner_text("#bays")
+        assert "已归档 3 / 3 个片段" in text
+        screenshot(page, "02-docks")
+    finally:
+        gate.set()
+        worker.join(60)
+        dock.close()
+    saved = json.loads(rig.board.read_text())["bays"]["1"]
+    assert saved["device"] == "D000077"
+    assert audit_of(rig.law.archive).head("test-agency") is not None
+
+
+def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
+    today = rig.law.clock.utc_now().date()
+    sign_in(page, rig, "chen.ping")
+    page.goto(f"{rig.url}/review")
+    page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())
+    page.fill("input[name=until]", today.isoformat())
+    page.fill("input[name=size]", "5")
+    page.click("#draw")
+    rows = page.locator("#sample tbody tr")
+    assert rows.count() == 3  # everything the period holds
+    first = rows.first
+    digest = first.get_attribute("data-segment")
+    first.locator("select[name=finding]").select_option("deficient")
+    first.locator("input[name=note]").fill("未见告知")
+    first.locator("button").click()
+    assert "已记录" in page.inner_text("#done")
+    assert "不合格" in page.inner_text(f"tr[data-segment='{digest}'] .finding")
+    assert "0%" in page.inner_text("#stats-officer")
+    screenshot(page, "06-review")
+    found = [e for e in _entries(rig, actor="chen.ping", segment=digest) if e["action"] == "review-finding"]
+    assert found and found[-1]["detail"]["finding"] == "deficient"
+
+
+def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
+    from archive.console.oversight import SHIFT_ZONE
+
+    local = rig.law.clock.utc_now().astimezone(SHIFT_ZONE)
+    sign_in(page, rig, "auditor")
+    page.goto(f"{rig.url}/misuse")
+    page.fill("input[name=officer]", "010203")
+    page.fill("input[name=day]", local.date().isoformat())
+    page.fill("input[name=start]", "00:00")
+    page.fill("input[name=end]", "23:59")
+    page.fill("input[name=late_minutes]", "0")
+    page.click("#show")
+    kinds = [page.locator("#flags tbody tr").nth(i).get_attribute("data-kind")
+             for i in range(page.locator("#flags tbody tr").count())]
+    assert "late-activation" in kinds and "outside-duty" not in kinds
+    assert "迟开启" in page.inner_text("#flags")
+    screenshot(page, "07-misuse")
+    read = [e for e in _entries(rig, actor="auditor") if e["detail"].get("console") == "misuse timeline"]
+    assert read and len(read[-1]["segments"]) == 3
+
+
+def test_a_keeper_checks_a_docked_recorder_out_to_a_certified_officer(rig, page, tmp_path):
+    from dock.checkout_inbox import apply_checkout_requests
+    from dock.daemon import StatusBoard
+    from dock.registry import Registry
+    from dock.session import Progress
+
+    StatusBoard(rig.board).update(Progress(bay=2, device="D000088", phase="done", ready=True, outcome="docked"))
+    csv = tmp_path / "officers.csv"
+    valid = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    csv.write_text(f"officer_id,name,department,certificate_no,valid_until\n020304,Li Na,一股,LN210456,{valid}\n")
+    registry = Registry(tmp_path / "registry.sqlite")
+    registry.import_csv(csv)
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/docks")
+    row = "tr[data-bay$='/2']"
+    page.fill(f"{row} input[name=officer]", "020304")
+    page.click(f"{row} .checkout-form button")
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('020304')")
+    assert "等待采集站" in page.inner_text(f"{row} .checkout")
+    # the dock applies it against its registry of certified officers; the page follows live
+    assert apply_checkout_requests(rig.board.parent, registry, {1, 2})[0]["outcome"] == "assigned"
+    assert registry.pending(2).officer == "020304"
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('已分配给')")
+    screenshot(page, "02-docks-checkout")
+    page.fill(f"{row} input[name=officer]", "999999")
+    page.click(f"{row} .checkout-form button")
+    assert apply_checkout_requests(rig.board.parent, registry, {1, 2})[0]["outcome"] == "refused"
+    page.wait_for_function("document.querySelector(\"tr[data-bay$='/2'] .checkout\").innerText.includes('分配被拒绝')")
+    assert registry.pending(2).officer == "020304"  # the refused request changed nothing
+    page.fill(f"{row} input[name=officer]", "bad id")
+    page.click(f"{row} .checkout-form button")
+    assert "请求无法完成" in page.inner_text("h1")
+    requests = [e["detail"]["officer"] for e in _entries(rig, actor="li.na") if e["action"] == "checkout"]
+    assert requests == ["020304", "999999"]
