@@ -79,7 +79,10 @@ def verify_log(
     ca_cert: x509.Certificate,
     out: LogReport,
 ) -> LogEvidence:
-    """Read the chain of ``root/seallog`` into ``out`` and the segment evidence."""
+    """Read the chain of ``root/seallog`` (format §5.2) into ``out`` (status,
+    entries, head, reasons) and return what it says about each segment (§7.2),
+    with the rules a validly signed entry breaks as ``problems``.  Raises only
+    InputError, when ``root/seallog`` exists but cannot be listed."""
     anchor = log_anchor(public.public_bytes_raw())
     chain = read_chain(root / LOG_DIR, public, device_id, anchor)
     evidence = LogEvidence(chain)

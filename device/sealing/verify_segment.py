@@ -85,6 +85,10 @@ def check_dock_bounds(rep: SegmentReport, ctx: SegmentContext, ev: SegmentEviden
 def verify_segment(
     path: Path, rep: SegmentReport, ev: SegmentEvidence, ctx: SegmentContext
 ) -> VerifiedSegment | None:
+    """Check the segment file ``path`` and the manifest beside it as format §7.4
+    says, against what the seal log says of it (``ev``).  Fills ``rep``
+    (status, reasons, covered fragments, digest); returns what unsealing
+    needs, or None if it failed.  Never raises for what the files hold."""
     try:
         data = map_file(path)
         scan = scan_segment(data, path.name)
@@ -164,6 +168,8 @@ def check_manifest(
     ctx: SegmentContext,
     data: bytes | memoryview,
 ) -> int | None:
+    """Format §7.4 item 4: the manifest against the file and the seal log;
+    returns the number of covered fragments, or None after ``rep.fail``."""
     m = manifest.payload
     rep.digest = manifest.digest.hex()
     rep.closed_utc = m.closed_utc
