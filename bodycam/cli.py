@@ -10,6 +10,7 @@ import click
 
 from bodycam import __version__
 from bodycam.errors import BodycamError, SealingError
+from bodycam.logs import LEVELS, setup_logging
 
 
 class BodycamGroup(click.Group):
@@ -32,13 +33,20 @@ class BodycamGroup(click.Group):
 
 @click.group(cls=BodycamGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bodycam")
-def main() -> None:
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False),
+              help="Log from this level on (default: $BODYCAM_LOG_LEVEL, else info under "
+                   "systemd's journal and warning on a terminal).")
+def main(log_level: str | None) -> None:
     """Body-worn evidence recorder: record, seal, verify, dock and archive.
 
     Footage is signed and encrypted on the recorder the moment it is
     captured; only the agency archive can decrypt it, and anyone holding the
     agency CA certificate can verify it.  Start with `bodycam demo`.
     """
+    try:
+        setup_logging(log_level)
+    except ValueError as exc:  # a bad $BODYCAM_LOG_LEVEL
+        raise click.UsageError(str(exc)) from None
 
 
 def _register() -> None:
