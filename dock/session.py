@@ -375,8 +375,23 @@ class DockSession:
             reasons.append(f"storage holds {storage} min, a shift needs {self.shift_minutes}")
         if self.require_clock_synced and health.get("clock_state") != "synced":
             reasons.append(f"clock is {health.get('clock_state')!r}, not synced")
+        reasons += selftest_reasons(health.get("selftest"))
         self.progress.ready = not reasons
         self.progress.readiness = reasons
+
+
+def selftest_reasons(summary: Any) -> list[str]:
+    """Why the recorder's last self-test (``/v1/health`` "selftest", docs/format.md §16)
+    makes it not ready: failed, or unreadable.  None when the recorder sends no
+    summary (older software) or has never kept a report; both are not reasons."""
+    if not isinstance(summary, dict) or not summary.get("present"):
+        return []
+    if not summary.get("valid"):
+        return [f"last self-test report unreadable: {str(summary.get('error'))[:200]}"]
+    if summary.get("passed") is not True:
+        failed = ", ".join(str(n)[:40] for n in (summary.get("failed") or [])[:10]) or "?"
+        return [f"last self-test ({str(summary.get('time_utc'))[:32]}) failed: {failed}"]
+    return []
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
