@@ -54,7 +54,9 @@ def _register() -> None:
     from device.sealing.cli import commands as sealing_commands
     from dock.cli import commands as dock_commands
 
-    for command in (*sealing_commands, *device_commands, *dock_commands):
+    from bodycam.seallog_view import commands as log_commands
+
+    for command in (*sealing_commands, *device_commands, *dock_commands, *log_commands):
         main.add_command(command)
 
 
