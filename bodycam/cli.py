@@ -58,6 +58,10 @@ def _register() -> None:
 
     for command in (*sealing_commands, *device_commands, *dock_commands, *log_commands):
         main.add_command(command)
+    # `config check` also knows the dock's config, which the recorder may not import.
+    from bodycam.config_check import config_check
+
+    main.commands["config"].add_command(config_check)  # type: ignore[attr-defined]
 
 
 _register()
