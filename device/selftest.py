@@ -79,7 +79,7 @@ class SelfTest:
 
     def add(self, name: str, result: str, detail: str) -> None:
         self.checks.append(Check(name, result, detail))
-        log.log(RESULT_LEVELS[result], "%s: %s %s", name, result, detail)
+        log.log(RESULT_LEVELS.get(result, logging.WARNING), "%s: %s %s", name, result, detail)
 
     @property
     def passed(self) -> bool:

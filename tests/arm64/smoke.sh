@@ -64,6 +64,8 @@ chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp PYTHONPATH=/opt/site
 
 # 5. The recorder package, installed and self-tested in the tree.
 if [ -n "${RECORDER_DEB:-}" ]; then
+    mount -t proc proc "$ROOT/proc"   # systemd-tmpfiles needs it
+    trap 'umount -l "$ROOT/proc"' EXIT
     if [ -e "$ROOT/var/lib/dpkg/info/bodycam-recorder.list" ]; then
         chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --purge bodycam-recorder >/dev/null
     fi
