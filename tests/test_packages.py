@@ -8,6 +8,7 @@ import configparser
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -187,6 +188,51 @@ def test_station_units_verify_in_the_chroot(station_root):
     for unit in STATION_UNITS:
         for link in documentation((root / "lib/systemd/system" / unit).read_text()):
             assert (root / link.removeprefix("file:///")).is_file(), link
+
+
+@pytest.mark.slow
+def test_the_packaged_dock_starts_as_its_user_with_the_example_config(station_root, tmp_path):
+    """Enrol the dock at the example config's paths, then run the unit's
+    ExecStart= as bodycam-dock in the chroot: it must tell a real AF_UNIX
+    NOTIFY_SOCKET READY=1 (Type=notify), and stop cleanly on SIGTERM."""
+    from device.sealing import pki
+
+    root, _ = station_root
+    ca = pki.create_ca(tmp_path / "ca", "Package Test Agency")
+    identity = root / "var/lib/bodycam-dock/identity"
+    pki.issue_keypair(ca, pki.ROLE_DOCK, "station-1", identity)
+    pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", identity)
+    shutil.copy(tmp_path / "ca/ca.crt", root / "etc/bodycam/agency-ca.crt")
+    chroot(root, "chown", "-R", "bodycam-dock:bodycam-dock", "/var/lib/bodycam-dock")
+    uid, gid = chroot(root, "id", "-u", "bodycam-dock").stdout.strip(), chroot(root, "id", "-g", "bodycam-dock").stdout.strip()
+    exec_start = re.search(r"^ExecStart=(.+)$", (root / "lib/systemd/system/bodycam-dock.service").read_text(), re.M)
+
+    notify_dir = root / "run/bodycam-test"
+    notify_dir.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_dir / "notify"))
+    os.chmod(notify_dir / "notify", 0o777)
+    sock.settimeout(120)
+    subprocess.run(["mount", "--bind", "-o", "ro", "/sys", str(root / "sys")], check=True)
+    try:
+        proc = subprocess.Popen(["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/env", "-i",
+                                 "PATH=/usr/bin:/bin", "NOTIFY_SOCKET=/run/bodycam-test/notify",
+                                 *exec_start.group(1).split()],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            message = sock.recv(4096).decode()
+        except TimeoutError:
+            proc.kill()
+            pytest.fail(f"no READY=1 in 120 s: {proc.communicate()}")
+        assert "READY=1" in message.split("\n"), message
+        assert "STATUS=watching 1 bays" in message
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert (root / "var/lib/bodycam-dock/registry.sqlite").stat().st_uid == int(uid)
+    finally:
+        sock.close()
+        subprocess.run(["umount", "-l", str(root / "sys")])
 
 
 @pytest.mark.slow
