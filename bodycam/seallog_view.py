@@ -326,13 +326,11 @@ def follow_log(root: Path, ca_cert, view: SealLogView, stop: threading.Event, in
         keys = [(e.seq, e.file, e.offset) for e in new.entries]
         if keys[:len(seen)] != seen:
             warn(f"bodycam log: WARNING: entries already shown were removed or changed in {root}")
-            log.error("seal log of %s: entries already shown were removed or changed", root)
         for e in select(new.entries[len(seen):], **window):
             emit(e)
         for line in problems(new):
             if line not in reported:
                 warn(line)
-                log.warning("%s", line)
                 reported.add(line)
         seen, view = keys, new
     return view

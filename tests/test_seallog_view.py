@@ -233,3 +233,25 @@ def test_follow_prints_entries_as_a_running_recorder_appends_them(agency, tmp_pa
         assert reader.take(1, 0.5) == []  # nothing after the filter
     finally:
         sealing.close()
+
+
+def test_follow_reports_a_log_that_stops_verifying(agency, recording):
+    """An entry rewritten while watched: the warning comes on stderr, and the exit status is 1."""
+    root, _ = recording
+    proc = subprocess.Popen([sys.executable, "-m", "bodycam", "log", "--ca", str(agency.ca_cert_path),
+                             "--follow", "--interval", "0.1", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    out = LineReader(proc.stdout)
+    err = LineReader(proc.stderr)
+    try:
+        assert len(out.take(12, 60)) == 12  # title, header, 10 entries
+        log_file = root / "seallog" / log_files(root / "seallog")[0]
+        rewrite_signed(log_file, REC_LOG_ENTRY, lambda obj: obj["data"].update(forged=True), nth=2)
+        warnings = err.take(3, 60)
+        assert warnings[0].startswith("bodycam log: WARNING: entries already shown were removed or changed")
+        assert "entries from seq 2 on are UNVERIFIED" in warnings[1], warnings
+        assert "entry 2" in warnings[2] and "signature does not verify" in warnings[2], warnings
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 1
