@@ -264,8 +264,9 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
     Each entry is checked by the verifier against the agency CA: signature,
     device, sequence and hash chain.  Entries after one that fails are shown
     marked UNVERIFIED, with the reason on stderr, never silently.  Exit
-    status 0 when every entry shown verified (a log torn by a power cut is
-    whole up to the tear), 1 when any entry is unverified, 2 for bad input.
+    status 0 when every entry of the log verified (a log torn by a power cut
+    is whole up to the tear), 1 when any entry is unverified (even one the
+    filters leave out), 2 for bad input.
     """
     from device.sealing.cli import load_trust_anchor
 

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from bodycam.cli import main
@@ -23,7 +22,7 @@ from device.sealing.format import REC_LOG_ENTRY
 from device.sealing.seallog import log_files
 from device.sealing.state import SealingState
 
-from .conftest import make_agency, record_segments
+from .conftest import make_agency
 from .mutate import records, rewrite_signed
 
 REPO = Path(__file__).resolve().parent.parent
