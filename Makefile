@@ -11,7 +11,7 @@ BIN         := $(VENV)/bin
 DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 # Debian packages the tests use; installed only when running as root.
 APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync \
-                debhelper dpkg-dev python3.11 python3.11-venv
+                debhelper dpkg-dev python3.11 python3.11-venv python3-systemd
 
 .PHONY: demo test bench soak system-deps venv clean packages
 

@@ -38,12 +38,14 @@ JOURNAL_FORMAT = "%(name)s: %(message)s"
 
 
 def priority(levelno: int) -> int:
-    """The syslog priority (0–7) for a ``logging`` level number; a level in
-    between takes that of the standard level below it (25 → 6, as INFO)."""
-    for level in sorted(PRIORITIES, reverse=True):
-        if levelno >= level:
+    """The syslog priority (0–7) for a ``logging`` level number.  A level in
+    between takes that of the standard level above it (25 → 4, as WARNING)
+    and above CRITICAL is 1 (alert): python-systemd's JournalHandler maps
+    levels the same way, so both paths agree."""
+    for level in sorted(PRIORITIES):
+        if levelno <= level:
             return PRIORITIES[level]
-    return 7
+    return 1
 
 
 def stderr_is_journal(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> bool:

@@ -122,13 +122,13 @@ def test_levels_reach_journald_as_priorities(journal):
     got = journal.entries("emit", 7)
     assert got == [(7, "bodycam.test: debug line"), (6, "bodycam.test: session A123456 started"),
                    (4, "bodycam.test: battery low"), (3, "bodycam.test: bay 2 failed"), (3, "second line"),
-                   (2, "bodycam.test: disk gone"), (6, "bodycam.test: between info and warning")]
+                   (2, "bodycam.test: disk gone"), (4, "bodycam.test: between info and warning")]
 
 
 def test_default_level_under_journal_is_info(journal):
     assert journal.run("emitdefault", [sys.executable, "-c", EMIT]) == 0
     got = journal.entries("emitdefault", 6)
-    assert [p for p, _ in got] == [6, 4, 3, 3, 2, 6]
+    assert [p for p, _ in got] == [6, 4, 3, 3, 2, 4]
 
 
 def test_an_unexpected_traceback_is_critical_on_every_line(journal):
@@ -155,6 +155,33 @@ def test_a_bodycam_command_logs_its_outcome_to_the_journal(journal, tmp_path):
     assert not any(m.startswith("<") for m in messages), "a prefix was not parsed"
 
 
+def test_python_systemd_journal_handler_keeps_fields(journal, tmp_path):
+    """Where python-systemd is importable (Debian's python3-systemd), records go
+    through its JournalHandler with their fields.  It always writes to
+    /run/systemd/journal/socket, so the child runs in a mount namespace of its
+    own where that path is the private journald's socket."""
+    debian_python = "/usr/bin/python3"
+    probe = subprocess.run([debian_python, "-c", "import systemd.journal"], capture_output=True)
+    if probe.returncode != 0:
+        _need_root_and("python3-systemd (import systemd.journal)")
+    _need_root_and("unshare")
+    hidden = tmp_path / "journal-socket"
+    hidden.touch()
+    script = (f"mount --bind {journal.run_dir / 'socket'} {hidden} && mount -t tmpfs tmpfs /run/systemd && "
+              f"mkdir /run/systemd/journal && touch /run/systemd/journal/socket && "
+              f"mount --bind {hidden} /run/systemd/journal/socket && exec \"$@\"")
+    code = journal.run("emithandler", ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                                       debian_python, "-c", EMIT, "info"], env={"PYTHONPATH": str(REPO)})
+    assert code == 0
+    out = subprocess.run(["journalctl", f"--namespace={journal.namespace}", "-o", "json", "--no-pager",
+                          "SYSLOG_IDENTIFIER=bodycam", "LOGGER=bodycam.test"], capture_output=True, text=True)
+    entries = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(int(e["PRIORITY"]), e["MESSAGE"]) for e in entries] == [
+        (6, "session A123456 started"), (4, "battery low"), (3, "bay 2 failed\nsecond line"), (2, "disk gone"),
+        (4, "between info and warning")]
+    assert {e["CODE_FUNC"] for e in entries} == {"<module>"} and {e["THREAD_NAME"] for e in entries} == {"MainThread"}
+
+
 # -- the exact lines journald parses, without a journald --------------------------------------
 
 
@@ -174,7 +201,7 @@ def test_matching_journal_stream_gives_sd_daemon_prefixes(tmp_path):
     assert out.splitlines() == [
         "<7>bodycam.test: debug line", "<6>bodycam.test: session A123456 started",
         "<4>bodycam.test: battery low", "<3>bodycam.test: bay 2 failed", "<3>second line",
-        "<2>bodycam.test: disk gone", "<6>bodycam.test: between info and warning"]
+        "<2>bodycam.test: disk gone", "<4>bodycam.test: between info and warning"]
 
 
 @pytest.mark.parametrize("value", ["{dev}:1", "1:{ino}", "garbage", "", ":"])
@@ -194,7 +221,7 @@ def test_terminal_default_is_warning(tmp_path):
 
 
 def test_priorities_follow_syslog():
-    assert [priority(n) for n in (10, 15, 20, 25, 30, 40, 50, 60, 0)] == [7, 7, 6, 6, 4, 3, 2, 2, 7]
+    assert [priority(n) for n in (0, 10, 15, 20, 25, 30, 40, 50, 60)] == [7, 7, 6, 6, 4, 4, 3, 2, 1]
 
 
 def test_setup_twice_keeps_one_handler_and_bad_levels_are_refused(tmp_path):
