@@ -15,8 +15,10 @@ APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-u
 APT_PACKAGES += poppler-utils fonts-noto-cjk xorriso
 # The station console's browser tests: Debian's chromium driven by Playwright.
 APT_PACKAGES += chromium
+# Debian packages: debhelper builds them with a bundled venv; python3-systemd for journald.
+APT_PACKAGES += debhelper dpkg-dev python3.11 python3.11-venv python3-systemd
 
-.PHONY: demo test bench soak system-deps venv clean
+.PHONY: demo test bench soak system-deps venv clean packages
 
 venv: $(BIN)/.installed
 
@@ -51,6 +53,12 @@ bench: system-deps venv
 # The dock's link-cut test with 200 cuts instead of the suite's 50.
 soak: system-deps venv
 	BODYCAM_CUTS=200 $(BIN)/python -m pytest -q tests/test_dock_faults.py -k link_cut
+
+# Debian packages (debhelper, packaging/debian): bodycam-station for amd64 and
+# arm64, bodycam-recorder for arm64, into build/packages/.
+PACKAGE_ARCHES ?= amd64 arm64
+packages: system-deps venv
+	BODYCAM_PYTHON=$(abspath $(BIN)/python) packaging/build-packages build/packages $(PACKAGE_ARCHES)
 
 clean:
 	rm -rf $(VENV) demo bench-out .pytest_cache .hypothesis

@@ -11,6 +11,7 @@ import click
 
 from bodycam import __version__
 from bodycam.errors import BodycamError, SealingError, VerificationError
+from bodycam.logs import LEVELS, setup_logging
 
 
 # Where subcommands come from: the read side (verify, unseal, excerpt, pki) needs only
@@ -18,7 +19,7 @@ from bodycam.errors import BodycamError, SealingError, VerificationError
 # when one of them is asked for (or for --help), so that `bodycam verify`
 # runs on an install without the recorder's dependencies (pyproject extras).
 READ_SIDE = "device.sealing.cli"
-OTHER_SOURCES = ("device.cli", "dock.cli", "archive.cli", "bodycam.demo")
+OTHER_SOURCES = ("bodycam.seallog_view", "device.cli", "dock.cli", "archive.cli", "bodycam.demo")
 
 
 def _commands_of(module: str) -> tuple[click.Command, ...]:
@@ -36,6 +37,18 @@ def _add_config_kinds() -> None:
         pass
     else:
         CONFIG_KINDS["dock"] = ("archive", load_dock_config, describe_dock_config)
+    try:
+        from archive.config import load_archive_config
+    except ImportError:  # an install without the archive extra
+        pass
+    else:
+        CONFIG_KINDS["archive"] = ("store", load_archive_config, _describe_archive_config)
+
+
+def _describe_archive_config(config) -> str:
+    """One line for `bodycam config check`; the index URL's scheme only (it may hold a password)."""
+    return (f"store {config.store.backend}, index {config.index.url.split(':', 1)[0]}, "
+            f"{len(config.agencies)} agency(ies)")
 
 
 class BodycamGroup(click.Group):
@@ -97,13 +110,20 @@ class BodycamGroup(click.Group):
 
 @click.group(cls=BodycamGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bodycam")
-def main() -> None:
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False),
+              help="Log from this level on (default: $BODYCAM_LOG_LEVEL, else info under "
+                   "systemd's journal and warning on a terminal).")
+def main(log_level: str | None) -> None:
     """Body-worn evidence recorder: record, seal, verify, dock and archive.
 
     Footage is signed and encrypted on the recorder the moment it is
     captured; only the agency archive can decrypt it, and anyone holding the
     agency CA certificate can verify it.  Start with `bodycam demo`.
     """
+    try:
+        setup_logging(log_level)
+    except ValueError as exc:  # a bad $BODYCAM_LOG_LEVEL
+        raise click.UsageError(str(exc)) from None
 
 
 

@@ -92,24 +92,44 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
 @click.option("--unattended", is_flag=True,
               help="No prompts: outputs are read back from their pins; buttons are skipped on real hardware.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: bool) -> None:
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also keep the report (JSON, docs/format.md §16) in this file, written atomically.")
+def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: bool,
+             out_path: Path | None) -> None:
     """Prove a recorder works before it goes out (technicians).
 
     Checks the camera delivers frames, the microphone level, the speaker,
     each button (prompted press with a timeout), each LED, the vibration
     motor and buzzer, the fuel gauge, that storage sustains 4x the recording
     bitrate, the RTC, the device key and certificate, and the clock state.
+
+    The report names the device ID, the date and time (UTC), the software
+    version, the config's name and SHA-256, and each check's result.  With
+    --out it is kept in FILE; with --state it is also kept as
+    STATE/selftest.json, which the dock reads for readiness.
     Exit status 0 when nothing failed, 1 otherwise, 2 for a bad config.
     """
+    import logging
+
     from .selftest import SelfTest
+    from .selftest_report import LAST_REPORT, write_report
 
     config = load_hw_config(config_path)
     test = SelfTest(config, state=state, unattended=unattended or as_json,
                     ask=lambda q: click.confirm(q, default=False))
     test.run()
+    report = test.to_json(config_path)
+    logging.getLogger("device.selftest").log(logging.INFO if test.passed else logging.ERROR,
+                                             "%s, device %s, config %s", test.summary(),
+                                             report["device_id"] or "not enrolled", report["config"]["name"])
+    for path in ([out_path] if out_path else []) + ([state / LAST_REPORT] if state else []):
+        write_report(report, path)
     if as_json:
-        click.echo(json.dumps(test.to_json(), indent=2))
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
+        click.echo(f"device {report['device_id'] or '(not enrolled: no --state)'}, {report['time_utc']}, "
+                   f"{report['software']}, config {report['config']['name']} "
+                   f"sha256 {report['config']['sha256']}\n")
         click.echo(test.table())
     raise SystemExit(0 if test.passed else 1)
 

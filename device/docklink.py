@@ -38,6 +38,7 @@ from .sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT
 from .sealing.seallog import LOG_DIR, LOG_FILE_RE
 from .sealing.segment_file import read_manifest
 from .sealing.state import SealingState
+from .selftest_report import last_selftest
 
 log = logging.getLogger(__name__)
 # Loggers a hostile peer can make write (handshake failures, bad requests): rate-limited.
@@ -143,7 +144,8 @@ class DockLink:
         })
 
     async def get_health(self, request: web.Request) -> web.Response:
-        return web.json_response({"health": self.health(), "clock_state": self.sealing.clock.state})
+        return web.json_response({"health": self.health(), "clock_state": self.sealing.clock.state,
+                                  "selftest": last_selftest(self.sealing.root)})
 
     async def time(self, request: web.Request) -> web.Response:
         t2 = self._now_ns()

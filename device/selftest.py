@@ -9,7 +9,7 @@ mock buttons on the sim board, and skips what only a person can judge.
 from __future__ import annotations
 
 import datetime as dt
-
+import logging
 import os
 import tempfile
 import time
@@ -30,7 +30,10 @@ from .health.gauges import GaugeError
 from .health.monitor import HealthMonitor
 from .sealing.sealer import DeviceIdentity
 
+log = logging.getLogger(__name__)
+
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
+RESULT_LEVELS = {PASS: logging.INFO, SKIP: logging.INFO, WARN: logging.WARNING, FAIL: logging.ERROR}
 BUTTON_TIMEOUT = 10.0
 STORAGE_PROBE_BYTES = 16 * 1024 * 1024
 
@@ -76,6 +79,7 @@ class SelfTest:
 
     def add(self, name: str, result: str, detail: str) -> None:
         self.checks.append(Check(name, result, detail))
+        log.log(RESULT_LEVELS.get(result, logging.WARNING), "%s: %s %s", name, result, detail)
 
     @property
     def passed(self) -> bool:
@@ -286,16 +290,25 @@ class SelfTest:
         width = max(len(c.name) for c in self.checks)
         lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
         lines += [f"{c.name:<{width}}  {c.result:<6}  {c.detail}" for c in self.checks]
-        counts = {r: sum(1 for c in self.checks if c.result == r) for r in (PASS, FAIL, WARN, SKIP)}
         lines.append("")
-        lines.append(f"SELFTEST {'PASSED' if self.passed else 'FAILED'} "
-                     f"({counts[PASS]} passed, {counts[FAIL]} failed, {counts[WARN]} warnings, "
-                     f"{counts[SKIP]} skipped)")
+        lines.append(self.summary())
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
-        return {"format": "bodycam-selftest/1", "passed": self.passed,
-                "unattended": self.unattended, "checks": [asdict(c) for c in self.checks]}
+    def summary(self) -> str:
+        counts = {r: sum(1 for c in self.checks if c.result == r) for r in (PASS, FAIL, WARN, SKIP)}
+        return (f"SELFTEST {'PASSED' if self.passed else 'FAILED'} "
+                f"({counts[PASS]} passed, {counts[FAIL]} failed, {counts[WARN]} warnings, "
+                f"{counts[SKIP]} skipped)")
+
+    def to_json(self, config_path: Path, now: dt.datetime | None = None) -> dict:
+        """The report (docs/format.md §16): device ID, UTC time, software version,
+        config name and SHA-256, and each check's result."""
+        from .selftest_report import build_report, device_id_of
+
+        return build_report(passed=self.passed, unattended=self.unattended,
+                            checks=[asdict(c) for c in self.checks], config_path=config_path,
+                            device_id=device_id_of(self.state),
+                            now=now or dt.datetime.now(dt.timezone.utc))
 
 
 __all__ = ["SelfTest", "Check", "PASS", "FAIL", "WARN", "SKIP"]

@@ -476,6 +476,7 @@ def readiness_reasons(health: dict[str, Any], shift_minutes: int, require_clock_
             reasons.append(f"{name} is down")
     for fault in snap.get("source_faults") or []:
         reasons.append(f"self-check: {str(fault)[:120]}")
+    reasons += selftest_reasons(health.get("selftest"))
     return reasons
 
 
@@ -490,6 +491,20 @@ def _integer(obj: dict[str, Any], key: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise SessionError(f"{where}: {key!r} must be an integer, got {value!r:.60}")
     return value
+
+
+def selftest_reasons(summary: Any) -> list[str]:
+    """Why the recorder's last self-test (``/v1/health`` "selftest", docs/format.md §16)
+    makes it not ready: failed, or unreadable.  None when the recorder sends no
+    summary (older software) or has never kept a report; both are not reasons."""
+    if not isinstance(summary, dict) or not summary.get("present"):
+        return []
+    if not summary.get("valid"):
+        return [f"last self-test report unreadable: {str(summary.get('error'))[:200]}"]
+    if summary.get("passed") is not True:
+        failed = ", ".join(str(n)[:40] for n in (summary.get("failed") or [])[:10]) or "?"
+        return [f"last self-test ({str(summary.get('time_utc'))[:32]}) failed: {failed}"]
+    return []
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -15,7 +15,8 @@ from .conftest import require_root, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = sorted((REPO / "systemd").glob("*.service"))
-THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0, "bodycam-dock.service": 2.0}
+THRESHOLDS = {"bodycam-recorder.service": 2.5, "bodycam-gadget.service": 5.0, "bodycam-dock.service": 2.0,
+              "bodycam-archive.service": 2.0}
 EXECUTABLES = ["/opt/bodycam/venv/bin/bodycam", "/usr/lib/bodycam/gadget.sh"]
 
 

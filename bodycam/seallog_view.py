@@ -1,0 +1,340 @@
+"""``bodycam log``: the seal log as a technician or an auditor reads it.
+
+The seal log (docs/format.md) is binary, signed and hash-chained.  This
+command prints its events (boot, record start and stop, notify, marks,
+alarms, clock steps, recovery, receipts, deletions, …) as a table or JSON,
+each with its verification status.
+
+Trust comes only from the verifier: :func:`verified_prefix` is the one
+place that calls it.  Every entry up to the first one that fails (bad
+signature, broken chain, gap, foreign device) is ``verified``; that entry
+and everything after it are shown marked ``UNVERIFIED``, with the
+verifier's reason on stderr, and the command exits 1.  The verifier works
+on a snapshot of the certificate and log files copied first, so a log that
+grows while it is read (``--follow`` on a running recorder) is judged on
+exactly the bytes that are listed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import stat
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+from bodycam.errors import FormatError, InputError, UsageError
+
+log = logging.getLogger(__name__)
+
+VERIFIED, UNVERIFIED = "verified", "unverified"
+MAX_LOG_FILE = 256 * 1024 * 1024  # far above a year of events; refuses a runaway file
+IDENTITY_CERT = ("identity", "device.crt")
+LOG_DIR = "seallog"
+
+
+@dataclass(frozen=True)
+class ShownEntry:
+    """One seal-log entry as printed: its fields and whether the verifier vouched for it."""
+
+    seq: int
+    utc: str
+    event: str
+    segment: str | None
+    data: dict[str, Any]
+    status: str  # VERIFIED or UNVERIFIED
+    file: str
+    offset: int
+
+
+@dataclass
+class SealLogView:
+    """The whole log of one recording folder, as judged by the verifier."""
+
+    path: str
+    device: str | None
+    status: str  # the verifier's seal-log status: verified, truncated or failed
+    reasons: list[str] = field(default_factory=list)
+    entries: list[ShownEntry] = field(default_factory=list)
+
+    @property
+    def unverified(self) -> int:
+        return sum(1 for e in self.entries if e.status == UNVERIFIED)
+
+
+# -- reading through the verifier ---------------------------------------------------------
+
+
+def verified_prefix(ca_cert, snapshot: Path) -> tuple[int, str, str | None, list[str]]:
+    """Ask the verifier about the seal log in ``snapshot`` (a folder holding
+    identity/device.crt and seallog/).  Returns (how many entries from the
+    start it trusts, the log's status, the device ID, the reasons).
+
+    The one call into device/sealing/verifier.py, so that a change of its API
+    (format v2) is a change here only.
+    """
+    from device.sealing.verifier import Verifier
+
+    report, _ = Verifier(ca_cert).verify_recording(snapshot)
+    # Without a trusted device certificate the log is not looked at and the
+    # reason is the recording's; otherwise the log's own (the snapshot holds no
+    # segments, so the recording's other reasons are not about the log).
+    reasons = report.seal_log.reasons if report.device else report.reasons
+    return report.seal_log.entries, report.seal_log.status, report.device, list(reasons)
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """Read a regular file without following a link or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise InputError(f"{path}: {st.st_size} bytes, more than a seal-log file may hold ({limit})")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1024 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _snapshot(root: Path, into: Path) -> None:
+    from device.sealing.seallog import log_files
+
+    (into / IDENTITY_CERT[0]).mkdir()
+    cert = root.joinpath(*IDENTITY_CERT)
+    (into.joinpath(*IDENTITY_CERT)).write_bytes(_read_regular(cert, 64 * 1024))
+    (into / LOG_DIR).mkdir()
+    for name in log_files(root / LOG_DIR):
+        (into / LOG_DIR / name).write_bytes(_read_regular(root / LOG_DIR / name, MAX_LOG_FILE))
+
+
+def read_seal_log(root: Path, ca_cert) -> SealLogView:
+    """Snapshot, parse and verify the seal log of a recorder's state or an
+    evidence export.  Raises InputError for a folder that is not a recording."""
+    from device.sealing.seallog import scan_log
+
+    root = Path(root)
+    if not root.joinpath(*IDENTITY_CERT).is_file():
+        raise InputError(f"{root}: no identity/device.crt; not a recorder's state or an evidence export")
+    if not (root / LOG_DIR).is_dir():
+        raise InputError(f"{root}: no {LOG_DIR}/ folder; not a recorder's state or an evidence export")
+    with tempfile.TemporaryDirectory(prefix="bodycam-log-") as tmp:
+        snapshot = Path(tmp)
+        _snapshot(root, snapshot)
+        trusted, status, device, reasons = verified_prefix(ca_cert, snapshot)
+        try:
+            scanned = [entry for entry, _ in scan_log(snapshot / LOG_DIR).entries]
+        except FormatError as exc:
+            # The verifier has said so too; nothing of an unparsable log is shown.
+            scanned = []
+            reasons = reasons or [f"seal log is corrupt: {exc}"]
+    view = SealLogView(str(root), device, status, [r.replace(str(snapshot), str(root)) for r in reasons])
+    for i, entry in enumerate(scanned):
+        segment = entry.data.get("segment")
+        view.entries.append(ShownEntry(
+            seq=entry.seq, utc=str(entry.obj.get("utc", "")), event=entry.event,
+            segment=segment if isinstance(segment, str) else None, data=entry.data,
+            status=VERIFIED if i < trusted else UNVERIFIED,
+            file=Path(entry.file).name, offset=entry.offset))
+    return view
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+def parse_time(text: str, option: str) -> dt.datetime:
+    """ISO 8601 date or time; without an offset it is UTC.  Raises UsageError."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected an ISO 8601 time such as 2026-11-29T08:00:00Z "
+                         "or a date such as 2026-11-29") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def entry_time(entry: ShownEntry) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(entry.utc)
+    except ValueError:
+        return None
+
+
+def select(entries: Iterable[ShownEntry], *, events: tuple[str, ...] = (), since: dt.datetime | None = None,
+           until: dt.datetime | None = None, segment: str | None = None) -> list[ShownEntry]:
+    """The entries of these event kinds, in [since, until), about this segment
+    (its name, or its sequence number as digits).  An entry whose time cannot
+    be read is kept only when no time filter is given."""
+    out = []
+    for e in entries:
+        if events and e.event not in events:
+            continue
+        if since or until:
+            when = entry_time(e)
+            if when is None or (since and when < since) or (until and when >= until):
+                continue
+        if segment is not None:
+            seq = e.data.get("segment_seq")
+            if e.segment != segment and not (segment.isdigit() and seq == int(segment)):
+                continue
+        out.append(e)
+    return out
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _details(e: ShownEntry) -> str:
+    parts = []
+    for key, value in e.data.items():
+        if key in ("segment",):
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        elif isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            value = value[:16] + "…"  # a digest: the JSON output has it whole
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+TABLE_HEADER = f"{'SEQ':>6}  {'UTC':<20}  {'EVENT':<14}  {'STATUS':<10}  {'SEGMENT':<36}  DETAILS"
+
+
+def table_row(e: ShownEntry) -> str:
+    status = "ok" if e.status == VERIFIED else "UNVERIFIED"
+    return (f"{e.seq:>6}  {e.utc[:19] + 'Z' if len(e.utc) > 19 else e.utc:<20}  {e.event:<14}  {status:<10}  "
+            f"{e.segment or '-':<36}  {_details(e)}")
+
+
+def entry_json(e: ShownEntry) -> dict[str, Any]:
+    return asdict(e)
+
+
+def problems(view: SealLogView) -> list[str]:
+    """The lines that must be seen: why entries are unverified, or why the log is not whole."""
+    lines = []
+    if view.unverified:
+        first = next(e for e in view.entries if e.status == UNVERIFIED)
+        lines.append(f"bodycam log: WARNING: {view.unverified} entries from seq {first.seq} on are UNVERIFIED; "
+                     "do not rely on them")
+    if view.status != VERIFIED or view.unverified:
+        lines += [f"bodycam log: seal log {view.status}: {reason}" for reason in view.reasons]
+    return lines
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@click.command("log")
+@click.argument("recording", metavar="STATE_OR_EXPORT",
+                type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--ca", type=click.Path(path_type=Path, dir_okay=False),
+              help="Agency CA certificate to trust (default $BODYCAM_CA or /etc/bodycam/agency-ca.crt).")
+@click.option("--event", "events", multiple=True, metavar="KIND",
+              help="Only these event kinds (repeatable), e.g. --event alarm --event mark.")
+@click.option("--since", help="Only entries at or after this UTC time (ISO 8601; a date means 00:00).")
+@click.option("--until", help="Only entries before this UTC time.")
+@click.option("--segment", help="Only entries about this segment (its name or sequence number).")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: one document; with --follow, one JSON object per line.")
+@click.option("--follow", is_flag=True, help="Keep watching the seal log of a running recorder; Ctrl-C ends.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="Seconds between looks at the seal-log folder with --follow.")
+def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since: str | None, until: str | None,
+                segment: str | None, as_json: bool, follow: bool, interval: float) -> None:
+    """Print the seal log of a recorder's state folder or an evidence export.
+
+    Each entry is checked by the verifier against the agency CA: signature,
+    device, sequence and hash chain.  Entries after one that fails are shown
+    marked UNVERIFIED, with the reason on stderr, never silently.  Exit
+    status 0 when every entry of the log verified (a log torn by a power cut
+    is whole up to the tear), 1 when any entry is unverified (even one the
+    filters leave out), 2 for bad input.
+    """
+    from device.sealing.cli import load_trust_anchor
+
+    ca_cert = load_trust_anchor(ca)
+    window = {"events": events, "since": parse_time(since, "--since") if since else None,
+              "until": parse_time(until, "--until") if until else None, "segment": segment}
+    view = read_seal_log(recording, ca_cert)
+    shown = select(view.entries, **window)
+    log.info("seal log of %s (device %s): %d entries, %s, %d unverified", recording, view.device,
+             len(view.entries), view.status, view.unverified)
+    if as_json and not follow:
+        click.echo(json.dumps({"format": "bodycam-log/1", "path": view.path, "device": view.device,
+                               "seal_log": {"status": view.status, "reasons": view.reasons,
+                                            "entries": len(view.entries), "unverified": view.unverified},
+                               "entries": [entry_json(e) for e in shown]}, indent=2, ensure_ascii=False))
+    else:
+        emit = _emitter(as_json)
+        if not as_json:
+            click.echo(f"seal log of {view.device or '?'} in {view.path}: {len(view.entries)} entries, "
+                       f"{view.status}")
+            click.echo(TABLE_HEADER)
+        for e in shown:
+            emit(e)
+    for line in problems(view):
+        click.echo(line, err=True)
+    if follow:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        view = follow_log(recording, ca_cert, view, stop, interval, _emitter(as_json), window,
+                          warn=lambda line: click.echo(line, err=True))
+    raise SystemExit(1 if view.unverified else 0)
+
+
+def _emitter(as_json: bool) -> Callable[[ShownEntry], None]:
+    if as_json:
+        return lambda e: click.echo(json.dumps(entry_json(e), ensure_ascii=False))
+    return lambda e: click.echo(table_row(e))
+
+
+def follow_log(root: Path, ca_cert, view: SealLogView, stop: threading.Event, interval: float,
+               emit: Callable[[ShownEntry], None], window: dict[str, Any],
+               warn: Callable[[str], None]) -> SealLogView:
+    """Print entries as they are appended, each verified, until ``stop`` is set.
+
+    A log that stops verifying is reported once per new problem; entries that
+    disappear or change (never by the recorder: the log is append-only) are
+    reported as such.  Returns the last view.
+    """
+    seen = [(e.seq, e.file, e.offset) for e in view.entries]
+    reported = set(problems(view))
+    while not stop.wait(interval):
+        try:
+            new = read_seal_log(root, ca_cert)
+        except InputError as exc:
+            warn(f"bodycam log: {exc}")
+            continue
+        keys = [(e.seq, e.file, e.offset) for e in new.entries]
+        if keys[:len(seen)] != seen:
+            warn(f"bodycam log: WARNING: entries already shown were removed or changed in {root}")
+        for e in select(new.entries[len(seen):], **window):
+            emit(e)
+        for line in problems(new):
+            if line not in reported:
+                warn(line)
+                reported.add(line)
+        seen, view = keys, new
+    return view
+
+
+commands = (log_command,)
