@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +53,58 @@ def test_record_seal_verify_and_the_recorder_package_on_arm64_bookworm(tmp_path)
     results = {c["name"]: c["result"] for c in report["checks"]}
     for name in ("camera", "microphone", "button record", "led red", "fuel gauge", "storage speed", "rtc"):
         assert results[name] == "PASS", (name, report)
+
+    # The unit's own command line, as the unit's user, in the tree: enrolled at
+    # the packaged paths, it must say READY=1 on a real notify socket and seal
+    # a boot and an orderly shutdown that `bodycam log` verifies.
+    run_recorder_unit_in_tree(root, tmp_path, uid=int(passwd["bodycam"][2]), gid=int(passwd["bodycam"][3]))
+
+
+def run_recorder_unit_in_tree(root: Path, tmp_path: Path, uid: int, gid: int) -> None:
+    from device.sealing import pki
+
+    state = root / "var/lib/bodycam"
+    for old in state.iterdir():  # a previous run's enrolment in this cached scratch tree
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    ca = pki.create_ca(tmp_path / "ca", "arm64 package test")
+    recipient = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECIPIENT, "archive-1", tmp_path / "archive")
+    pki.enrol_device(ca, state, "ARM6402", pki.load_cert(recipient.with_suffix(".crt")))
+    subprocess.run(["chown", "-R", f"{uid}:{gid}", str(state)], check=True)
+    shutil.copy(tmp_path / "ca/ca.crt", root / "tmp/agency-ca.crt")
+    shutil.copy(root / "etc/bodycam/sim.toml", root / "etc/bodycam/hw.toml")
+    exec_start = re.search(r"^ExecStart=(.+)$", (root / "lib/systemd/system/bodycam-recorder.service").read_text(),
+                           re.M).group(1).split()
+
+    notify_dir = root / "run/bodycam-test"
+    shutil.rmtree(notify_dir, ignore_errors=True)
+    notify_dir.mkdir(parents=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_dir / "notify"))
+    os.chmod(notify_dir / "notify", 0o777)
+    sock.settimeout(300)
+    as_bodycam = ["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
+                  "HOME=/tmp", "LANG=C.UTF-8"]
+    try:
+        proc = subprocess.Popen([*as_bodycam, "NOTIFY_SOCKET=/run/bodycam-test/notify", *exec_start],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            messages = []
+            while not any("READY=1" in m.split("\n") for m in messages):
+                messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            proc.kill()
+            pytest.fail(f"no READY=1 in 300 s: {messages} {proc.communicate()}")
+        proc.terminate()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+        assert "standby" in out
+    finally:
+        sock.close()
+    shown = subprocess.run([*as_bodycam, "/opt/bodycam/venv/bin/bodycam", "log", "--json", "--ca",
+                            "/tmp/agency-ca.crt", "/var/lib/bodycam"], capture_output=True, text=True, timeout=600)
+    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-2000:]
+    log = json.loads(shown.stdout)
+    assert log["device"] == "ARM6402" and log["seal_log"]["status"] == "verified"
+    events = [e["event"] for e in log["entries"]]
+    assert events[0] == "boot" and events[-1] == "shutdown", events
+    assert {e["status"] for e in log["entries"]} == {"verified"}
