@@ -20,21 +20,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.sealing import pki
 from device.sealing.clock import utc_text
-from device.sealing.messages import CTX_RECEIPT, sign_message
+from device.sealing.format import FORMAT_VERSION, canonical_json
+from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL, CTX_GRANT_DECISION,
+                                     CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE, sign_message)
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
 from device.sealing.unseal import decrypt_fragments
 from device.sealing.verifier import Verifier
 
-# Contexts of the archive's own signed records (docs: the archive section of
-# format.md).  Same envelope and signature rule as §12 messages; signer role
-# archive-receipt.
-CTX_TOMBSTONE = "bodycam/v1/tombstone"
-CTX_DOCUMENT_SEAL = "bodycam/v1/document-seal"
+# Contexts of the archive's own signed records (format.md §19) are the
+# format's (device/sealing/messages.py): same envelope and signature rule as
+# §12 messages, "v": 2, signer role archive-receipt.
 
 IDENTITY_DIR = pki.IDENTITY_DIR
 DEVICE_CERT = pki.DEVICE_CERT
-__all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
+__all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "CTX_GRANT_DECISION", "CTX_PACKAGE_ATTESTATION",
+           "CTX_AUDIT", "CTX_AUDIT_HEAD", "AUDIT_ANCHOR_PREFIX", "FORMAT_VERSION", "canonical_json",
+           "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
            "SEGMENT_SUFFIX", "MANIFEST_SUFFIX", "SEGMENT_NAME_RE", "IDENTITY_DIR", "DEVICE_CERT",
            "verify_recording", "sign_record", "utc_text", "now_utc"]
 

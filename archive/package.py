@@ -7,7 +7,7 @@ its SHA-256 in ``manifest.json``, which the archive signs in
 
     manifest.json            {format, created_utc, agency, archive, case, recipient, grant,
                               files: {path: sha256}, segments: [...], seal_logs, audit, report_html}
-    attestation.json         signed (ctx bodycam/v1/package-attestation): manifest_sha256,
+    attestation.json         signed (ctx bodycam/v2/package-attestation): manifest_sha256,
                              seal-log heads, audit head, grant decision digest
     verify_package.py        the standalone verifier (Python 3.11 + cryptography)
     README.txt               how to verify, in Chinese and English
@@ -57,7 +57,7 @@ from .report import render_package_report
 from .watermark import watermark, watermark_text
 
 PACKAGE_FORMAT = "bodycam-package/1"
-CTX_ATTESTATION = "bodycam/v1/package-attestation"
+CTX_ATTESTATION = ev.CTX_PACKAGE_ATTESTATION
 VERIFIER = Path(__file__).resolve().parent / "standalone_verifier.py"
 RTC_DRIFT_PPM = 20  # a Pi's RTC crystal without temperature compensation (DS3231: 2 ppm); the bound is conservative
 
