@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device.sealing import pki
@@ -24,7 +25,9 @@ from device.sealing.format import FORMAT_VERSION, canonical_json
 from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL, CTX_GRANT_DECISION,
                                      CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE, sign_message)
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
-from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
+from device.sealing.format import MAX_RECORD_BODY, RECORD_PREFIX, log_anchor
+from device.sealing.safeio import read_bounded
+from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE, read_chain
 from device.sealing.unseal import decrypt_fragments
 from device.sealing.verifier import Verifier
 
@@ -38,7 +41,7 @@ __all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "CTX_GRANT_DECIS
            "CTX_AUDIT", "CTX_AUDIT_HEAD", "AUDIT_ANCHOR_PREFIX", "FORMAT_VERSION", "canonical_json",
            "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
            "SEGMENT_SUFFIX", "MANIFEST_SUFFIX", "SEGMENT_NAME_RE", "IDENTITY_DIR", "DEVICE_CERT",
-           "verify_recording", "sign_record", "utc_text", "now_utc"]
+           "verify_recording", "read_seal_log", "ChainedEntry", "sign_record", "utc_text", "now_utc"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,41 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
             name=seg.name, seq=int(m["segment_seq"]), digest=seg.digest, media=str(m["media"]),
             officer=m.get("officer"), opened_utc=str(m["opened_utc"]), closed_utc=m.get("closed_utc"),
             status=str(m["status"]), events=events, marks=marks)
+    return out
+
+
+@dataclass(frozen=True)
+class ChainedEntry:
+    """One seal-log entry on the chain (format §5.2): its payload, digest and record bytes."""
+
+    payload: dict[str, Any]
+    digest: str  # leaf digest, hex
+    record: bytes  # type || length || body (the leaf preimage is 0x00 || record)
+
+
+def read_seal_log(recording: Path) -> list[ChainedEntry]:
+    """The entries of a recording folder's seal log that chain from the device's
+    anchor (the format's one reading rule, ``read_chain``), oldest first.
+
+    The device certificate is the folder's ``identity/device.crt`` (the caller
+    verified the folder or took it from the archive's store).  Raises
+    InputError / FormatError when the certificate or a log file cannot be read.
+    """
+    cert = pki.load_cert(recording / IDENTITY_DIR / DEVICE_CERT, "device certificate")
+    public = cert.public_key()
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    chain = read_chain(recording / LOG_DIR, public, pki.cert_id(cert) or "", log_anchor(raw))
+    files: dict[str, bytes] = {}
+    out = []
+    for entry in chain.entries:
+        data = files.get(entry.file)
+        if data is None:
+            data = files[entry.file] = read_bounded(recording / LOG_DIR / entry.file, MAX_LOG_FILE, "seal-log file")
+        _rtype, length = RECORD_PREFIX.unpack_from(data, entry.offset)
+        if length > MAX_RECORD_BODY:  # read_chain already refused it; kept total
+            break
+        out.append(ChainedEntry(entry.obj, entry.digest.hex(),
+                                bytes(data[entry.offset:entry.offset + RECORD_PREFIX.size + length])))
     return out
 
 

@@ -129,19 +129,9 @@ def _timeline(log_entries: list[dict[str, Any]], plain: Plain) -> tuple[list[dic
 
 
 def _read_log(folder: Path) -> list[dict[str, Any]]:
-    """Seal-log payloads of a verified folder (the verifier checked them already)."""
-    from .standalone_verifier import MAGIC_LOG, read_records
-
-    out = []
-    for path in sorted((folder / ev.LOG_DIR).iterdir()):
-        records, _ = read_records(path.read_bytes(), MAGIC_LOG, path.name)
-        for rec in records:
-            n = int.from_bytes(rec.body[:4], "big")
-            entry = json.loads(rec.body[4:4 + n])
-            entry["digest"] = hashlib.sha256(b"\x00" + bytes([rec.rtype]) + len(rec.body).to_bytes(4, "big")
-                                             + rec.body).hexdigest()
-            out.append(entry)
-    return out
+    """Seal-log payloads (+ ``digest``) on the chain of a verified folder, read
+    by the format's own reader (format §5.2)."""
+    return [{**e.payload, "digest": e.digest} for e in ev.read_seal_log(folder)]
 
 
 def _deterministic_tar(folder: Path, target: Path) -> None:
