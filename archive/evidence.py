@@ -11,6 +11,7 @@ Shapes returned are the archive's own (:class:`VerifiedRecording`,
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bodycam.errors import FormatError
 from device.sealing import pki
 from device.sealing.clock import utc_text
-from device.sealing.format import FORMAT_VERSION, canonical_json
-from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL, CTX_GRANT_DECISION,
-                                     CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE, sign_message)
+from device.sealing.format import FORMAT_VERSION, MAX_RECORD_BODY, RECORD_PREFIX, canonical_json, log_anchor
+from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL,
+                                     CTX_GRANT_DECISION, CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE,
+                                     sign_message)
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
-from device.sealing.format import MAX_RECORD_BODY, RECORD_PREFIX, log_anchor
 from device.sealing.safeio import read_bounded
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE, read_chain
 from device.sealing.unseal import decrypt_fragments
@@ -135,6 +137,19 @@ def read_seal_log(recording: Path) -> list[ChainedEntry]:
         out.append(ChainedEntry(entry.obj, entry.digest.hex(),
                                 bytes(data[entry.offset:entry.offset + RECORD_PREFIX.size + length])))
     return out
+
+
+def write_excerpt_index(recording: Path, device: str, names: list[str], created_utc: str, purpose: str) -> None:
+    """Write ``excerpt.json`` (format §10.1) into a folder holding the device's
+    whole stored seal log and only the segments ``names``; its head is the
+    last entry on the chain.  FormatError if the log has no entry on its chain."""
+    entries = read_seal_log(recording)
+    if not entries:
+        raise FormatError(f"{recording}: the seal log has no entry on its chain; no excerpt can be made")
+    index = {"format": "bodycam-excerpt/2", "device": device, "segments": names,
+             "head_seq": entries[-1].payload["seq"], "head_digest": entries[-1].digest,
+             "created_utc": created_utc, "purpose": purpose}
+    (recording / "excerpt.json").write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
 
 def sign_record(key: Ed25519PrivateKey, cert: x509.Certificate, payload: dict[str, Any]) -> dict[str, str]:

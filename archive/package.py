@@ -172,7 +172,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".package-", dir=out.parent))
     try:
-        folders = access.lay_out(rows, tmp / "originals")
+        folders = access.lay_out(rows, tmp / "originals", purpose=grant.case_number or grant.reason or "")
         plains = access.decrypt(agency.id, folders, set(grant.segments))
         for sub in ("trust", "media", "thumbnails", "audit", "report") + (("viewing",) if viewing_copies else ()):
             (tmp / sub).mkdir()

@@ -1027,11 +1027,12 @@ def _read_excerpt(folder: Path, rep: RecordingReport, device: str, log: SealLog)
 
 
 def verify_seal_log(folder: Path, device: str, key: Ed25519PublicKey, public_raw: bytes, result: "Result",
-                    ca: x509.Certificate | None = None) -> SealLog:
-    """Walk and interpret a seal log; ValueError unless it is ``verified`` or ``truncated``."""
+                    ca: x509.Certificate) -> SealLog:
+    """Walk and interpret a seal log (``ca`` judges the receipts and clock syncs in
+    it); ValueError unless it is ``verified`` or ``truncated`` without problems.
+    ``public_raw`` is ``key``'s raw bytes (kept for callers; the key gives them)."""
     log = walk_log(folder, device, key)
-    if ca is not None:
-        interpret_log(log, device, ca)
+    interpret_log(log, device, ca)
     if log.status not in ("verified", "truncated") or log.problems:
         raise ValueError(f"{folder}: seal log {log.status}: {'; '.join(log.breaks + log.problems)}")
     for name in log.torn_older:
@@ -1061,7 +1062,8 @@ def _accept_segment(seg: Segment, media_path: Path | None, result: "Result") -> 
     if seg.status not in ("verified", "truncated") or seg.manifest is None or seg.digest is None:
         raise ValueError(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
     listed = seg.manifest["fragments"]
-    what = f"{seg.name}: {seg.status}, {seg.fragments} fragments signed and chained; digest {seg.digest}"
+    what = (f"{seg.name}: {seg.manifest['status']}, {seg.fragments} fragments signed and chained; "
+            f"digest {seg.digest}")
     if media_path is not None:
         media = bytes(read_regular(media_path, MAX_SEGMENT_FILE, "media file"))
         pos = 0
