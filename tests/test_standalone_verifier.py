@@ -69,3 +69,51 @@ def test_canonical_json_is_rfc_8785(value):
 def test_other_spellings_and_values_outside_the_profile_are_refused(text):
     with pytest.raises(ValueError):
         sv.parse_canonical(text)
+
+
+def _project_short(rec: Path, ca_path: Path, crl_path: Path | None = None) -> dict:
+    from device.sealing import pki
+    from device.sealing.revocation import load_crl
+    from device.sealing.verifier import Verifier
+
+    ca = pki.load_cert(ca_path)
+    report, _ = Verifier(ca, crl=load_crl(crl_path, ca) if crl_path else None).verify_recording(rec)
+    return {"recording": report.status.value, "seal_log": report.seal_log.status.value,
+            "log_entries": report.seal_log.entries,
+            "segments": [{"name": s.name, "seq": s.seq, "status": s.status.value, "fragments": s.fragments}
+                         for s in report.segments]}
+
+
+def test_certificate_time_and_revocation_agree_with_the_project(agency, tmp_path):
+    """§7.1: validity is judged at the signed time, and a CRL refuses what was
+    signed at or after the revocation date, not what was signed before."""
+    import datetime as dt
+
+    from device.sealing import pki
+    from device.sealing.clock import ManualClock
+    from device.sealing.revocation import revoke
+
+    from .conftest import record_segments
+
+    ca = x509.load_pem_x509_certificate(agency.ca_cert_path.read_bytes())
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    # Signed a day before the device certificate was issued (a clock set back).
+    early = agency.enrol(tmp_path / "early", "T000001")
+    record_segments(early, ManualClock(start=now - dt.timedelta(days=1)), segments=2, fragments=2)
+    got = sv.verify_recording(early, ca).short()
+    assert got == _project_short(early, agency.ca_cert_path)
+    assert got["recording"] == "failed" and {s["status"] for s in got["segments"]} == {"failed"}
+    # Revoked between two segments: the first still verifies, the second fails.
+    late = agency.enrol(tmp_path / "late", "T000002")
+    clock = ManualClock(start=now)
+    record_segments(late, clock, segments=1, fragments=2)
+    clock.advance(10)
+    revoked_from = clock.utc_now()
+    clock.advance(10)
+    record_segments(late, clock, segments=1, fragments=2)
+    (tmp_path / "ca-dir").mkdir()
+    crl_path = revoke(agency.ca, tmp_path / "ca-dir", pki.load_cert(late / "identity" / "device.crt"), revoked_from)
+    got = sv.verify_recording(late, ca, sv.load_crl(crl_path.read_bytes(), ca)).short()
+    assert got == _project_short(late, agency.ca_cert_path, crl_path)
+    assert [s["status"] for s in got["segments"]] == ["verified", "failed"] and got["recording"] == "failed"
+    assert sv.verify_recording(late, ca).short()["recording"] == "verified"  # without the CRL
