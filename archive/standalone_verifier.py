@@ -333,9 +333,11 @@ def _utc(text: str) -> dt.datetime:
 # -- hashes (§2.2) -------------------------------------------------------------------------------
 
 
-def _leaf(raw: bytes) -> bytes:
+def _leaf(raw: bytes | memoryview) -> bytes:
     """Digest of a whole record (type || length || body)."""
-    return hashlib.sha256(b"\x00" + bytes(raw)).digest()
+    h = hashlib.sha256(b"\x00")
+    h.update(raw)
+    return h.digest()
 
 
 def _link(prev: bytes, leaf: bytes) -> bytes:
@@ -476,12 +478,12 @@ def read_regular(path: Path, limit: int, what: str) -> bytes | memoryview:
 @dataclass
 class Record:
     rtype: int
-    raw: bytes  # type || length || body
+    raw: memoryview  # type || length || body, a view into the file (never copied whole)
     offset: int
     end: int
 
     @property
-    def body(self) -> bytes:
+    def body(self) -> memoryview:
         return self.raw[5:]
 
 
@@ -501,7 +503,8 @@ def read_records(data: bytes | memoryview, magic: bytes, allowed: tuple[int, ...
         raise ValueError(f"{where}: bad magic")
     if bytes(data[:8]) != magic:
         raise ValueError(f"{where}: bad magic")
-    out, pos, size = [], 8, len(data)
+    view = memoryview(data)
+    out, pos, size = [], 8, len(view)
     while pos < size:
         if size - pos < 5:
             return Records(out, torn=True)
@@ -510,7 +513,7 @@ def read_records(data: bytes | memoryview, magic: bytes, allowed: tuple[int, ...
             return Records(out, corrupt=f"{where}: corrupt record at byte {pos}")
         if pos + 5 + length > size:
             return Records(out, torn=True)
-        out.append(Record(rtype, bytes(data[pos:pos + 5 + length]), pos, pos + 5 + length))
+        out.append(Record(rtype, view[pos:pos + 5 + length], pos, pos + 5 + length))
         pos += 5 + length
     return Records(out)
 
@@ -524,7 +527,7 @@ def open_signed(record: Record, schema: dict[str, Check], where: str) -> tuple[d
     n = struct.unpack_from(">I", body)[0]
     if n > MAX_PAYLOAD or 4 + n + 64 != len(body):
         raise Malformed(f"{where}: bad payload length")
-    payload, signature = body[4:4 + n], body[4 + n:]
+    payload, signature = bytes(body[4:4 + n]), bytes(body[4 + n:])
     try:
         obj = parse_canonical(payload)
     except Malformed as exc:
@@ -811,7 +814,7 @@ def _check_segment(folder: Path, name: str, seq: int, s: dict[str, Any], log: Se
             index = struct.unpack_from(">Q", rec.body)[0]
             if index != len(digests):
                 raise SegmentFault(f"{name}: fragment {index} where {len(digests)} was expected")
-            digests.append((rec.body[8:40].hex(), len(rec.body) - 40 - 16))
+            digests.append((bytes(rec.body[8:40]).hex(), len(rec.body) - 40 - 16))
             chain = _link(chain, _leaf(rec.raw))
             chains.append(chain)
         elif rec.rtype == REC_C:
@@ -871,7 +874,7 @@ def _check_segment(folder: Path, name: str, seq: int, s: dict[str, Any], log: Se
         t = m["truncated"]
         if t["covered_bytes"] != ends.get(n):
             raise SegmentFault(f"{name}: covered_bytes is not the end of the checkpoint covering {n} fragments")
-        if hashlib.sha256(bytes(data[t["covered_bytes"]:])).hexdigest() != t["uncovered_sha256"]:
+        if hashlib.sha256(memoryview(data)[t["covered_bytes"]:]).hexdigest() != t["uncovered_sha256"]:
             raise SegmentFault(f"{name}: bytes after the last checkpoint differ from the manifest")
         if not s.get("unclean"):
             raise SegmentFault(f"{name}: truncated, but the seal log has no unclean-stop entry for it")
@@ -1065,7 +1068,7 @@ def _accept_segment(seg: Segment, media_path: Path | None, result: "Result") -> 
     what = (f"{seg.name}: {seg.manifest['status']}, {seg.fragments} fragments signed and chained; "
             f"digest {seg.digest}")
     if media_path is not None:
-        media = bytes(read_regular(media_path, MAX_SEGMENT_FILE, "media file"))
+        media = memoryview(read_regular(media_path, MAX_SEGMENT_FILE, "media file"))
         pos = 0
         for i, f in enumerate(listed):
             part = media[pos:pos + f["bytes"]]
