@@ -117,3 +117,29 @@ def test_certificate_time_and_revocation_agree_with_the_project(agency, tmp_path
     assert got == _project_short(late, agency.ca_cert_path, crl_path)
     assert [s["status"] for s in got["segments"]] == ["verified", "failed"] and got["recording"] == "failed"
     assert sv.verify_recording(late, ca).short()["recording"] == "verified"  # without the CRL
+
+
+def test_hostile_folders_are_reported_not_read_and_agree_with_the_project(tmp_path):
+    """§2 "Hostile folders": a FIFO named like a log file is a break, a link in
+    segments/ is a problem, and neither is opened (no hang)."""
+    import os
+    import shutil
+
+    rec = tmp_path / "rec"
+    shutil.copytree(REC, rec)
+    os.mkfifo(rec / "seallog" / "000000000999-0123456789abcdef.log")
+    got = sv.verify_recording(rec, CA).short()
+    assert got == _project_short(rec, VEC / "keys" / "ca" / "ca.crt")
+    assert got["seal_log"] == "broken" and got["recording"] == "failed"
+    assert [s["status"] for s in got["segments"]] == ["verified", "verified"]  # the good prefix still places them
+    os.unlink(rec / "seallog" / "000000000999-0123456789abcdef.log")
+    (rec / "segments" / "extra.bcseg").symlink_to("/dev/zero")
+    got = sv.verify_recording(rec, CA)
+    assert got.short() == _project_short(rec, VEC / "keys" / "ca" / "ca.crt")
+    assert got.status == "failed" and any("symbolic link" in r for r in got.reasons)
+    # A FIFO where the device certificate belongs: exit 2 with a named error, not a hang.
+    (rec / "identity" / "device.crt").unlink()
+    os.mkfifo(rec / "identity" / "device.crt")
+    done = subprocess.run([sys.executable, "-I", str(Path(sv.__file__)), "--recording", str(rec),
+                           "--ca", str(VEC / "keys" / "ca" / "ca.crt")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "device certificate is not a regular file" in done.stderr
