@@ -13,8 +13,9 @@ its SHA-256 in ``manifest.json``, which the archive signs in
     README.txt               how to verify, in Chinese and English
     trust/ca.crt             the agency CA (trust anchor: compare its fingerprint)
     trust/archive-receipt.crt
-    originals/<device>/      sealed originals as recorded: identity/device.crt, seallog/*.log,
-                             segments/<name>.bcseg + .bcman (never watermarked, never re-encoded)
+    originals/<device>/      sealed originals as recorded, an excerpt (format §10.1): identity/device.crt,
+                             seallog/*.log, segments/<name>.bcseg + .bcman of the chosen segments (never
+                             watermarked, never re-encoded) and excerpt.json naming them
     media/<name>.mp4|.jpg    the plaintext, byte for byte what the recorder signed (playable)
     viewing/<name>-viewing…  copies watermarked with the recipient and time (not evidence)
     thumbnails/<name>.jpg

@@ -954,6 +954,9 @@ def verify_recording(folder: Path, ca: x509.Certificate, crl: x509.CertificateRe
     log = rep.log = walk_log(folder / "seallog", device, key)
     interpret_log(log, device, ca)
     rep.reasons += log.problems
+    rep.notes += [f"seallog/{name}: not a seal-log file name; not read" for name in log.ignored]
+    rep.notes += [f"seallog/{name}: torn last record (a power cut the next start recovered from)"
+                  for name in log.torn_older]
     seg_dir = folder / "segments"
     present: set[str] = set()
     stems: set[str] = set()
