@@ -625,7 +625,7 @@ def walk_log(folder: Path, device: str, key: Ed25519PublicKey) -> SealLog:
         try:
             data = read_regular(folder / name, MAX_LOG_FILE, "seal-log file")
             recs = read_records(data, MAGIC_LOG, (REC_L,), name)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             log.breaks.append(str(exc))
             continue
         for n, rec in enumerate(recs.records):
@@ -776,7 +776,7 @@ def check_segment(folder: Path, name: str, seq: int, s: dict[str, Any], log: Sea
     out = Segment(name, seq, "failed")
     try:
         _check_segment(folder, name, seq, s, log, device, key, trust, newest, out)
-    except (SegmentFault, Malformed, ValueError) as exc:
+    except (SegmentFault, Malformed, ValueError, OSError) as exc:
         out.status, out.fragments = "failed", 0
         out.reasons.append(str(exc))
     return out
