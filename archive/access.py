@@ -53,9 +53,11 @@ class Access:
             raise UsageError("some segments of the grant are no longer in the archive")
         return rows
 
-    def lay_out(self, rows: list[Any], out: Path) -> dict[str, Path]:
-        """The sealed originals of ``rows`` as recording folders ``out/<device>/``
-        (device certificate, every seal-log file, the chosen segments)."""
+    def lay_out(self, rows: list[Any], out: Path, purpose: str = "") -> dict[str, Path]:
+        """The sealed originals of ``rows`` as excerpts ``out/<device>/`` (format
+        §10.1: device certificate, every seal-log file, the chosen segments and
+        ``excerpt.json`` naming them, so the segments left out are ``excluded``,
+        not ``missing``)."""
         folders: dict[str, Path] = {}
         with self.archive.engine.connect() as conn:
             for device in sorted({r.device for r in rows}):
@@ -75,6 +77,9 @@ class Access:
             seg_dir = folders[r.device] / ev.SEGMENTS_DIR
             self._copy(r.segment_blob, seg_dir / f"{r.name}{ev.SEGMENT_SUFFIX}")
             self._copy(r.manifest_blob, seg_dir / f"{r.name}{ev.MANIFEST_SUFFIX}")
+        for device, base in folders.items():
+            ev.write_excerpt_index(base, device, sorted(r.name for r in rows if r.device == device),
+                                   ev.utc_text(self.archive.now()), purpose)
         return folders
 
     def _copy(self, digest: str, target: Path) -> None:

@@ -7,13 +7,13 @@ Entry (one per agency and ``seq``; the exact bytes are in the report and
 format.md "Audit log")::
 
     payload   = canonical JSON (format §2.1) of
-                {"ctx": "bodycam/v1/audit", "v": 1, "archive", "agency", "seq",
+                {"ctx": "bodycam/v2/audit", "v": 2, "archive", "agency", "seq",
                  "prev", "utc", "actor", "role", "action", "outcome",
                  "case", "segments", "detail"}
     digest    = SHA256(payload)                          hex; the TSA stamps this hash
     signature = Ed25519(receipt key, ctx || 0x00 || payload)
     prev      = digest of entry seq-1; for seq 0
-                SHA256("bodycam/v1/audit-anchor" || 0x00 || agency)
+                SHA256("bodycam/v2/audit-anchor" || 0x00 || agency)
 
 Methods of :class:`~archive.service.Archive` that read or change footage carry
 ``@audited(action)``; the person is taken from :data:`current_actor` (set by
@@ -45,7 +45,9 @@ from bodycam.errors import BodycamError, UsageError
 
 from . import evidence as ev
 from . import lawful_index as lx
-from .standalone_verifier import AUDIT_CTX, AUDIT_HEAD_CTX, audit_anchor, canonical_json
+
+AUDIT_CTX = ev.CTX_AUDIT
+AUDIT_HEAD_CTX = ev.CTX_AUDIT_HEAD
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,8 @@ class AuditLog:
                 seq = 0 if last is None else last.seq + 1
                 prev = audit_anchor(agency.id) if last is None else last.digest
                 now = ev.utc_text(self.archive.now())
-                payload = canonical_json({
-                    "ctx": AUDIT_CTX, "v": 1, "archive": agency.archive_id, "agency": agency.id, "seq": seq,
+                payload = ev.canonical_json({
+                    "ctx": AUDIT_CTX, "v": ev.FORMAT_VERSION, "archive": agency.archive_id, "agency": agency.id, "seq": seq,
                     "prev": prev, "utc": now, "actor": actor.name, "role": actor.role, "action": action,
                     "outcome": outcome, "case": case, "segments": listed, "detail": _jsonable(detail)})
                 digest = hashlib.sha256(payload).hexdigest()
@@ -153,7 +155,7 @@ class AuditLog:
 
     def attest_head(self, agency_id: str | None) -> dict[str, str]:
         """The archive's signed statement of the log head now (format §12 envelope,
-        ctx ``bodycam/v1/audit-head``: ``archive, agency, seq, digest, utc``)."""
+        ctx ``bodycam/v2/audit-head``: ``archive, agency, seq, digest, utc``)."""
         agency = self.archive.agency(agency_id)
         head = self.head(agency.id)
         return ev.sign_record(agency.receipt_key, agency.receipt_cert, {
@@ -244,6 +246,11 @@ class AuditLog:
         return render_audit_pdf(agency=agency, entries=rows, case=case, actor=actor,
                                 head=self.head(agency.id), stamps=self.stamps(agency.id),
                                 now=ev.utc_text(self.archive.now()))
+
+
+def audit_anchor(agency: str) -> str:
+    """``prev`` of an agency's first audit entry: SHA256("bodycam/v2/audit-anchor" || 0x00 || agency), hex."""
+    return hashlib.sha256(ev.AUDIT_ANCHOR_PREFIX + agency.encode()).hexdigest()
 
 
 def audit_of(archive) -> AuditLog:

@@ -11,32 +11,39 @@ Shapes returned are the archive's own (:class:`VerifiedRecording`,
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bodycam.errors import FormatError
 from device.sealing import pki
 from device.sealing.clock import utc_text
-from device.sealing.messages import CTX_RECEIPT, sign_message
+from device.sealing.format import FORMAT_VERSION, MAX_RECORD_BODY, RECORD_PREFIX, canonical_json, log_anchor
+from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL,
+                                     CTX_GRANT_DECISION, CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE,
+                                     sign_message)
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
-from device.sealing.seallog import LOG_DIR, LOG_FILE_RE
+from device.sealing.safeio import read_bounded
+from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE, read_chain
 from device.sealing.unseal import decrypt_fragments
 from device.sealing.verifier import Verifier
 
-# Contexts of the archive's own signed records (docs: the archive section of
-# format.md).  Same envelope and signature rule as §12 messages; signer role
-# archive-receipt.
-CTX_TOMBSTONE = "bodycam/v1/tombstone"
-CTX_DOCUMENT_SEAL = "bodycam/v1/document-seal"
+# Contexts of the archive's own signed records (format.md §19) are the
+# format's (device/sealing/messages.py): same envelope and signature rule as
+# §12 messages, "v": 2, signer role archive-receipt.
 
 IDENTITY_DIR = pki.IDENTITY_DIR
 DEVICE_CERT = pki.DEVICE_CERT
-__all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
+__all__ = ["CTX_RECEIPT", "CTX_TOMBSTONE", "CTX_DOCUMENT_SEAL", "CTX_GRANT_DECISION", "CTX_PACKAGE_ATTESTATION",
+           "CTX_AUDIT", "CTX_AUDIT_HEAD", "AUDIT_ANCHOR_PREFIX", "FORMAT_VERSION", "canonical_json",
+           "LOG_DIR", "LOG_FILE_RE", "SEGMENTS_DIR",
            "SEGMENT_SUFFIX", "MANIFEST_SUFFIX", "SEGMENT_NAME_RE", "IDENTITY_DIR", "DEVICE_CERT",
-           "verify_recording", "sign_record", "utc_text", "now_utc"]
+           "verify_recording", "read_seal_log", "ChainedEntry", "sign_record", "utc_text", "now_utc"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,54 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
             officer=m.get("officer"), opened_utc=str(m["opened_utc"]), closed_utc=m.get("closed_utc"),
             status=str(m["status"]), events=events, marks=marks)
     return out
+
+
+@dataclass(frozen=True)
+class ChainedEntry:
+    """One seal-log entry on the chain (format §5.2): its payload, digest and record bytes."""
+
+    payload: dict[str, Any]
+    digest: str  # leaf digest, hex
+    record: bytes  # type || length || body (the leaf preimage is 0x00 || record)
+
+
+def read_seal_log(recording: Path) -> list[ChainedEntry]:
+    """The entries of a recording folder's seal log that chain from the device's
+    anchor (the format's one reading rule, ``read_chain``), oldest first.
+
+    The device certificate is the folder's ``identity/device.crt`` (the caller
+    verified the folder or took it from the archive's store).  Raises
+    InputError / FormatError when the certificate or a log file cannot be read.
+    """
+    cert = pki.load_cert(recording / IDENTITY_DIR / DEVICE_CERT, "device certificate")
+    public = cert.public_key()
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    chain = read_chain(recording / LOG_DIR, public, pki.cert_id(cert) or "", log_anchor(raw))
+    files: dict[str, bytes] = {}
+    out = []
+    for entry in chain.entries:
+        data = files.get(entry.file)
+        if data is None:
+            data = files[entry.file] = read_bounded(recording / LOG_DIR / entry.file, MAX_LOG_FILE, "seal-log file")
+        _rtype, length = RECORD_PREFIX.unpack_from(data, entry.offset)
+        if length > MAX_RECORD_BODY:  # read_chain already refused it; kept total
+            break
+        out.append(ChainedEntry(entry.obj, entry.digest.hex(),
+                                bytes(data[entry.offset:entry.offset + RECORD_PREFIX.size + length])))
+    return out
+
+
+def write_excerpt_index(recording: Path, device: str, names: list[str], created_utc: str, purpose: str) -> None:
+    """Write ``excerpt.json`` (format §10.1) into a folder holding the device's
+    whole stored seal log and only the segments ``names``; its head is the
+    last entry on the chain.  FormatError if the log has no entry on its chain."""
+    entries = read_seal_log(recording)
+    if not entries:
+        raise FormatError(f"{recording}: the seal log has no entry on its chain; no excerpt can be made")
+    index = {"format": "bodycam-excerpt/2", "device": device, "segments": names,
+             "head_seq": entries[-1].payload["seq"], "head_digest": entries[-1].digest,
+             "created_utc": created_utc, "purpose": purpose}
+    (recording / "excerpt.json").write_text(json.dumps(index, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
 
 def sign_record(key: Ed25519PrivateKey, cert: x509.Certificate, payload: dict[str, Any]) -> dict[str, str]:

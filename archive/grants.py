@@ -4,7 +4,7 @@ A request names who (the grantee), which segments or which case, why, for
 how long and for what (``view``, ``export``).  An approver (agency head) of
 the same agency, not the requester, approves or refuses it, confirming with
 a TOTP code; the decision is signed by the archive (format §12 envelope,
-ctx ``bodycam/v1/grant-decision``) naming the approver.  A grant is live
+ctx ``bodycam/v2/grant-decision``) naming the approver.  A grant is live
 from its approval until ``valid_until`` unless revoked; viewing and export
 check it on every call (:meth:`Grants.require`), so expiry or revocation
 ends access at once.  Every step, and every refusal, is audited.
@@ -27,7 +27,7 @@ from . import lawful_index as lx
 from .accounts import Account, AccessDenied, Accounts, require_role
 from .audit import audit_of
 
-CTX_GRANT_DECISION = "bodycam/v1/grant-decision"
+CTX_GRANT_DECISION = ev.CTX_GRANT_DECISION
 GRANT_ACTIONS = ("view", "export")
 
 

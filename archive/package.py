@@ -7,14 +7,15 @@ its SHA-256 in ``manifest.json``, which the archive signs in
 
     manifest.json            {format, created_utc, agency, archive, case, recipient, grant,
                               files: {path: sha256}, segments: [...], seal_logs, audit, report_html}
-    attestation.json         signed (ctx bodycam/v1/package-attestation): manifest_sha256,
+    attestation.json         signed (ctx bodycam/v2/package-attestation): manifest_sha256,
                              seal-log heads, audit head, grant decision digest
     verify_package.py        the standalone verifier (Python 3.11 + cryptography)
     README.txt               how to verify, in Chinese and English
     trust/ca.crt             the agency CA (trust anchor: compare its fingerprint)
     trust/archive-receipt.crt
-    originals/<device>/      sealed originals as recorded: identity/device.crt, seallog/*.log,
-                             segments/<name>.bcseg + .bcman (never watermarked, never re-encoded)
+    originals/<device>/      sealed originals as recorded, an excerpt (format §10.1): identity/device.crt,
+                             seallog/*.log, segments/<name>.bcseg + .bcman of the chosen segments (never
+                             watermarked, never re-encoded) and excerpt.json naming them
     media/<name>.mp4|.jpg    the plaintext, byte for byte what the recorder signed (playable)
     viewing/<name>-viewing…  copies watermarked with the recipient and time (not evidence)
     thumbnails/<name>.jpg
@@ -57,7 +58,7 @@ from .report import render_package_report
 from .watermark import watermark, watermark_text
 
 PACKAGE_FORMAT = "bodycam-package/1"
-CTX_ATTESTATION = "bodycam/v1/package-attestation"
+CTX_ATTESTATION = ev.CTX_PACKAGE_ATTESTATION
 VERIFIER = Path(__file__).resolve().parent / "standalone_verifier.py"
 RTC_DRIFT_PPM = 20  # a Pi's RTC crystal without temperature compensation (DS3231: 2 ppm); the bound is conservative
 
@@ -129,19 +130,9 @@ def _timeline(log_entries: list[dict[str, Any]], plain: Plain) -> tuple[list[dic
 
 
 def _read_log(folder: Path) -> list[dict[str, Any]]:
-    """Seal-log payloads of a verified folder (the verifier checked them already)."""
-    from .standalone_verifier import MAGIC_LOG, read_records
-
-    out = []
-    for path in sorted((folder / ev.LOG_DIR).iterdir()):
-        records, _ = read_records(path.read_bytes(), MAGIC_LOG, path.name)
-        for rec in records:
-            n = int.from_bytes(rec.body[:4], "big")
-            entry = json.loads(rec.body[4:4 + n])
-            entry["digest"] = hashlib.sha256(b"\x00" + bytes([rec.rtype]) + len(rec.body).to_bytes(4, "big")
-                                             + rec.body).hexdigest()
-            out.append(entry)
-    return out
+    """Seal-log payloads (+ ``digest``) on the chain of a verified folder, read
+    by the format's own reader (format §5.2)."""
+    return [{**e.payload, "digest": e.digest} for e in ev.read_seal_log(folder)]
 
 
 def _deterministic_tar(folder: Path, target: Path) -> None:
@@ -182,7 +173,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".package-", dir=out.parent))
     try:
-        folders = access.lay_out(rows, tmp / "originals")
+        folders = access.lay_out(rows, tmp / "originals", purpose=grant.case_number or grant.reason or "")
         plains = access.decrypt(agency.id, folders, set(grant.segments))
         for sub in ("trust", "media", "thumbnails", "audit", "report") + (("viewing",) if viewing_copies else ()):
             (tmp / sub).mkdir()

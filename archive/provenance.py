@@ -13,37 +13,31 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from bodycam.errors import UsageError
 
+from . import evidence as ev
 from . import index as ix
 from . import lawful_index as lx
-from .standalone_verifier import MAGIC_LOG, read_records
 from .tsa import request_stamp
 
 log = logging.getLogger(__name__)
 
 
 def head_preimage(archive, device: str, seq: int) -> bytes:
-    """The leaf preimage of seal-log entry ``seq`` of ``device`` from the stored log files."""
-    with archive.engine.connect() as conn:
-        files = list(conn.execute(select(ix.seal_log_files).where(ix.seal_log_files.c.device == device)))
-    latest: dict[str, tuple[int, str]] = {}
-    for r in files:
-        if r.file not in latest or r.bytes > latest[r.file][0]:
-            latest[r.file] = (r.bytes, r.blob)
-    count = 0
-    for name in sorted(latest):
-        with archive.store.open(latest[name][1]) as f:
-            records, _ = read_records(f.read(), MAGIC_LOG, name)
-        for rec in records:
-            if count == seq:
-                return b"\x00" + bytes([rec.rtype]) + len(rec.body).to_bytes(4, "big") + rec.body
-            count += 1
-    raise UsageError(f"seal log of {device} has no entry {seq} in the store")
+    """The leaf preimage (``0x00 || record``, format §2.2) of seal-log entry ``seq``
+    of ``device``, from the stored log files read by the format's reader."""
+    with tempfile.TemporaryDirectory(prefix="seal-log-") as tmp:
+        folder = archive.export_recording(device, Path(tmp) / device, segments=False)
+        for entry in ev.read_seal_log(folder):
+            if entry.payload["seq"] == seq:
+                return b"\x00" + entry.record
+    raise UsageError(f"seal log of {device} has no entry {seq} on its chain in the store")
 
 
 def stamp_seal_log_heads(archive) -> list[dict[str, Any]]:

@@ -871,8 +871,9 @@ class Archive:
     # -- export ----------------------------------------------------------------------------------
 
     @audited("export")
-    def export_recording(self, device: str, out: Path, agency: str | None = None) -> Path:
-        """Lay a device's stored footage out as a recording folder for the verifier."""
+    def export_recording(self, device: str, out: Path, agency: str | None = None, *, segments: bool = True) -> Path:
+        """Lay a device's stored footage out as a recording folder for the verifier
+        (``segments=False``: only its certificate and seal log, for reading the log)."""
         with self.engine.connect() as conn:
             dev = conn.execute(select(ix.devices).where(ix.devices.c.device == device)).first()
             if dev is None or (agency is not None and dev.agency != agency):
@@ -889,7 +890,7 @@ class Archive:
                 latest[r.file] = (r.bytes, r.blob)  # a log file only ever grows
         for name, (_, blob) in latest.items():
             self._copy(blob, out / ev.LOG_DIR / name)
-        for r in segs:
+        for r in segs if segments else ():
             self._copy(r.segment_blob, out / ev.SEGMENTS_DIR / f"{r.name}{ev.SEGMENT_SUFFIX}")
             self._copy(r.manifest_blob, out / ev.SEGMENTS_DIR / f"{r.name}{ev.MANIFEST_SUFFIX}")
         return out

@@ -178,13 +178,13 @@ def test_expiry_deletes_only_expired_unheld_reviewed_footage_with_signed_tombsto
     (tomb,) = archive.tombstones(None)
     record = tomb["record"]
     payload = json.loads(base64.b64decode(record["payload"]))
-    assert payload["ctx"] == "bodycam/v1/tombstone" and payload["segment"] == expired
+    assert payload["ctx"] == "bodycam/v2/tombstone" and payload["segment"] == expired
     assert payload["files"]["segment_sha256"] == row["segment_blob"] and payload["by"] == "job"
     # a second implementation checks the signature with the certificate alone
     cert = x509.load_pem_x509_certificate(record["certificate"].encode())
     public = cert.public_key()
     assert isinstance(public, Ed25519PublicKey)
-    public.verify(base64.b64decode(record["signature"]), b"bodycam/v1/tombstone\x00" + base64.b64decode(record["payload"]))
+    public.verify(base64.b64decode(record["signature"]), b"bodycam/v2/tombstone\x00" + base64.b64decode(record["payload"]))
     # release the holds and close the review: everything past its date goes
     for h in archive.holds(None):
         archive.release(None, h["id"], who="keeper-1")

@@ -1,5 +1,5 @@
-"""The audit entry format (docs/lawful-use.md A1) against its test vector,
-with hashlib and cryptography only; and the archive's own entries follow the
+"""The audit entry format (docs/lawful-use.md A1, format.md §19) against its
+test vector, with hashlib, cryptography and rfc8785 only; and the archive's own entries follow the
 same rule (digest, signature over ctx || 0x00 || payload, chain from the anchor)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -21,16 +22,16 @@ def _check_chain(entries, public: Ed25519PublicKey, anchor: str) -> None:
     for seq, e in enumerate(entries):
         payload = e["payload"].encode()
         obj = json.loads(payload)
-        assert json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == payload
-        assert obj["seq"] == seq and obj["prev"] == prev and obj["ctx"] == "bodycam/v1/audit" and obj["v"] == 1
+        assert rfc8785.dumps(obj) == payload  # RFC 8785 (JCS), format §2.1
+        assert obj["seq"] == seq and obj["prev"] == prev and obj["ctx"] == "bodycam/v2/audit" and obj["v"] == 2
         assert hashlib.sha256(payload).hexdigest() == e["digest"]
-        public.verify(base64.b64decode(e["signature"]), b"bodycam/v1/audit\x00" + payload)
+        public.verify(base64.b64decode(e["signature"]), b"bodycam/v2/audit\x00" + payload)
         prev = e["digest"]
 
 
 def test_the_vector_follows_the_written_rule():
     v = json.loads(VECTOR.read_text())
-    assert v["anchor"] == hashlib.sha256(b"bodycam/v1/audit-anchor\x00" + v["agency"].encode()).hexdigest()
+    assert v["anchor"] == hashlib.sha256(b"bodycam/v2/audit-anchor\x00" + v["agency"].encode()).hexdigest()
     _check_chain(v["entries"], Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["public_key"])), v["anchor"])
     # and a changed byte breaks it
     bad = [dict(e) for e in v["entries"]]
@@ -51,7 +52,7 @@ def test_the_archive_writes_entries_by_the_same_rule(agency, tmp_path):
         rig.archive.hold(None, reason="复议", who="keeper1", segments=[rig.names[0]])
         stored = audit_of(rig.archive).entries(None)
         public = pki.load_cert(rig.receipt_key.with_suffix(".crt")).public_key()
-        anchor = hashlib.sha256(b"bodycam/v1/audit-anchor\x00test-agency").hexdigest()
+        anchor = hashlib.sha256(b"bodycam/v2/audit-anchor\x00test-agency").hexdigest()
         _check_chain([{"payload": e["payload"], "digest": e["digest"], "signature": e["signature"]} for e in stored],
                      public, anchor)
         assert len(stored) == 2

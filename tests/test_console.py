@@ -308,15 +308,26 @@ def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
 
 
 def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
+    from sqlalchemy import func, select
+
+    from archive import index as ix
     from archive.console.oversight import SHIFT_ZONE
 
-    local = rig.law.clock.utc_now().astimezone(SHIFT_ZONE)
+    # The shift is placed around the footage the rig recorded (its clock starts
+    # at the current time and other tests advance it by hours, so "today" may
+    # be another local day): duty from 30 minutes before the first segment to
+    # two hours after it, which may cross local midnight.
+    with rig.law.archive.engine.connect() as conn:
+        first = conn.execute(select(func.min(ix.segments.c.opened_utc))
+                             .where(ix.segments.c.officer == "010203")).scalar()
+    opened = dt.datetime.fromisoformat(first.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
+    duty_start, duty_end = opened - dt.timedelta(minutes=30), opened + dt.timedelta(hours=2)
     sign_in(page, rig, "auditor")
     page.goto(f"{rig.url}/misuse")
     page.fill("input[name=officer]", "010203")
-    page.fill("input[name=day]", local.date().isoformat())
-    page.fill("input[name=start]", "00:00")
-    page.fill("input[name=end]", "23:59")
+    page.fill("input[name=day]", duty_start.date().isoformat())
+    page.fill("input[name=start]", duty_start.strftime("%H:%M"))
+    page.fill("input[name=end]", duty_end.strftime("%H:%M"))
     page.fill("input[name=late_minutes]", "0")
     page.click("#show")
     kinds = [page.locator("#flags tbody tr").nth(i).get_attribute("data-kind")

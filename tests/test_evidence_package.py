@@ -156,8 +156,9 @@ def test_the_verifier_checks_the_footage_itself_not_only_the_list(exported, tmp_
     cert = x509.load_pem_x509_certificate((base / "identity" / "device.crt").read_bytes())
     key = cert.public_key()
     r = Result()
+    ca = x509.load_pem_x509_certificate((copy / "trust" / "ca.crt").read_bytes())
     log = verify_seal_log(base / "seallog", seg["device"], key,
-                          key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw), r)
+                          key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw), r, ca)
     with pytest.raises(ValueError, match="differ from what the recorder signed"):
         verify_segment(base / "segments" / f"{seg['name']}.bcseg", base / "segments" / f"{seg['name']}.bcman",
                        seg["device"], key, log, copy / seg["media_file"], r)

@@ -30,9 +30,25 @@ CTX_RECEIPT = "bodycam/v2/receipt"
 CTX_CLOCK_SYNC = "bodycam/v2/clock-sync"
 CTX_ASSIGNMENT = "bodycam/v2/assignment"
 CTX_ATTESTATION = "bodycam/v2/log-head-attestation"
+# The archive's own signed payloads (docs/format.md §19): same envelope, same
+# signature rule, signed with the archive-receipt key.
+CTX_TOMBSTONE = "bodycam/v2/tombstone"
+CTX_DOCUMENT_SEAL = "bodycam/v2/document-seal"
+CTX_GRANT_DECISION = "bodycam/v2/grant-decision"
+CTX_PACKAGE_ATTESTATION = "bodycam/v2/package-attestation"
+CTX_AUDIT_HEAD = "bodycam/v2/audit-head"
+# An audit entry is not an envelope (payload and signature are stored apart),
+# but it is signed the same way: Ed25519(receipt key, ctx || 0x00 || payload).
+CTX_AUDIT = "bodycam/v2/audit"
+AUDIT_ANCHOR_PREFIX = b"bodycam/v2/audit-anchor\x00"
 ROLE_FOR = {
     CTX_RECEIPT: pki.ROLE_ARCHIVE_RECEIPT,
     CTX_ATTESTATION: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_TOMBSTONE: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_DOCUMENT_SEAL: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_GRANT_DECISION: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_PACKAGE_ATTESTATION: pki.ROLE_ARCHIVE_RECEIPT,
+    CTX_AUDIT_HEAD: pki.ROLE_ARCHIVE_RECEIPT,
     CTX_CLOCK_SYNC: pki.ROLE_DOCK,
     CTX_ASSIGNMENT: pki.ROLE_DOCK,
 }
