@@ -12,6 +12,9 @@ certificate, so agencies sharing a deployment never see each other's data.
                                            offset, 422 if the bytes' SHA-256 differs
     POST /v1/commits                     {device, source, sub_unit, names, files: {path: sha256}}
                                            → 200 {receipts: [...]} (format §12)
+    POST /v1/segments/received           {digests: [sealed segment digest, …]} (at most 50,000)
+                                           → 200 {received: [the digests this agency's archive
+                                           has committed, expired ones included]}
 
 Uploads are resumable (the offset is the staged length) and idempotent (a
 blob already stored or staged is not sent again).  Bad requests get a JSON
@@ -137,6 +140,7 @@ class ArchiveService:
         app.router.add_get("/v1/blobs/{digest}", self.blob_state)
         app.router.add_put("/v1/blobs/{digest}", self.upload)
         app.router.add_post("/v1/commits", self.commit)
+        app.router.add_post("/v1/segments/received", self.received)
         return app
 
     # -- handlers -------------------------------------------------------------------------
@@ -271,6 +275,25 @@ class ArchiveService:
         receipts = await asyncio.to_thread(self._commit, agency.id, files, names, source, sub_unit)
         return web.json_response({"receipts": receipts})
 
+    async def received(self, request: web.Request) -> web.Response:
+        """Which of the given sealed-segment digests this agency's archive has committed (the
+        dock flags a segment the recorder deleted on a receipt this archive never issued)."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                body = await request.json()
+        except TimeoutError:
+            return _error(408, f"body not received within {self.read_timeout:g} s")
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body must be JSON")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {MAX_JSON} bytes")
+        digests = body.get("digests") if isinstance(body, dict) else None
+        if (not isinstance(digests, list) or len(digests) > MAX_FILES
+                or not all(isinstance(d, str) and len(d) == 64 and set(d) <= HEX for d in digests)):
+            return _error(400, f"body must be {{\"digests\": [at most {MAX_FILES} lower-case SHA-256 hex]}}")
+        found = await asyncio.to_thread(received_segments, self.archive, request[AGENCY].id, digests)
+        return web.json_response({"received": sorted(found)})
+
     def _commit(self, agency: str, files: dict[str, str], names: list[str], source: str,
                 sub_unit: str | None) -> list[dict[str, str]]:
         recording = temp_recording(self.config)
@@ -311,6 +334,21 @@ class ArchiveService:
         with store.open(digest) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK)
         return True
+
+
+def received_segments(archive: Archive, agency: str, digests: list[str]) -> set[str]:
+    """The subset of ``digests`` (sealed-segment digests, format §7.3) that ``archive`` has
+    committed for ``agency``, whether still stored or since expired under a tombstone."""
+    from sqlalchemy import select
+
+    from . import index as ix
+
+    s, found = ix.segments, set()
+    with archive.engine.connect() as conn:
+        for start in range(0, len(digests), 500):  # bounded IN lists
+            found.update(conn.execute(select(s.c.segment_digest).where(
+                s.c.agency == agency, s.c.segment_digest.in_(digests[start:start + 500]))).scalars())
+    return found
 
 
 def _sha256_path(path: Path):

@@ -107,15 +107,11 @@ def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Pat
     else:
         report_rec = verifier.verify([keys.state])
         echo(f"on recorder  {len(sealed)} video segments + photo, {'VERIFIED' if report_rec.ok else 'FAILED'}")
-        progress, export = _dock_and_archive(workdir, keys, config, echo)
+        export = _dock_and_archive(workdir, keys, config, echo)
+        if export is None:
+            return False
         report = verifier.verify([export])
         result = unseal_recordings(verifier, export, workdir / "unsealed")
-        left = list((keys.state / "segments").glob("*.bcseg"))
-        echo(f"docked       bay 1: {progress.outcome}; clock offset {progress.clock_offset_ms:.1f} ms; "
-             f"{progress.segments_archived} segments archived, {progress.segments_deleted} freed on the recorder "
-             f"({len(left)} left); next officer assigned; ready for a shift: {progress.ready}")
-        for reason in progress.readiness:
-            echo(f"               ! {reason}")
         source = "archive"
     media = sorted(p.name for p in result.files if p.suffix != ".json")
     echo(f"segments     {len(sealed)} video segments sealed and chained, plus {len(media) - len(sealed)} photo")
@@ -129,9 +125,12 @@ def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Pat
     return report.ok and result.ok
 
 
-def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str], None]):
+def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str], None]) -> Path | None:
     """Dock the recorder over a local link; the dock commits through the archive
-    service (mutual TLS on loopback, embedded store); then label and search."""
+    service (mutual TLS on loopback, embedded store); then label, search and export.
+
+    Returns the archive's export of the demo device (a recording folder), or None
+    when the docking did not finish (its outcome is printed)."""
     from archive.config import load_archive_config
     from archive.server import RunningServer
     from archive.service import Archive
@@ -178,10 +177,24 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
         echo(f"docking      dock station-1 -> archive service {service.url} (mutual TLS), "
              f"store {archive_dir / 'store'}; link https://127.0.0.1:{port}")
         progress = daemon.dock(1, f"https://127.0.0.1:{port}", DEMO_DEVICE)
+        # The docking's result right under the docking line, before anything builds on it.
+        left = list((keys.state / "segments").glob("*.bcseg"))
+        offset = f"{progress.clock_offset_ms:.1f} ms" if progress.clock_offset_ms is not None else "not measured"
+        echo(f"docked       bay 1: {progress.outcome}; clock offset {offset}; "
+             f"{progress.segments_archived} segments archived, {progress.segments_deleted} freed on the recorder "
+             f"({len(left)} left)" + ("; next officer assigned; ready for a shift: "
+                                      f"{progress.ready}" if progress.outcome == "done" else ""))
+        for reason in [*progress.flagged, *progress.readiness]:
+            echo(f"               ! {reason}")
     finally:
         link.stop()
         sealing.close()
         service.stop()
+    if progress.outcome != "done":
+        echo(f"stopped      the docking did not finish, so nothing reached the archive; the recorder keeps "
+             f"its footage in {keys.state}")
+        archive.close()
+        return None
     try:
         rows = archive.search(device=DEMO_DEVICE)
         marked = [r["name"] for r in rows if "refusal" in r["marks"]] or [r["name"] for r in rows[:1]]
@@ -201,7 +214,7 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
             approved_export(archive, DEMO_CASE, workdir / "evidence-package", echo)
     finally:
         archive.close()
-    return progress, export
+    return export
 
 
 @click.command()
@@ -237,7 +250,7 @@ def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | 
     unsealing on the recorder, leaving WORKDIR/recorder as it was.
     """
     ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
-    if not no_dock:
+    if ok and not no_dock:
         from bodycam.demo_console import start_demo_console
 
         start_demo_console(workdir, click.echo, serve=serve)

@@ -28,6 +28,7 @@ from .sealing.clock import Clock, utc_text
 from .config import HwConfig
 from .liveness import Liveness
 from .sealing import seallog as ev
+from .sealing.sealer import SEGMENTS_DIR
 from .sealing.state import SealingState
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,22 @@ def open_state(state_dir: Path, open_sealing: Callable[[], SealingState]) -> Sea
         except OSError as exc:
             log.warning("%s: cannot make the reserve: %s", reserve, exc.strerror or exc)
             reserve.unlink(missing_ok=True)
+    for kept in kept_aside(state_dir):
+        log.warning("%s: kept aside (it stood where the recorder's folder or lock file must be); "
+                    "not read or deleted by the recorder: a technician should look at it", kept)
     return sealing
+
+
+def kept_aside(state_dir: Path) -> list[Path]:
+    """What opening the state moved aside, now or at an earlier start: ``NAME.not-a-folder-HEX``
+    and ``NAME.not-a-file-HEX`` (device/sealing/state.py), in the state and its segments folder."""
+    found: list[Path] = []
+    for folder in (state_dir, state_dir / SEGMENTS_DIR):
+        try:
+            found += sorted(p for p in folder.iterdir() if ".not-a-folder-" in p.name or ".not-a-file-" in p.name)
+        except OSError:
+            pass
+    return found
 
 
 def make_camera(config: HwConfig, overlay: Overlay, clock: Clock, origin_ns: int, realtime: bool):

@@ -5,7 +5,8 @@ The dock holds no archive key: it uploads the verified recording's files
 has them) and asks the archive to commit; the archive verifies, stores,
 locks and signs the receipts, which the dock passes to the recorder.
 
-Wire: archive/server.py (``GET/PUT /v1/blobs/<sha256>``, ``POST /v1/commits``).
+Wire: archive/server.py (``GET/PUT /v1/blobs/<sha256>``, ``POST /v1/commits``,
+``POST /v1/segments/received``); docs/format.md §13b.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class ArchiveCommitter(Protocol):
 
     def commit(self, recording: Path, names: list[str], *, source: str,
                department: str | None = None) -> list[dict[str, str]]: ...
+
+    def received(self, digests: list[str]) -> set[str]: ...
 
 
 class ArchiveClient:
@@ -90,6 +93,41 @@ class ArchiveClient:
                 last = exc
                 log.warning("archive %s attempt %d: %s", self.url, attempt + 1, exc)
         raise ArchiveUnavailable(f"archive {self.url}: {last.__class__.__name__}: {last}")
+
+    def received(self, digests: list[str]) -> set[str]:
+        """The subset of ``digests`` (sealed-segment digests, lower-case SHA-256 hex) that the
+        archive has committed for this dock's agency, expired ones included.
+
+        Raises ArchiveUnavailable if the archive cannot be reached or answers out of shape.
+        """
+        wanted = sorted(set(digests))
+        if not wanted:
+            return set()
+        last: Exception | None = None
+        for attempt in range(ATTEMPTS):
+            try:
+                return asyncio.run(self._received(wanted))
+            except ArchiveUnavailable:
+                raise
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                last = exc
+                log.warning("archive %s attempt %d: %s", self.url, attempt + 1, exc)
+        raise ArchiveUnavailable(f"archive {self.url}: {last.__class__.__name__}: {last}")
+
+    async def _received(self, digests: list[str]) -> set[str]:
+        timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_read=self.timeout)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls()), timeout=timeout) as http:
+            await self._check_server(http)
+            async with http.post(f"{self.url}/v1/segments/received", json={"digests": digests}) as resp:
+                answer = await _json(resp)
+                if resp.status != 200:
+                    raise ArchiveUnavailable(f"archive refused the segment query: HTTP {resp.status}: "
+                                             f"{answer.get('error', answer)}")
+        found = answer.get("received")
+        if not isinstance(found, list) or not set(found) <= set(digests):
+            raise ArchiveUnavailable("archive answered the segment query with something other than "
+                                     "a subset of the digests asked about")
+        return set(found)
 
     def _files(self, recording: Path, names: list[str]) -> dict[str, tuple[str, int, Path]]:
         wanted = [recording / pki.IDENTITY_DIR / pki.DEVICE_CERT]

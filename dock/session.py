@@ -356,9 +356,11 @@ class DockSession:
         others = [s for s in report.segments if s.problem and s.name not in names]
         for seg in others:
             self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
-        received = {row["segment_digest"] for row in self.archive.segments(device=device)}
-        for seg in report.segments:  # deleted on a receipt this archive never issued
-            if seg.status is SegmentStatus.DELETED and seg.digest not in received:
+        deleted = [s for s in report.segments if s.status is SegmentStatus.DELETED]
+        asked = [s.digest for s in deleted if s.digest]
+        received = await asyncio.to_thread(self.archive.received, asked) if asked else set()
+        for seg in deleted:  # deleted on a receipt this archive never issued
+            if seg.digest not in received:
                 self.progress.flagged.append(f"{seg.name}: deleted on the recorder, but the archive "
                                              "never received it")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import json
 import ssl
@@ -208,6 +209,11 @@ def test_a_dock_refuses_an_archive_that_is_not_one(agency, tmp_path, service):
     ("POST", "/v1/commits", {"json_body": {"names": [], "files": {"identity/device.crt": "1" * 64}}}, 400,
      "not uploaded"),
     ("POST", "/v1/commits", {"data": b"x" * (5 << 20)}, 413, "bytes"),
+    ("POST", "/v1/segments/received", {"data": b"{not json"}, 400, "JSON"),
+    ("POST", "/v1/segments/received", {"json_body": ["0" * 64]}, 400, "digests"),
+    ("POST", "/v1/segments/received", {"json_body": {"digests": ["0" * 63]}}, 400, "SHA-256"),
+    ("POST", "/v1/segments/received", {"json_body": {"digests": ["A" * 64]}}, 400, "SHA-256"),
+    ("POST", "/v1/segments/received", {"json_body": {"digests": ["0" * 64] * 50_001}}, 400, "at most"),
 ])
 def test_bad_requests_get_clear_errors(service, method, path, kw, status, words):
     got, body = asyncio.run(_raw(service, method, path, **kw))
@@ -397,3 +403,49 @@ def test_stale_uploads_are_dropped_at_start_fresh_ones_kept(agency, tmp_path, se
     os.utime(old, (eight_days, eight_days))
     ArchiveService(service.archive)
     assert not old.exists() and fresh.exists()
+
+
+def test_the_archive_answers_which_segments_it_received(agency, tmp_path, service):
+    """``POST /v1/segments/received``: the subset of the digests asked about that this
+    archive committed; the dock flags a deletion on any other archive's receipt."""
+    from device.sealing.messages import sign_message
+    from device.sealing.seallog import EV_DELETION, EV_RECEIPT
+    from device.sealing.segment_file import read_manifest
+
+    rig = make_rig(agency, tmp_path / "r")
+    try:
+        first = rig.record(2)
+        digests = {n: read_manifest(rig.state / "segments" / f"{n}.bcman").digest.hex() for n in first}
+        assert service.client().received(list(digests.values())) == set()
+        progress = dock_through(rig, service)
+        assert progress.outcome == "done" and progress.segments_deleted == 2 and not progress.flagged
+        unknown = hashlib.sha256(b"never sealed").hexdigest()
+        assert service.client().received([*digests.values(), unknown]) == set(digests.values())
+        assert service.client().received([]) == set()
+
+        # A receipt from another archive of the agency, then a deletion on it.
+        (name,) = rig.record(1)
+        seg = rig.state / "segments" / f"{name}.bcseg"
+        digest = read_manifest(seg.with_suffix(".bcman")).digest.hex()
+        other = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-2", tmp_path / "other")
+        message = sign_message(pki.load_ed25519_key(other), pki.load_cert(other.with_suffix(".crt")), {
+            "ctx": CTX_RECEIPT, "archive": "archive-2", "device": "D000001", "segment": name,
+            "segment_seq": 2, "segment_digest": digest,
+            "files": {"segment_sha256": "0" * 64, "manifest_sha256": "0" * 64},
+            "stored_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "retain_until": None})
+        raw = base64.b64decode(message["payload"])
+        rig.sealing.log_event(EV_RECEIPT, {
+            "segment_seq": 2, "segment": name, "digest": digest, "archive": "archive-2",
+            "retain_until": None, "receipt_sha256": hashlib.sha256(raw).hexdigest(), "receipt": message})
+        for path in (seg, seg.with_suffix(".bcman")):
+            path.chmod(0o644)
+            path.unlink()
+        rig.sealing.log_event(EV_DELETION, {"segment_seq": 2, "segment": name, "digest": digest,
+                                            "reason": "archive receipt"})
+        progress = dock_through(rig, service)
+        assert progress.outcome == "done"
+        flagged = [f for f in progress.flagged if "never received" in f]
+        assert len(flagged) == 1 and flagged[0].startswith(name), progress.flagged
+    finally:
+        rig.close()

@@ -31,9 +31,7 @@ certificate = "{tmp_path}/dock.crt"
 ca = "{tmp_path}/ca.crt"
 state = "{tmp_path}/state"
 [archive]
-path = "{tmp_path}/archive"
-receipt_key = "{tmp_path}/receipt.key"
-receipt_certificate = "{tmp_path}/receipt.crt"
+url = "https://archive.example.internal:8444"
 """)
 
     def run(csv_path: Path):

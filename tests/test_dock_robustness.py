@@ -11,6 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
+from archive.server import RunningServer
 from dock.config import load_dock_config
 from dock.daemon import DockDaemon
 from dock.session import SessionError
@@ -87,7 +88,8 @@ def test_malformed_json_of_every_shape_ends_the_session_with_a_reason(agency, tm
         rig.close()
 
 
-def dock_config(rig, tmp_path):
+def dock_config(rig, tmp_path, archive_url: str):
+    """A dock config (as `bodycam dock` reads it) for the rig's dock key, committing to archive_url."""
     path = tmp_path / "dock.toml"
     keys = rig.root / "keys"
     path.write_text(f"""
@@ -96,9 +98,7 @@ certificate = "{keys}/dock/dock.crt"
 ca = "{rig.agency.ca_cert_path}"
 state = "{rig.root}/dock"
 [archive]
-path = "{rig.root}/archive"
-receipt_key = "{keys}/arch/archive-receipt.key"
-receipt_certificate = "{keys}/arch/archive-receipt.crt"
+url = "{archive_url}"
 [readiness]
 require_clock_synced = false
 [[bays]]
@@ -111,9 +111,10 @@ usb_path = "pci-0000:00:14.0-usb-0:1:1.0"
 def test_an_arrival_during_the_back_off_is_docked_at_once(agency, tmp_path):
     """The link drops and comes back while the bay waits to retry: docked, not dropped."""
     rig = make_rig(agency, tmp_path)
+    service = RunningServer(rig.archive).start()  # the archive service over the rig's archive
     try:
         names = rig.record(2)
-        daemon = DockDaemon(dock_config(rig, tmp_path))
+        daemon = DockDaemon(dock_config(rig, tmp_path, service.url))
         dead = "https://127.0.0.1:9"  # nothing listens: the first arrival fails at once
         daemon.start_bay(1, dead, rig.sealing.identity.device_id)
         wait_for(lambda: daemon.board.bays.get("1", {}).get("outcome", "") or "", "the first failure")
@@ -129,6 +130,7 @@ def test_an_arrival_during_the_back_off_is_docked_at_once(agency, tmp_path):
         thread.join(timeout=30)
         assert not thread.is_alive()
     finally:
+        service.stop()
         rig.close()
 
 

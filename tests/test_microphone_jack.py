@@ -25,16 +25,11 @@ TONE_HZ = 1000
 
 
 @pytest.fixture(scope="module")
-def jack():
+def jack(tmp_path_factory):
     if shutil.which("jackd") is None:
         pytest.fail("jackd is missing: `make test` installs jackd2 (run as root)")
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
-    server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["jack_lsp"], capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline and server.poll() is None, "jackd did not start"
-        time.sleep(0.1)
+    server, _ = _start_jackd(os.environ.get("JACK_DEFAULT_SERVER", "default"),
+                             tmp_path_factory.mktemp("jack") / "jackd.log")
     import sounddevice as sd
 
     sd._terminate()  # PortAudio lists host APIs at start: look again, now with JACK
@@ -187,6 +182,32 @@ def test_notify_plays_the_announcement_and_the_recording_captures_it(jack, agenc
     assert np.max(corr / np.maximum(energy, 1e-9)) > 0.8
 
 
+def _start_jackd(name: str, log_path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A JACK dummy server named ``name``, up (jack_lsp reaches it); fails with its log."""
+    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1", "JACK_DEFAULT_SERVER": name}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode != 0:
+        if time.monotonic() > deadline or server.poll() is not None:
+            if server.poll() is None:
+                server.kill()
+            server.wait()
+            pytest.fail(f"jackd {name!r} did not start (exit {server.returncode}): "
+                        f"{log_path.read_text(errors='replace')[-1500:]}")
+        time.sleep(0.1)
+    return server, env
+
+
+def _release_jack_slot(name: str, log_path) -> None:
+    """Free a killed server's registry slot and shared memory: a server of the same name
+    reclaims them, and a clean stop (SIGTERM) unregisters it."""
+    server, _ = _start_jackd(name, log_path)
+    server.terminate()
+    server.wait(timeout=10)
+
+
 def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency, tmp_path):
     """PortAudio's stop on a dead JACK server hangs: the stop is bounded, the footage sealed."""
     import signal
@@ -198,15 +219,14 @@ def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency,
 
     if shutil.which("jackd") is None:
         pytest.fail("jackd is missing: `make test` installs jackd2 (run as root)")
-    name = f"bodycam-dead-{os.getpid()}"
-    env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1", "JACK_DEFAULT_SERVER": name}
-    server = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # JACK keeps at most 8 servers in its registry (/dev/shm/jack-shm-registry) and frees
+    # a killed server's slot only when a server of the same name starts again.  A name
+    # per run (it was per pid) leaked one slot per run until no jackd could start on the
+    # machine ("Too many servers already active", exit 255).  So: one name per checkout
+    # (JACK_DEFAULT_SERVER is per engineer, see the brief), and the slot released after.
+    name = f"{os.environ.get('JACK_DEFAULT_SERVER', 'bodycam')}-dead"
+    server, env = _start_jackd(name, tmp_path / "jackd.log")
     try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode != 0:
-            assert time.monotonic() < deadline and server.poll() is None, "jackd did not start"
-            time.sleep(0.1)
         config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path,
                                audio={"backend": "sounddevice", "device": "system"},
                                docklink={"enabled": False})
@@ -237,6 +257,7 @@ def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency,
         if server.poll() is None:
             server.kill()
             server.wait()
+        _release_jack_slot(name, tmp_path / "jackd-release.log")
     print(f"shutdown with a dead JACK server: {took:.2f} s")
     assert took < stop_timeout_seconds(), (took, err.decode()[-2000:])
     sealed = sealed_in_log(state)

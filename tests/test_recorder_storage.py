@@ -48,7 +48,7 @@ def fill(card: Path) -> None:
 
 def test_a_full_card_still_starts_alarms_and_serves_the_dock_link(agency, small_card, tmp_path):
     from dock.session import DockIdentity, DockSession
-    from archive.store import LocalArchive
+    from .dockrig import InProcessArchive
     from device.sealing import pki
     from dock.registry import Registry
     import asyncio
@@ -78,7 +78,7 @@ def test_a_full_card_still_starts_alarms_and_serves_the_dock_link(agency, small_
         dock_key = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", keys / "dock")
         receipt_key = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys / "arch")
         identity = DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path)
-        archive = LocalArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
+        archive = InProcessArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
                                     receipt_key.with_suffix(".crt"))
         session = DockSession(identity=identity, url=f"https://127.0.0.1:{port}", bay=1,
                               expected_device="F000001", archive=archive,
@@ -93,14 +93,38 @@ def test_a_full_card_still_starts_alarms_and_serves_the_dock_link(agency, small_
     assert child.returncode == 0
 
 
-def test_state_errors_name_the_path(agency, tmp_path):
-    """A state directory the recorder cannot use: exit 2 and the path, never a bare strerror."""
-    state = agency.enrol(tmp_path / "rec", "F000002")
+@pytest.mark.parametrize("spoil", ["read-only card", "identity gone"])
+def test_state_errors_name_the_path(agency, small_card, tmp_path, spoil):
+    """A state the recorder cannot use: exit 1 or 2 naming the path and the reason, never a
+    bare strerror or a traceback.  (A card that turned read-only is how worn SD cards fail.)"""
+    state = agency.enrol(small_card / "rec", "F000002")
+    config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path, docklink={"enabled": False})
+    if spoil == "read-only card":
+        subprocess.run(["mount", "-o", "remount,ro", str(small_card)], check=True)
+        where, why = state, "Read-only file system"
+    else:
+        (state / "identity" / "ca.crt").unlink()
+        where, why = state / "identity" / "ca.crt", "not found"
+    child = record(config, state, "--seconds", "1")
+    out, err = child.communicate(timeout=60)
+    message = err.decode()
+    assert child.returncode in (1, 2), message
+    assert str(where) in message and why in message and "Traceback" not in message, message
+
+
+def test_a_file_where_a_state_folder_should_be_is_kept_aside_and_recording_goes_on(agency, tmp_path):
+    """A file where segments/ should be no longer stops the recorder (format: moved aside,
+    never deleted, named in the boot entry); the recorder records and says what it kept aside."""
+    state = agency.enrol(tmp_path / "rec", "F000003")
     (state / "segments").rmdir() if (state / "segments").exists() else None
     (state / "segments").write_text("not a folder")
     config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path, docklink={"enabled": False})
     child = record(config, state, "--seconds", "1")
     out, err = child.communicate(timeout=60)
-    message = err.decode()
-    assert child.returncode in (1, 2), message
-    assert str(state / "segments") in message and "Traceback" not in message, message
+    assert child.returncode == 0, err.decode()
+    (aside,) = [p for p in state.iterdir() if p.name.startswith("segments.not-a-folder-")]
+    assert aside.read_text() == "not a folder"  # kept, unchanged
+    assert str(aside) in err.decode() and "Traceback" not in err.decode(), err.decode()
+    boots = [e.data for e, _ in scan_log(state / "seallog").entries if e.event == "boot"]
+    assert boots[-1]["moved_aside"] == [aside.name]
+    assert list((state / "segments").glob("*.bcseg")), out.decode()
