@@ -111,7 +111,6 @@ def test_ds3231_vectors(smbus):
 
 from device.config import PowerConfig, load_hw_config  # noqa: E402
 from device.health.gauges import (  # noqa: E402
-    ImplausibleReading,
     Ina219Error,
     Max17048Error,
     PiSugar3Error,

@@ -32,7 +32,7 @@ def stop_timeout_seconds() -> float:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET6 if False else socket.AF_INET) as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
