@@ -249,3 +249,46 @@ def test_ds3231_registers_that_are_not_a_time(registers, message, smbus):
     with pytest.raises(Ds3231Error, match=message) as caught:
         Ds3231(smbus({0x68: regs})).read()
     assert isinstance(caught.value, RtcError) and "0x68" in str(caught.value)
+
+
+def test_sensor_faults_reach_the_one_fault_channel_on_their_transitions(smbus, agency, tmp_path):
+    """Gauge and RTC faults go through the same channel as camera and microphone:
+    once when they start, once when they clear, and into the seal log as signed events."""
+    from gpiozero.pins.mock import MockFactory
+
+    from device.capture.seam import FaultChannel
+    from device.daemon import SystemdNotifier
+    from device.sealing.seallog import scan_log
+    from device.service import RecorderService
+
+    power, good, glitch, _ = GAUGES["ina219-ups-b"]
+    config = SIM.model_copy(update={"power": power})
+    regs = {"map": good()}
+
+    class Swap:
+        def read(self, register, length):
+            return regs["map"].read(register, length)
+
+        def write(self, register, data):
+            regs["map"].write(register, data)
+
+    clock = ManualClock()
+    faults = FaultChannel(clock.monotonic_ns)
+    monitor = HealthMonitor(config, Path("/"), clock, bus=smbus({0x42: Swap()}), faults=faults)
+    for registers in (good, glitch, glitch, glitch, good, good):
+        regs["map"] = registers()
+        clock.advance(5)
+        monitor.check()
+    assert [(f.source, f.kind) for f in faults.drain()] == [("gauge", "implausible"), ("gauge", "recovered")]
+    state = agency.enrol(tmp_path / "rec", "G000002")
+    service = RecorderService(config, state, config_name="sim.toml", clock=ManualClock(),
+                              pin_factory=MockFactory(), notifier=SystemdNotifier({}),
+                              bus=smbus({}))  # the gauge does not answer at all
+    try:
+        service.check_health()
+        service._record_faults()
+    finally:
+        service.shutdown("test")
+    events = [e.data for e, _ in scan_log(state / "seallog").entries if e.event == "source-fault"]
+    assert {"source": "gauge", "kind": "read-error"}.items() <= events[0].items()
+    assert "did not answer" in events[0]["detail"]

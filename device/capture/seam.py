@@ -87,6 +87,25 @@ class CaptureSource(Protocol):
     def alive(self) -> bool: ...
 
 
+class SpeakerSeam(Protocol):
+    """The speaker (sounddevice, or none): ``play`` returns at once; a failure is
+    ``error`` and a ``failed`` fault, never an exception into the controls."""
+
+    error: BaseException | None
+
+    def play(self, announcement: Any, wait: bool = False) -> None: ...
+
+
+class SensorSeam(Protocol):
+    """The fuel gauge and the RTC (smbus2 drivers in device/health): ``read()``
+    returns a reading or raises the driver's own ``SensorError`` subclass; the
+    health monitor turns what they raise, and readings they cannot have
+    (``ImplausibleReading``), into ``read-error``/``implausible`` faults on
+    their transitions (and ``recovered`` when they answer sensibly again)."""
+
+    def read(self) -> Any: ...
+
+
 class LivenessTap:
     """Passes a source's packets on and notes, per the injected clock, when the last came.
 
