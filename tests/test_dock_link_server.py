@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from device.docklink import AlarmLimiter, RateLimitFilter, byte_range
+from device.linkserver import AlarmLimiter, RateLimitFilter, byte_range
 from device.sealing.seallog import scan_log
 
 from .dockrig import make_rig
