@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -44,6 +45,34 @@ EV_READINESS = "readiness"  # seal-log event: the dock's verdict (ready, reasons
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
 CHUNK = 1024 * 1024
+
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # linux/in.h
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host`` (an IP, IPv6 with an optional %interface).
+
+    The gadget's link-local address exists only while the USB link is up (no
+    cable, no address), and a recorder must start and record without a dock:
+    a scoped link-local address is bound with IP_FREEBIND, so the link is
+    served as soon as the address appears.  Any other address must exist now.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and "%" in host and host.lower().startswith("fe80"):
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def server_tls(state_dir: Path) -> ssl.SSLContext:
@@ -333,9 +362,8 @@ class DockLink:
                 self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
                 self._loop.run_until_complete(self._runner.setup())
                 self._server = self._loop.run_until_complete(self._loop.create_server(
-                    self.gate.wrap(self._runner.server), host, port, ssl=server_tls(self.root),
-                    backlog=self.gate.limit, ssl_handshake_timeout=HANDSHAKE_SECONDS,
-                    reuse_address=True))
+                    self.gate.wrap(self._runner.server), sock=listening_socket(host, port, self.gate.limit),
+                    ssl=server_tls(self.root), ssl_handshake_timeout=HANDSHAKE_SECONDS))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # handed to the caller, which names the address
                 failure.append(exc)
