@@ -155,20 +155,18 @@ def stop_within(name: str, stop: Callable[[], None], seconds: float, faults: Fau
         except BaseException as exc:  # reported below; a driver's error must not stop sealing
             outcome["error"] = exc
 
+    def report(kind: str, detail: str) -> None:
+        if faults is not None:
+            faults.report(name, kind, detail)
+        else:
+            log.error("%s: %s", name, detail)
+
     thread = threading.Thread(target=run, name=f"stop-{name}", daemon=True)
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        detail = f"stop() did not return within {seconds:g} s; left behind"
-        if faults is not None:
-            faults.report(name, FAULT_STOP_TIMEOUT, detail)
-        else:
-            log.error("%s: %s", name, detail)
+        report(FAULT_STOP_TIMEOUT, f"stop() did not return within {seconds:g} s; left behind")
         return False
     if "error" in outcome:
-        detail = f"stop() raised {type(outcome['error']).__name__}: {outcome['error']}"
-        if faults is not None:
-            faults.report(name, FAULT_FAILED, detail)
-        else:
-            log.error("%s: %s", name, detail)
+        report(FAULT_FAILED, f"stop() raised {type(outcome['error']).__name__}: {outcome['error']}")
     return True
