@@ -117,7 +117,7 @@ class DockLink:
         r.add_post(f"{API}/clock", self.clock)
         r.add_post(f"{API}/assignment", self.assign)
         r.add_post(f"{API}/readiness", self.readiness)
-        self.gate = ConnectionGate(max_connections)
+        self.gate = ConnectionGate(max_connections, HANDSHAKE_SECONDS)
         self.alarms = AlarmLimiter()
         self._server: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None

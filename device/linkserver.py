@@ -8,7 +8,6 @@ import asyncio
 import logging
 import re
 import time
-import weakref
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -112,13 +111,21 @@ class _Counted(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, release: Callable[[], None]) -> None:
         self._inner, self._release = inner, release
+        self.made = False
 
     def connection_made(self, transport) -> None:
+        self.made = True
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc) -> None:
         self._release()
         self._inner.connection_lost(exc)
+
+    def release_unless_made(self) -> None:
+        """After the handshake deadline: a connection that never completed TLS is gone
+        (asyncio closed it) but never reaches connection_lost; its place is free."""
+        if not self.made:
+            self._release()
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)
@@ -134,10 +141,14 @@ class _Counted(asyncio.Protocol):
 
 
 class ConnectionGate:
-    """Caps the connections the dock link serves at once (refused at accept time)."""
+    """Caps the connections the dock link serves at once (refused at accept time).
 
-    def __init__(self, limit: int) -> None:
+    ``handshake_seconds``: the server's TLS handshake deadline; a connection that
+    has not completed its handshake a second after it is counted out."""
+
+    def __init__(self, limit: int, handshake_seconds: float = 5.0) -> None:
         self.limit = limit
+        self.handshake_seconds = handshake_seconds
         self.active = 0
         self.refused = 0
 
@@ -159,9 +170,7 @@ class ConnectionGate:
                     self.active -= 1
 
             protocol = _Counted(factory(), release)
-            # A connection that never completes its TLS handshake never reaches
-            # connection_lost: release it when its protocol object goes.
-            weakref.finalize(protocol, release)
+            asyncio.get_running_loop().call_later(self.handshake_seconds + 1, protocol.release_unless_made)
             return protocol
 
         return make
