@@ -217,7 +217,7 @@ def test_the_default_gadget_address_binds_before_the_usb_link_is_up(agency, tmp_
     from .conftest import require_root
 
     require_root("creating a network interface")
-    name, peer = "bcgad0", "bcgad1"
+    name, peer = f"bcgad{os.getpid() % 10000}", f"bcgap{os.getpid() % 10000}"
     sp.run(["ip", "link", "del", name], capture_output=True)
     sp.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
     try:
