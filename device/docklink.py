@@ -15,11 +15,9 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import re
+import socket
 import ssl
 import threading
-import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,27 +34,47 @@ from .sealing.fsutil import fsync_dir
 from .sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, CTX_RECEIPT, open_message
 from .sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX
 from .sealing.seallog import LOG_DIR, LOG_FILE_RE
+from .linkserver import AlarmLimiter, ConnectionGate, byte_range, limit_noisy_logs
 from .sealing.segment_file import read_manifest
 from .sealing.state import SealingState
 from .selftest_report import last_selftest
 
 log = logging.getLogger(__name__)
-# Loggers a hostile peer can make write (handshake failures, bad requests): rate-limited.
-_NOISY_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.access", __name__)
-
-
-def _limit_noisy_logs() -> None:
-    for name in _NOISY_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RateLimitFilter) for f in logger.filters):
-            logger.addFilter(RateLimitFilter())
 
 API = "/v1"
-HANDSHAKE_SECONDS = 5.0
-EV_READINESS = "readiness"  # seal-log event: the dock's verdict (ready, reasons, dock, bay)  # a peer that does not finish TLS in this time is dropped
+HANDSHAKE_SECONDS = 5.0  # a peer that does not finish TLS in this time is dropped
+EV_READINESS = "readiness"  # seal-log event: the dock's verdict (ready, reasons, dock, bay)
 MAX_BODY = 256 * 1024
 DOCK = web.RequestKey("dock", str)
 CHUNK = 1024 * 1024
+
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # linux/in.h
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host`` (an IP, IPv6 with an optional %interface).
+
+    The gadget's link-local address exists only while the USB link is up (no
+    cable, no address), and a recorder must start and record without a dock:
+    a scoped link-local address is bound with IP_FREEBIND, so the link is
+    served as soon as the address appears.  Any other address must exist now.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and "%" in host and host.lower().startswith("fe80"):
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def server_tls(state_dir: Path) -> ssl.SSLContext:
@@ -101,7 +119,7 @@ class DockLink:
         r.add_post(f"{API}/clock", self.clock)
         r.add_post(f"{API}/assignment", self.assign)
         r.add_post(f"{API}/readiness", self.readiness)
-        self.gate = _ConnectionGate(max_connections)
+        self.gate = ConnectionGate(max_connections, HANDSHAKE_SECONDS)
         self.alarms = AlarmLimiter()
         self._server: asyncio.AbstractServer | None = None
         self._runner: web.AppRunner | None = None
@@ -347,7 +365,7 @@ class DockLink:
         """
         ready = threading.Event()
         failure: list[BaseException] = []
-        _limit_noisy_logs()
+        limit_noisy_logs()
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
@@ -356,9 +374,8 @@ class DockLink:
                 self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
                 self._loop.run_until_complete(self._runner.setup())
                 self._server = self._loop.run_until_complete(self._loop.create_server(
-                    self.gate.wrap(self._runner.server), host, port, ssl=server_tls(self.root),
-                    backlog=self.gate.limit, ssl_handshake_timeout=HANDSHAKE_SECONDS,
-                    reuse_address=True))
+                    self.gate.wrap(self._runner.server), sock=listening_socket(host, port, self.gate.limit),
+                    ssl=server_tls(self.root), ssl_handshake_timeout=HANDSHAKE_SECONDS))
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # handed to the caller, which names the address
                 failure.append(exc)
@@ -394,149 +411,6 @@ class DockLink:
         asyncio.run_coroutine_threadsafe(close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10)
-
-
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.I)
-
-
-def byte_range(header: str, size: int) -> tuple[int, int] | bool | None:
-    """RFC 9110 §14.1.2 single byte range -> (first, last) inclusive.
-
-    None: no range to apply (another unit, which a server may ignore); False:
-    malformed, several ranges, or unsatisfiable (answer 416).
-    """
-    unit = header.partition("=")[0].strip().lower()
-    if unit != "bytes":
-        return None
-    match = _RANGE_RE.match(header)
-    if not match or len(header) > 200:
-        return False  # malformed, or a list of ranges: we serve one
-    first, last = match.groups()
-    if first == "" and last == "":
-        return False
-    if first == "":  # suffix: the last N bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return False
-        return max(0, size - n), size - 1
-    a = int(first)
-    b = int(last) if last else size - 1
-    if a > b or a >= size:
-        return False
-    return a, min(b, size - 1)
-
-
-class RateLimitFilter(logging.Filter):
-    """Lets at most ``burst`` records per ``seconds`` through per logger; then one summary.
-
-    400 connections failing their handshakes must not write 70 MB of
-    tracebacks: the first few say what happens, the rest are counted."""
-
-    def __init__(self, burst: int = 10, seconds: float = 60.0, clock=time.monotonic) -> None:
-        super().__init__()
-        self.burst, self.seconds, self.clock = burst, seconds, clock
-        self._window: dict[str, tuple[float, int]] = {}
-        self.suppressed = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = self.clock()
-        start, count = self._window.get(record.name, (now, 0))
-        if now - start >= self.seconds:
-            if count > self.burst:
-                record.msg = f"[{count - self.burst} similar messages suppressed] " + str(record.msg)
-            start, count = now, 0
-        count += 1
-        self._window[record.name] = (start, count)
-        if count > self.burst:
-            self.suppressed += 1
-            return False
-        if count == self.burst:
-            record.msg = str(record.msg) + " [further messages suppressed for a while]"
-            record.exc_info = None  # no traceback on the last one let through
-        return True
-
-
-class AlarmLimiter:
-    """At most ``burst`` seal-log alarms per kind per ``seconds``; the first admitted
-    after a suppression carries the count suppressed.  Every refusal stays on
-    record, but the (fsync'd) seal log cannot be made to grow without bound by a peer."""
-
-    def __init__(self, burst: int = 5, seconds: float = 60.0, clock=time.monotonic) -> None:
-        self.burst, self.seconds, self.clock = burst, seconds, clock
-        self._window: dict[str, tuple[float, int]] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def admit(self, kind: str) -> int | None:
-        """None: suppress this one; else the number suppressed before it."""
-        now = self.clock()
-        start, count = self._window.get(kind, (now, 0))
-        if now - start >= self.seconds:
-            start, count = now, 0
-        if count >= self.burst:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return None
-        self._window[kind] = (start, count + 1)
-        return self._suppressed.pop(kind, 0)
-
-
-class _Counted(asyncio.Protocol):
-    """aiohttp's request handler, with its connection counted by the gate."""
-
-    def __init__(self, inner: asyncio.Protocol, release: Callable[[], None]) -> None:
-        self._inner, self._release = inner, release
-
-    def connection_made(self, transport) -> None:
-        self._inner.connection_made(transport)
-
-    def connection_lost(self, exc) -> None:
-        self._release()
-        self._inner.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self._inner.data_received(data)
-
-    def eof_received(self):
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-
-class _ConnectionGate:
-    """Caps the connections the dock link serves at once (refused at accept time)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-        self.refused = 0
-
-    def wrap(self, factory):
-        def make():
-            if self.active >= self.limit:
-                self.refused += 1
-                if self.refused == 1 or self.refused % 100 == 0:
-                    log.warning("dock link: %d connections open, refusing more (%d refused so far)",
-                                self.active, self.refused)
-                # Raising here makes asyncio drop the accepted socket at once.
-                raise ConnectionRefusedError("dock link connection limit")
-            self.active += 1
-            released = []
-
-            def release() -> None:
-                if not released:
-                    released.append(True)
-                    self.active -= 1
-
-            protocol = _Counted(factory(), release)
-            # A connection that never completes its TLS handshake never reaches
-            # connection_lost: release it when its protocol object goes.
-            weakref.finalize(protocol, release)
-            return protocol
-
-        return make
 
 
 def _sha256(path: Path) -> str:

@@ -97,12 +97,13 @@ class RecorderService:
             ("mark", HOLD): self.refusal,
             ("photo", SHORT): self.photo,
         })
-        self.health = HealthMonitor(config, state_dir, self.clock, bus=bus,
+        self.health = HealthMonitor(config, state_dir, self.clock, bus=bus, faults=self.recorder.faults,
                                     sources=self.recorder.sources_report,
                                     last_sync=self._last_sync())
         self.last_health: Health | None = None
         self.recorder.health_provider = lambda: self.last_health.snapshot() if self.last_health else None
         self.speaker = Speaker(config.speaker) if config.speaker.backend == "sounddevice" else NullSpeaker()
+        self.speaker.faults = self.recorder.faults  # one fault channel for every seam
         self.exit_reason: str | None = None
         self._next_health = 0.0
         self.docklink = None

@@ -91,7 +91,7 @@ def test_encoded_packets_carry_capture_times_across_an_overflow():
     origin = 10**12
     mic = Fed(origin)
     mic.faults = FaultChannel()
-    truth = {}  # first sample ns -> ... we check packets against the true card timeline
+    truth = {}  # block index -> true capture time of its first sample
     lost = 24_000  # 0.5 s
     tone = np.sin(np.arange(BLOCK) / 10).astype(np.float32)
     for true_ns, stamp, i in card_blocks(4, ppm=200, jitter_ms=2.0, lost={90: lost}):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.clock import TIME_FLOOR, ClockSync, SystemClock, derive_state, recorder_clock
+from device.clock import ClockSync, SystemClock, derive_state, recorder_clock
 from device.config import RtcConfig, load_hw_config
 from device.daemon import SystemdNotifier
 from device.health import rtc as rtc_module

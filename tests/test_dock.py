@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bodycam.errors import ConfigError, UsageError
 from device.sealing import pki
+from device.sealing.clock import utc_text
 from device.sealing.messages import CTX_RECEIPT, sign_message
 from device.sealing.seallog import scan_log
 from device.sealing.verifier import Verifier
@@ -92,7 +93,8 @@ def _receipt(rig, name, key=None, cert=None, **changes):
     payload = {"ctx": CTX_RECEIPT, "archive": "archive-1", "device": "D000001", "segment": name,
                "segment_seq": 0, "segment_digest": read_manifest(seg.with_suffix(".bcman")).digest.hex(),
                "files": {"segment_sha256": _sha256(seg), "manifest_sha256": _sha256(seg.with_suffix(".bcman"))},
-               "stored_utc": "2026-11-27T00:00:00.000000Z", "retain_until": "2027-06-01T00:00:00.000000Z"}
+               "stored_utc": utc_text(dt.datetime.now(dt.timezone.utc)),
+               "retain_until": utc_text(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=183))}
     payload.update(changes)
     key = key or pki.load_ed25519_key(rig.root / "keys/arch/archive-receipt.key")
     cert = cert or pki.load_cert(rig.root / "keys/arch/archive-receipt.crt")

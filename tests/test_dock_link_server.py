@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from device.docklink import AlarmLimiter, RateLimitFilter, byte_range
+from device.linkserver import AlarmLimiter, RateLimitFilter, byte_range
 from device.sealing.seallog import scan_log
 
 from .dockrig import make_rig
@@ -112,7 +112,6 @@ def test_alarm_limiter_and_log_filter_with_a_manual_clock():
     assert limiter.admit("y") == 0  # per kind
     now[0] = 60.0
     assert limiter.admit("x") == 3  # the next admitted carries the count suppressed
-    logger = logging.getLogger("test.ratelimit")
     f = RateLimitFilter(burst=3, seconds=60, clock=lambda: now[0])
     records = [logging.LogRecord("test.ratelimit", logging.ERROR, "", 0, "boom", None, None) for _ in range(50)]
     passed = [r for r in records if f.filter(r)]
@@ -120,4 +119,3 @@ def test_alarm_limiter_and_log_filter_with_a_manual_clock():
     now[0] = 200.0
     r = logging.LogRecord("test.ratelimit", logging.ERROR, "", 0, "again", None, None)
     assert f.filter(r) and "47 similar messages suppressed" in r.msg
-    assert logger  # the filter is per logger name

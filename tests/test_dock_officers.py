@@ -3,10 +3,8 @@ Excel's encodings read correctly; every bad file exit 2 naming file, line and fi
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import os
-import shutil
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,6 @@ on the recorder's LEDs.  Each verdict is tested."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 import pytest

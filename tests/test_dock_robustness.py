@@ -17,7 +17,7 @@ from dock.daemon import DockDaemon
 from dock.session import SessionError
 
 from .dockrig import make_rig
-from .test_dock_faults import _hostile, _identity, _serve_and_dock, _time
+from .test_dock_faults import _hostile, _identity, _time
 
 
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:

@@ -19,6 +19,8 @@ from .conftest import require_root
 from dock.daemon import DockDaemon, bay_for, match_recorder
 
 RULES = Path("/run/udev/rules.d/99-bodycam-test.rules")
+# Interface and namespace names unique to this run, so that two runs on one machine never collide.
+TAG = f"{os.getpid() % 10000:04d}"
 # What udev's usb_id would set for a recorder's CDC-NCM link, given to veth
 # interfaces by name so that a test can make one appear.
 RULE_TEXT = """\
@@ -96,7 +98,7 @@ def test_recorder_link_appearing_is_docked_on_its_bay(udevd, tmp_path):
     watcher = threading.Thread(target=daemon.run, daemon=True)
     watcher.start()
     time.sleep(0.5)  # the monitor is listening
-    links = [("bcrec0", "bcpeer0"), ("bcbad0", "bcpeer1")]
+    links = [(f"bcrec{TAG}", f"bcpeer{TAG}a"), (f"bcbad{TAG}", f"bcpeer{TAG}b")]
     try:
         for name, peer in links:
             subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
@@ -113,7 +115,7 @@ def test_recorder_link_appearing_is_docked_on_its_bay(udevd, tmp_path):
     assert len(ours) == 1, daemon.docked  # bcrec0 docked; bcbad0 (bad serial) and the peers not
     bay, url, device = ours[0]
     assert bay == 3 and device == "A123456"
-    assert url == "https://[fe80::ff:fe00:1%25bcrec0]:8443"  # link-local, scoped to the link
+    assert url == f"https://[fe80::ff:fe00:1%25bcrec{TAG}]:8443"  # link-local, scoped to the link
 
 
 SERVE_IN_NAMESPACE = """
@@ -160,7 +162,7 @@ def test_recorder_in_its_own_namespace_is_detected_and_docked(udevd, agency, tmp
         "readiness": {"require_clock_synced": False}})
     daemon = DockDaemon(config)
     watcher = threading.Thread(target=daemon.run, daemon=True)
-    ns, host_if, dev_if = "bcrecns", "bcrec9", "bcdev9"
+    ns, host_if, dev_if = f"bcrecns{TAG}", f"bcrec{TAG}n", f"bcdev{TAG}"
     server = None
     try:
         _ip("ip", "netns", "add", ns)

@@ -111,7 +111,6 @@ def test_ds3231_vectors(smbus):
 
 from device.config import PowerConfig, load_hw_config  # noqa: E402
 from device.health.gauges import (  # noqa: E402
-    ImplausibleReading,
     Ina219Error,
     Max17048Error,
     PiSugar3Error,
@@ -131,6 +130,19 @@ def ina219_b(volts: float, milliamps: float = -800.0) -> WordRegisters:
 
 def pisugar(millivolts: int) -> ByteRegisters:
     return ByteRegisters({0x02: 0x00, 0x22: millivolts >> 8, 0x23: millivolts & 0xFF})
+
+
+class Swap:
+    """The I2C device at the gauge's address, whose register map a test replaces between reads."""
+
+    def __init__(self, registers):
+        self.map = registers
+
+    def read(self, register, length):
+        return self.map.read(register, length)
+
+    def write(self, register, data):
+        self.map.write(register, data)
 
 
 # Per gauge: the config, a healthy register map, a glitched one (implausible), and one that
@@ -155,19 +167,12 @@ def test_one_glitched_or_outlying_reading_raises_no_alarm(kind, smbus):
     power, good, glitch, outlier = GAUGES[kind]
     config = SIM.model_copy(update={"power": power})
     clock = ManualClock()
-    regs = {"map": good()}
+    regs = Swap(good())
 
-    class Swap:  # the device at the gauge's address, replaced between reads
-        def read(self, register, length):
-            return regs["map"].read(register, length)
-
-        def write(self, register, data):
-            regs["map"].write(register, data)
-
-    monitor = HealthMonitor(config, Path("/"), clock, bus=smbus({power.address: Swap()}))
+    monitor = HealthMonitor(config, Path("/"), clock, bus=smbus({power.address: regs}))
     alarms = []
     for registers in (good, good, glitch, good, outlier, good, glitch, good):
-        regs["map"] = registers()
+        regs.map = registers()
         clock.advance(5)
         health, new = monitor.check()
         alarms += new
@@ -182,7 +187,7 @@ def test_one_glitched_or_outlying_reading_raises_no_alarm(kind, smbus):
     # (after two reads; the PiSugar's own 30-sample voltage average takes longer).
     reads = 0
     while not {ALARM_BATTERY_LOW, ALARM_BATTERY_CRITICAL} & set(alarms) and reads < 40:
-        regs["map"] = outlier()
+        regs.map = outlier()
         clock.advance(5)
         alarms += monitor.check()[1]
         reads += 1
@@ -199,26 +204,19 @@ def test_a_single_glitch_does_not_stop_the_service(agency, tmp_path, smbus):
 
     power, good, glitch, _ = GAUGES["ina219-ups-b"]
     config = SIM.model_copy(update={"power": power})
-    regs = {"map": good()}
-
-    class Swap:
-        def read(self, register, length):
-            return regs["map"].read(register, length)
-
-        def write(self, register, data):
-            regs["map"].write(register, data)
+    regs = Swap(good())
 
     state = agency.enrol(tmp_path / "rec", "G000001")
     service = RecorderService(config, state, config_name="sim.toml", clock=ManualClock(),
                               pin_factory=MockFactory(), notifier=SystemdNotifier({}),
-                              bus=smbus({0x42: Swap()}))
+                              bus=smbus({0x42: regs}))
     try:
         service.check_health()
-        regs["map"] = glitch()
+        regs.map = glitch()
         service.clock.advance(5)
         assert service.check_health() == []
         assert service.exit_reason is None
-        regs["map"] = good()
+        regs.map = good()
         service.clock.advance(5)
         assert service.check_health() == [] and service.last_health.snapshot()["battery_confirmed"]
     finally:
@@ -250,3 +248,39 @@ def test_ds3231_registers_that_are_not_a_time(registers, message, smbus):
     with pytest.raises(Ds3231Error, match=message) as caught:
         Ds3231(smbus({0x68: regs})).read()
     assert isinstance(caught.value, RtcError) and "0x68" in str(caught.value)
+
+
+def test_sensor_faults_reach_the_one_fault_channel_on_their_transitions(smbus, agency, tmp_path):
+    """Gauge and RTC faults go through the same channel as camera and microphone:
+    once when they start, once when they clear, and into the seal log as signed events."""
+    from gpiozero.pins.mock import MockFactory
+
+    from device.capture.seam import FaultChannel
+    from device.daemon import SystemdNotifier
+    from device.sealing.seallog import scan_log
+    from device.service import RecorderService
+
+    power, good, glitch, _ = GAUGES["ina219-ups-b"]
+    config = SIM.model_copy(update={"power": power})
+    regs = Swap(good())
+
+    clock = ManualClock()
+    faults = FaultChannel(clock.monotonic_ns)
+    monitor = HealthMonitor(config, Path("/"), clock, bus=smbus({0x42: regs}), faults=faults)
+    for registers in (good, glitch, glitch, glitch, good, good):
+        regs.map = registers()
+        clock.advance(5)
+        monitor.check()
+    assert [(f.source, f.kind) for f in faults.drain()] == [("gauge", "implausible"), ("gauge", "recovered")]
+    state = agency.enrol(tmp_path / "rec", "G000002")
+    service = RecorderService(config, state, config_name="sim.toml", clock=ManualClock(),
+                              pin_factory=MockFactory(), notifier=SystemdNotifier({}),
+                              bus=smbus({}))  # the gauge does not answer at all
+    try:
+        service.check_health()
+        service._record_faults()
+    finally:
+        service.shutdown("test")
+    events = [e.data for e, _ in scan_log(state / "seallog").entries if e.event == "source-fault"]
+    assert {"source": "gauge", "kind": "read-error"}.items() <= events[0].items()
+    assert "did not answer" in events[0]["detail"]

@@ -211,7 +211,6 @@ def _release_jack_slot(name: str, log_path) -> None:
 def test_sigterm_seals_within_the_stop_timeout_when_the_jack_server_died(agency, tmp_path):
     """PortAudio's stop on a dead JACK server hangs: the stop is bounded, the footage sealed."""
     import signal
-    import sys
 
     from device.sealing.seallog import scan_log
 

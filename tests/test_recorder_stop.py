@@ -32,7 +32,7 @@ def stop_timeout_seconds() -> float:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET6 if False else socket.AF_INET) as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -206,3 +206,28 @@ def test_sigterm_seals_within_the_stop_timeout_with_a_stalled_camera(agency, tmp
     assert sealed and f"sealed {len(sealed)} segment(s)".encode() in out
     report, _ = Verifier(pki.load_cert(agency.ca_cert_path)).verify_recording(state)
     assert report.status == "verified"
+
+
+def test_the_default_gadget_address_binds_before_the_usb_link_is_up(agency, tmp_path):
+    """No dock cable, no link-local address: the recorder still starts and records,
+    and serves the link once the address appears (the shipped default listen)."""
+    import subprocess as sp
+
+    from device.config import DockLinkConfig
+    from .conftest import require_root
+
+    require_root("creating a network interface")
+    name, peer = f"bcgad{os.getpid() % 10000}", f"bcgap{os.getpid() % 10000}"
+    sp.run(["ip", "link", "del", name], capture_output=True)
+    sp.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        config = runnable_here(REPO / "hw-configs" / "sim.toml", tmp_path,
+                               docklink={"enabled": True, "listen": f"fe80::ff:fe00:1%{name}"})
+        state = agency.enrol(tmp_path / "rec", "T000006")
+        child = record(config, state, "--seconds", "2")
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err.decode()
+        assert b"recording" in out and sealed_in_log(state)
+    finally:
+        sp.run(["ip", "link", "del", name], capture_output=True)
+    assert DockLinkConfig().listen == "fe80::ff:fe00:1%usb0"  # what the shipped Pi configs use

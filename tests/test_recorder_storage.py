@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from device.sealing.seallog import scan_log
 
 from .conftest import require_root
-from .dockrig import make_rig  # noqa: F401  (the dock side of the link)
 from .test_recorder_stop import REPO, record, runnable_here
 
 

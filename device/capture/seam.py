@@ -87,6 +87,25 @@ class CaptureSource(Protocol):
     def alive(self) -> bool: ...
 
 
+class SpeakerSeam(Protocol):
+    """The speaker (sounddevice, or none): ``play`` returns at once; a failure is
+    ``error`` and a ``failed`` fault, never an exception into the controls."""
+
+    error: BaseException | None
+
+    def play(self, announcement: Any, wait: bool = False) -> None: ...
+
+
+class SensorSeam(Protocol):
+    """The fuel gauge and the RTC (smbus2 drivers in device/health): ``read()``
+    returns a reading or raises the driver's own ``SensorError`` subclass; the
+    health monitor turns what they raise, and readings they cannot have
+    (``ImplausibleReading``), into ``read-error``/``implausible`` faults on
+    their transitions (and ``recovered`` when they answer sensibly again)."""
+
+    def read(self) -> Any: ...
+
+
 class LivenessTap:
     """Passes a source's packets on and notes, per the injected clock, when the last came.
 
@@ -136,20 +155,18 @@ def stop_within(name: str, stop: Callable[[], None], seconds: float, faults: Fau
         except BaseException as exc:  # reported below; a driver's error must not stop sealing
             outcome["error"] = exc
 
+    def report(kind: str, detail: str) -> None:
+        if faults is not None:
+            faults.report(name, kind, detail)
+        else:
+            log.error("%s: %s", name, detail)
+
     thread = threading.Thread(target=run, name=f"stop-{name}", daemon=True)
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        detail = f"stop() did not return within {seconds:g} s; left behind"
-        if faults is not None:
-            faults.report(name, FAULT_STOP_TIMEOUT, detail)
-        else:
-            log.error("%s: %s", name, detail)
+        report(FAULT_STOP_TIMEOUT, f"stop() did not return within {seconds:g} s; left behind")
         return False
     if "error" in outcome:
-        detail = f"stop() raised {type(outcome['error']).__name__}: {outcome['error']}"
-        if faults is not None:
-            faults.report(name, FAULT_FAILED, detail)
-        else:
-            log.error("%s: %s", name, detail)
+        report(FAULT_FAILED, f"stop() raised {type(outcome['error']).__name__}: {outcome['error']}")
     return True

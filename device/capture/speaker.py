@@ -63,6 +63,7 @@ class Speaker:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.played = 0
+        self.faults = None  # a capture.seam.FaultChannel, set by the service
 
     def play(self, announcement: Announcement, wait: bool = False) -> None:
         if self.playing:
@@ -97,6 +98,8 @@ class Speaker:
             self.played += 1
         except Exception as exc:  # a missing amplifier must not stop the recording
             self.error = exc
+            if self.faults is not None:  # the seal log says the notice may not have been heard
+                self.faults.report("speaker", "failed", f"{type(exc).__name__}: {exc}")
 
     @property
     def playing(self) -> bool:

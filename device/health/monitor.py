@@ -136,7 +136,7 @@ class HealthMonitor:
                  bus=None, sources: Callable[[], dict[str, dict[str, Any]]] | None = None,
                  thermal: Path = THERMAL_ZONE,
                  last_sync: dt.datetime | None = None,
-                 free_bytes: Callable[[], int] | None = None) -> None:
+                 free_bytes: Callable[[], int] | None = None, faults=None) -> None:
         self.config = config
         self.storage = Path(storage)
         self.clock = clock
@@ -145,6 +145,8 @@ class HealthMonitor:
         self.last_sync = last_sync
         self.free_bytes = free_bytes or (lambda: shutil.disk_usage(self.storage).free)
         self.alarms = Alarms()
+        self.faults = faults  # a capture.seam.FaultChannel: sensor faults on their transitions
+        self._sensor_fault: dict[str, str | None] = {"gauge": None, "rtc": None}
         self._readings: list[tuple[int, BatteryReading]] = []
         self.gauge = None
         self.gauge_error: str | None = None
@@ -167,6 +169,8 @@ class HealthMonitor:
                 implausible = str(exc)
             except GaugeError as exc:
                 error = str(exc)
+        self._sensor("gauge", "implausible" if implausible else "read-error" if error else None,
+                     implausible or error)
         window = now - AGREE_WINDOW_SECONDS * 10**9
         self._readings = [(t, r) for t, r in self._readings if t >= window][-AGREE_LAST:]
         if battery is None and self._readings:
@@ -181,6 +185,10 @@ class HealthMonitor:
             rtc = RtcReading(False, None, False)
         else:
             rtc = kernel_rtc(self.config.rtc.device)
+        self._sensor("rtc", None if kind in ("host", "none") or (rtc.present and rtc.valid) else
+                     "implausible" if rtc.present else "read-error",
+                     f"{self.config.rtc.kind} at {self.config.rtc.device}: "
+                     + ("the kernel refuses its time" if rtc.present else "not found"))
         drift = None
         if self.last_sync is not None:
             elapsed = (self.clock.utc_now() - self.last_sync).total_seconds()
@@ -214,6 +222,19 @@ class HealthMonitor:
         ranked = sorted((r for _, r in self._readings),
                         key=lambda r: (r.minutes_left if r.minutes_left is not None else float("inf"), r.percent))
         return ranked[len(ranked) // 2]
+
+    def _sensor(self, source: str, kind: str | None, detail: str | None) -> None:
+        """Report a sensor's fault when it starts or changes, and when it clears."""
+        before = self._sensor_fault[source]
+        if kind == before:
+            return
+        self._sensor_fault[source] = kind
+        if self.faults is None:
+            return
+        if kind is None:
+            self.faults.report(source, "recovered", "reading sensibly again")
+        else:
+            self.faults.report(source, kind, detail or "")
 
     def _cpu_temp(self) -> float | None:
         try:
