@@ -337,14 +337,23 @@ def run() -> list[tuple[str, str, str]]:
                 rows.append(("archive ingest", "skipped", f"server did not start: {exc}"))
             else:
                 rows += ingest(work, agency, rig, names, seaweed, pg)
-            rows += scrub(work, agency, rig, names)
-            rows += offload(work / "offload", agency)
-            rows.append(search(work, agency, rig, "SQLite"))
+            def part(name, fn):  # one failing figure does not lose the others
+                try:
+                    return fn()
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    return [(name, "FAILED", f"{exc.__class__.__name__}: {exc}")]
+
+            rows += part("archive scrub", lambda: scrub(work, agency, rig, names))
+            rows += part("dock offload", lambda: offload(work / "offload", agency))
+            rows += part("search SQLite", lambda: [search(work, agency, rig, "SQLite")])
             if pg.port:
-                subprocess.run([pg._bin("createdb"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U",
-                                "archive", "search"], check=True, capture_output=True, preexec_fn=pg._pre, cwd="/")
-                url = pg.url.replace("/archive?", "/search?")
-                rows.append(search(work, agency, rig, "PostgreSQL", index=f'url = "{url}"\n'))
+                def search_pg():
+                    subprocess.run([pg._bin("createdb"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U",
+                                    "archive", "search"], check=True, capture_output=True, preexec_fn=pg._pre,
+                                   cwd="/")
+                    url = pg.url.replace("/archive?", "/search?")
+                    return [search(work, agency, rig, "PostgreSQL", index=f'url = "{url}"\n')]
+                rows += part("search PostgreSQL", search_pg)
         finally:
             rig.close()
             seaweed.stop()
