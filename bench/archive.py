@@ -241,12 +241,24 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
     from bench.dock import SERVE
     from device.sealing.state import SealingState  # noqa: F401 - the recorder process imports it
     from dock.session import DockSession
-    from tests.archive_rig import start_service
+    from device.sealing import pki
+    from dock.archive_client import ArchiveClient
 
     if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
         return [("dock offload beside rsync -e ssh", "skipped", "sshd missing: apt-get install openssh-server")]
     rigs = [make_rig(agency, work / f"bay{i}", device_id=f"B00000{i}") for i in range(1, bays + 1)]
-    service = start_service(agency, work / "service")
+    # The archive service in a process of its own, as on its own host.
+    keys = work / "service-keys"
+    receipt = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys / "arch")
+    dock_key = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", keys / "dock")
+    config = archive_config_toml(work / "service", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"))
+    service = subprocess.Popen([sys.executable, "-m", "bodycam", "archive", "--config", str(config), "serve"],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
+                               text=True)
+    url = service.stderr.readline().split()[3].rstrip(";")
+
+    def client() -> ArchiveClient:
+        return ArchiveClient(url, key=dock_key, certificate=dock_key.with_suffix(".crt"), ca=agency.ca_cert_path)
     sshd = Sshd(work / "sshd")
     recorders: list[subprocess.Popen] = []
     rows = []
@@ -270,7 +282,7 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
         def dock(i: int, results: dict) -> None:
             rig = rigs[i]
             session = DockSession(identity=rig.identity, url=f"https://127.0.0.1:{rig.port}", bay=i + 1,
-                                  expected_device=f"B00000{i + 1}", archive=service.client(), registry=rig.registry,
+                                  expected_device=f"B00000{i + 1}", archive=client(), registry=rig.registry,
                                   staging=rig.root / "dock" / "staging", require_clock_synced=False, timeout=60)
             results[i] = asyncio.run(session.run())
 
@@ -314,7 +326,9 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
             proc.kill()
             proc.wait()
         sshd.stop()
-        service.close()
+        service.terminate()
+        service.wait(30)
+        service.stderr.close()
         for rig in rigs:
             rig.registry.db.close() if hasattr(rig.registry, "db") else None
     return rows
