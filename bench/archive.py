@@ -232,8 +232,9 @@ def _rsync_ssh(sshd: Sshd, sources: list[Path], work: Path, verify: bool) -> flo
     return took
 
 
-def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
-    """Recorders in their own processes (as on a real link), docks through the service."""
+def offload(work: Path, agency, bays: int = 5) -> list[tuple[str, str, str]]:
+    """Recorders in their own processes (as on a real link), docks through the service:
+    one bay alone, then ``bays - 1`` (4) at once, each beside rsync -e ssh."""
     import asyncio
     import threading
 
