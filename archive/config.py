@@ -54,6 +54,8 @@ class ServerConfig(Strict):
     key: Path = Field(description="TLS key (Ed25519, role archive-receipt, issued by the first agency's CA)")
     certificate: Path
     max_upload_mb: int = Field(4096, ge=1, le=1 << 20, description="largest single upload")
+    read_timeout_seconds: int = Field(60, ge=1, le=3600, description="a request body stalled this long is cut off")
+    stale_upload_days: int = Field(7, ge=1, le=365, description="unfinished uploads older than this are removed")
 
 
 class LocalStoreConfig(Strict):

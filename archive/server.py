@@ -29,6 +29,7 @@ import re
 import shutil
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,21 @@ class ArchiveService:
         self.config: ArchiveConfig = archive.config
         self.uploads = staging_dir(self.config)
         self.max_upload = self.config.server.max_upload_mb << 20
+        self.read_timeout = float(self.config.server.read_timeout_seconds)
         self._receiving: set[str] = set()
+        self._drop_stale_uploads()
+
+    def _drop_stale_uploads(self) -> None:
+        """Unfinished or uncommitted uploads older than ``stale_upload_days`` go: they are
+        staging copies (the dock keeps its own until it has a receipt), never stored evidence."""
+        limit = time.time() - self.config.server.stale_upload_days * 86400
+        for path in self.uploads.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
+                    log.info("removed stale upload %s", path.name)
+            except OSError as exc:
+                log.warning("stale upload %s: %s", path, exc)
 
     # -- TLS and identity --------------------------------------------------------------------
 
@@ -191,8 +206,17 @@ class ArchiveService:
             if h is not None:
                 h.update(chunk)
 
+        stalled = False
         with open(part, "ab") as f:
-            async for chunk in request.content.iter_chunked(CHUNK):
+            while True:
+                try:
+                    async with asyncio.timeout(self.read_timeout):
+                        chunk = await request.content.read(CHUNK)
+                except TimeoutError:
+                    stalled = True  # keep what came (the dock resumes from it), answer, close
+                    break
+                if not chunk:
+                    break
                 got += len(chunk)
                 if got > total:
                     f.truncate(offset)
@@ -200,6 +224,9 @@ class ArchiveService:
                 await asyncio.to_thread(write, f, chunk)
             f.flush()
             await asyncio.to_thread(os.fsync, f.fileno())
+        if stalled:
+            return _error(408, f"no data for {self.read_timeout:g} s; {got} bytes staged, resume from there",
+                          staged_bytes=got)
         if got < total:
             return web.json_response({"staged": False, "staged_bytes": got}, status=202)
         if h is None:
@@ -212,7 +239,10 @@ class ArchiveService:
 
     async def commit(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            async with asyncio.timeout(self.read_timeout):
+                body = await request.json()
+        except TimeoutError:
+            return _error(408, f"commit body not received within {self.read_timeout:g} s")
         except (ValueError, UnicodeDecodeError):
             return _error(400, "commit body must be JSON")
         except web.HTTPRequestEntityTooLarge:

@@ -169,7 +169,7 @@ class ArchiveClient:
                 answer = await _json(resp)
                 if resp.status == 200:
                     return
-                if resp.status in (202, 409):
+                if resp.status in (202, 408, 409):
                     await asyncio.sleep(min(0.5, 0.02 * (attempt + 1)))
                     continue  # resume from what the archive now has
                 raise ArchiveUnavailable(f"archive refused {path.name}: HTTP {resp.status}: {answer.get('error')}")

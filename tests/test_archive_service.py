@@ -351,3 +351,49 @@ def test_an_unreachable_index_or_store_is_a_clear_error(agency, tmp_path):
             assert "bodycam: error:" in result.output and words in result.output and "pw@" not in result.output
         else:  # the store is down: status says so as an alert
             assert result.exit_code == 0 and "ALERT" in result.output and "S3" in result.output, result.output
+
+
+def test_a_stalled_upload_is_cut_off_and_resumable_not_a_hang(agency, tmp_path, service):
+    from archive.server import RunningServer
+
+    config = service.archive.config
+    service.archive.config = config.model_copy(update={"server": config.server.model_copy(
+        update={"read_timeout_seconds": 1})})
+    quick = RunningServer(service.archive).start()
+    blob = b"evidence" * 1000
+    digest = hashlib.sha256(blob).hexdigest()
+
+    async def stall():
+        ctx = ssl.create_default_context(cafile=str(service.ca))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(service.dock_cert, service.dock_key)
+        reader, writer = await asyncio.open_connection("127.0.0.1", quick.port, ssl=ctx)
+        writer.write((f"PUT /v1/blobs/{digest} HTTP/1.1\r\nHost: archive\r\nUpload-Offset: 0\r\n"
+                      f"Upload-Length: {len(blob)}\r\nContent-Length: {len(blob)}\r\n\r\n").encode() + blob[:1000])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 30)  # the server answers; the test never hangs
+        writer.close()
+        return answer
+    try:
+        answer = asyncio.run(stall())
+        assert b" 408 " in answer.split(b"\r\n")[0] and b"resume" in answer
+        status, body = asyncio.run(_raw(service, "GET", f"/v1/blobs/{digest}"))
+        assert body["staged_bytes"] == 1000
+    finally:
+        quick.stop()
+
+
+def test_stale_uploads_are_dropped_at_start_fresh_ones_kept(agency, tmp_path, service):
+    import os
+    import time as _time
+
+    from archive.server import ArchiveService
+
+    uploads = service.archive.config.state / "uploads"
+    old, fresh = uploads / ("a" * 64 + ".part"), uploads / ("b" * 64)
+    old.write_bytes(b"abandoned")
+    fresh.write_bytes(b"in progress")
+    eight_days = _time.time() - 8 * 86400
+    os.utime(old, (eight_days, eight_days))
+    ArchiveService(service.archive)
+    assert not old.exists() and fresh.exists()
