@@ -362,3 +362,43 @@ def test_a_keeper_checks_a_docked_recorder_out_to_a_certified_officer(rig, page,
     assert "请求无法完成" in page.inner_text("h1")
     requests = [e["detail"]["officer"] for e in _entries(rig, actor="li.na") if e["action"] == "checkout"]
     assert requests == ["020304", "999999"]
+
+
+def test_the_demo_prints_the_console_and_a_login_per_role_that_work(browser, tmp_path):
+    import re
+
+    from bodycam.demo import run_demo
+    from bodycam.demo_console import DEMO_PEOPLE, start_demo_console
+
+    lines: list[str] = []
+    done = {}
+    # its own thread: the dock runs an asyncio loop, and Playwright's sync API owns this thread's
+    worker = threading.Thread(target=lambda: done.update(ok=run_demo(tmp_path / "demo", 4, 2, None,
+                                                                     echo=lines.append)))
+    worker.start()
+    worker.join(300)
+    assert done.get("ok"), "\n".join(lines)
+    seen = {}
+
+    def visit() -> None:
+        text = "\n".join(lines)
+        url = re.search(r"console +(https://\S+?)/ ", text).group(1)
+        logins = dict(re.findall(r"login +\w+ +(\S+) +password (\S+)", text))
+        assert set(logins) == {u for u, _n, _r in DEMO_PEOPLE}
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(f"{url}/login")
+        page.fill("input[name=username]", "li.na")
+        page.fill("input[name=password]", logins["li.na"])
+        page.click("#sign-in")
+        page.wait_for_selector("#bays")
+        seen["docks"] = page.inner_text("#bays")
+        page.goto(f"{url}/search")
+        seen["rows"] = page.locator("#results tbody tr").count()
+        context.close()
+
+    url = start_demo_console(tmp_path / "demo", lines.append, serve=True, wait=visit)
+    assert url.startswith("https://127.0.0.1:")
+    assert "A123456" in seen["docks"] and "完成" in seen["docks"]
+    videos, photos = map(int, re.search(r"segments +(\d+) video segments .* plus (\d+) photo", "\n".join(lines)).groups())
+    assert seen["rows"] == videos + photos
