@@ -285,7 +285,7 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
 
 
 def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
-    today = rig.law.clock.utc_now().date()
+    today = dt.date.fromisoformat(max(r["opened_utc"] for r in rig.law.archive.search(None))[:10])
     sign_in(page, rig, "chen.ping")
     page.goto(f"{rig.url}/review")
     page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())
@@ -310,7 +310,8 @@ def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
 def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
     from archive.console.oversight import SHIFT_ZONE
 
-    local = rig.law.clock.utc_now().astimezone(SHIFT_ZONE)
+    opened = min(r["opened_utc"] for r in rig.law.archive.search(None, officer="010203"))
+    local = dt.datetime.fromisoformat(opened.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
     sign_in(page, rig, "auditor")
     page.goto(f"{rig.url}/misuse")
     page.fill("input[name=officer]", "010203")
