@@ -172,6 +172,12 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
     page.click("#timeline button.jump >> nth=2")
     page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 1.5) < 1.0")
     screenshot(page, "05-playback")
+    # under the grant the search shows its picture (a JPEG of the watermarked copy's first frame)
+    page.goto(f"{rig.url}/search")
+    thumb = page.locator(f"tr[data-segment='{digest}'] img.thumb")
+    thumb.wait_for()
+    page.wait_for_function(f"document.querySelector(\"tr[data-segment='{digest}'] img.thumb\").naturalWidth > 0")
+    assert page.locator("img.thumb").count() == 1  # only the granted segment
 
     mine = _entries(rig, actor="chen.ping")
     assert any(e["action"] == "request" and e["detail"]["grant"] == grant_id for e in mine)
