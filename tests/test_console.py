@@ -409,3 +409,56 @@ def test_the_demo_prints_the_console_and_a_login_per_role_that_work(browser, tmp
     assert "A123456" in seen["docks"] and "完成" in seen["docks"]
     videos, photos = map(int, re.search(r"segments +(\d+) video segments .* plus (\d+) photo", "\n".join(lines)).groups())
     assert seen["rows"] == videos + photos
+
+
+def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(rig, browser, tmp_path):
+    """Two agencies share the archive (Art. 2): every page keeps to the visitor's."""
+    from archive.accounts import Accounts
+    from archive.config import load_archive_config
+    from archive.console.app import RunningConsole
+    from archive.console.tls import make_web_certificate
+    from archive.service import Archive
+    from device.sealing import pki
+
+    from .conftest import make_agency
+
+    other = make_agency(tmp_path / "other")
+    key = pki.issue_keypair(other.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-2", tmp_path / "other-keys")
+    config = tmp_path / "two.toml"
+    config.write_text(rig.law.config_path.read_text() + (
+        f'\n[[agencies]]\nid = "other-agency"\nname = "另一执法局"\nca = "{other.ca_cert_path}"\n'
+        f'receipt_key = "{key}"\nreceipt_certificate = "{key.with_suffix(".crt")}"\n'))
+    shared = Archive(load_archive_config(config), clock=rig.law.clock)
+    Accounts(shared).add("other-agency", "zhou.qi", "周琦", "keeper", PASSWORD, by="admin")
+    Accounts(shared).add("other-agency", "wu.shen", "吴审", "auditor", PASSWORD, by="admin")
+    from dock.daemon import StatusBoard
+    from dock.session import Progress
+
+    StatusBoard(rig.board).update(Progress(bay=3, device="A123456", phase="done"))  # test-agency's recorder
+    running = RunningConsole(shared, dock_status=[rig.board.parent],
+                             tls=make_web_certificate(tmp_path / "tls", ["127.0.0.1"])).start()
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    try:
+        other_rig = type(rig)(rig.law, rig.accounts, running.url, running, rig.board)
+        sign_in(page, other_rig, "zhou.qi")
+        page.goto(f"{running.url}/search")
+        assert page.locator("#results tbody tr").count() == 0
+        digest = _digests(rig)[rig.law.names[1]]
+        assert page.goto(f"{running.url}/play/{digest}").status == 404
+        assert page.request.get(f"{running.url}/media/{digest}").status == 404
+        assert page.goto(f"{running.url}/case/{CASE}").status == 404
+        page.goto(f"{running.url}/grants")
+        assert page.locator("#grants tbody tr[data-grant]").count() == 0
+        page.goto(f"{running.url}/docks")
+        assert "A123456" not in page.inner_text("#bays")
+        context.clear_cookies()
+        sign_in(page, other_rig, "wu.shen")
+        page.goto(f"{running.url}/audit")
+        actors = {page.locator("#entries tbody tr").nth(i).get_attribute("data-actor")
+                  for i in range(page.locator("#entries tbody tr[data-actor]").count())}
+        assert actors and actors <= {"zhou.qi", "wu.shen", "admin"}
+    finally:
+        context.close()
+        running.stop()
+        shared.close()
