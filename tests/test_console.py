@@ -285,6 +285,16 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
         gate.set()
         worker.join(60)
         dock.close()
+    # a recorder last docked three days ago is listed as not docked in time (Art. 11)
+    from archive import index as ix
+    from device.sealing.clock import utc_text
+
+    with rig.law.archive.engine.begin() as conn:
+        conn.execute(ix.devices.insert().values(
+            device="B999999", certificate_blob="0" * 64, agency="test-agency",
+            last_docked_utc=utc_text(rig.law.clock.utc_now() - dt.timedelta(days=3))))
+    page.goto(f"{rig.url}/docks")
+    assert "B999999" in page.inner_text("#late") and "A123456" not in page.inner_text("#late")
     saved = json.loads(rig.board.read_text())["bays"]["1"]
     assert saved["device"] == "D000077"
     assert audit_of(rig.law.archive).head("test-agency") is not None
