@@ -164,6 +164,7 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
     page.click(f"tr[data-grant='{grant_id}'] a.play")
     page.wait_for_selector("video#video")
     assert "水印" in page.inner_text("#watermark-notice")
+    assert page.inner_text("#clock-state") not in ("", "—")  # from the signed manifest
     timeline = page.inner_text("#timeline")
     assert "已告知" in timeline and "拒绝配合标记" in timeline
     page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=60_000)

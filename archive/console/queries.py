@@ -273,3 +273,27 @@ def request_checkout(board: Path, bay: int, officer: str, requested_by: str, age
         os.fsync(f.fileno())
     os.replace(tmp, target)
     return target
+
+
+def manifest_facts(archive, row: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """What the segment's manifest (signed metadata, never footage) says about
+    its clock and its ending: ``clock_state``, ``opened_local``, ``timezone``,
+    ``status``, ``truncated``.  Empty when the manifest cannot be read."""
+    import os
+    import shutil
+    import tempfile
+
+    from bodycam.errors import BodycamError
+    from device.sealing.segment_file import read_manifest
+
+    fd, name = tempfile.mkstemp(prefix="manifest-", suffix=".bcman", dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as out, archive.store.open(row["manifest_blob"]) as src:
+            shutil.copyfileobj(src, out)
+        obj = read_manifest(Path(name)).signed.obj
+    except (BodycamError, OSError, ValueError) as exc:
+        log.warning("manifest of %s unreadable: %s", row.get("name"), exc)
+        return {}
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return {k: obj.get(k) for k in ("clock_state", "opened_local", "timezone", "status", "truncated")}

@@ -331,9 +331,10 @@ def add_routes(app: web.Application, console: Console) -> None:
                                 detail={"grant": grant.id, "console": "playback page"})
         timeline = [e for e in row["events"] if isinstance(e, dict)]
         timeline.sort(key=lambda e: (e.get("media_us") is None, e.get("media_us") or 0))
+        facts = await asyncio.to_thread(queries.manifest_facts, c.archive, row, c.scratch)
         return aiohttp_jinja2.render_template("play.html", request, {
             "row": row, "grant": grant, "timeline": timeline, "duration": queries.duration_seconds(row),
-            "now": c.now_text()})
+            "now": c.now_text(), "facts": facts})
 
     @page("play")
     async def media(request: web.Request):
