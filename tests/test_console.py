@@ -208,6 +208,11 @@ def test_roles_are_kept_to_their_pages_and_refusals_are_audited(rig, page):
     assert response.status == 404 and "没有这个页面" in page.inner_text("h1")
     response = page.request.post(f"{rig.url}/grants/abc/decision", form={})
     assert response.status in (400, 403) and "Traceback" not in response.text()
+    # a forged or garbled session cookie is no session: back to the sign-in page
+    page.context.clear_cookies()
+    page.context.add_cookies([{"name": "BODYCAM_CONSOLE", "value": "Z2FyYmxlZA==", "url": rig.url}])
+    response = page.goto(f"{rig.url}/audit")
+    assert "/login" in page.url and response.status == 200
 
 
 def test_the_audit_page_filters_and_exports_csv_and_pdf(rig, page):
