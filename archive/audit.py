@@ -275,7 +275,18 @@ _SUMMARY_KEYS = ("case_number", "party", "cause", "act_type", "sub_unit", "retai
                  "hold_id", "dry_run", "remove")
 
 
-def audited(action: str, *, segments_from: Callable[[Any], list[str]] | None = None) -> Callable:
+def device_agency(archive, params: dict[str, Any]) -> str | None:
+    """The agency of the ``device`` argument (for calls that name a device, not an agency)."""
+    if params.get("agency"):
+        return params["agency"]
+    from . import index as ix
+
+    with archive.engine.connect() as conn:
+        return conn.execute(select(ix.devices.c.agency).where(ix.devices.c.device == params.get("device"))).scalar()
+
+
+def audited(action: str, *, segments_from: Callable[[Any], list[str]] | None = None,
+            agency_from: Callable[[Any, dict[str, Any]], str | None] | None = None) -> Callable:
     """Decorate an Archive method so that each call (and each refusal) is audited.
 
     The agency is the method's ``agency`` argument (or the first positional
@@ -294,7 +305,7 @@ def audited(action: str, *, segments_from: Callable[[Any], list[str]] | None = N
         def call(self, *args, **kwargs):
             bound = sig.bind(self, *args, **kwargs)
             params = dict(bound.arguments)
-            agency = params.get("agency")
+            agency = agency_from(self, params) if agency_from else params.get("agency")
             named = [str(s) for s in params.get("segments") or ()]
             detail = {k: params[k] for k in _SUMMARY_KEYS if params.get(k) is not None}
             if params.get("who"):

@@ -9,7 +9,6 @@ BODYCAM_ARCHIVE_CA, BODYCAM_ARCHIVE_TOKEN); only ``account`` and
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path
@@ -195,15 +194,24 @@ def export_command(case_number, grant_id, recipient, out, verify, url, ca_path, 
             raise click.UsageError(f"no approved export grant for case {case_number}: request one "
                                    "(bodycam archive grant request --case … --action export)")
         grant_id = live[-1]["id"]
-    data = _run(lambda: client.call("POST", "/v1/exports", {"grant": grant_id, "recipient": recipient}))
     out.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if not member.name.startswith("package"):
-                raise click.ClickException(f"unexpected member {member.name!r} in the package")
-            member.name = member.name[len("package"):].lstrip("/") or "."
-        tar.extractall(out, filter="data")
-    click.echo(f"package in {out} ({len(data)} bytes)", err=True)
+    tar_path = out.parent / f".{out.name}.tar"
+    try:
+        size = _run(lambda: client.download("POST", "/v1/exports", {"grant": grant_id, "recipient": recipient},
+                                            tar_path))
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                if not member.name.startswith("package"):
+                    raise click.ClickException(f"unexpected member {member.name!r} in the package")
+                member.name = member.name[len("package"):].lstrip("/") or "."
+            tar.extractall(out, filter="data")
+    except BaseException:
+        if not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        tar_path.unlink(missing_ok=True)
+    click.echo(f"package in {out} ({size} bytes)", err=True)
     if verify:
         from .standalone_verifier import verify_package
 

@@ -21,7 +21,6 @@ The audit head is time-stamped on its schedule while the service runs.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import shutil
 import ssl
@@ -186,19 +185,31 @@ class PeopleAPI:
             return _error(400, "grant: the id of an approved export grant")
         account = request[ACCOUNT]
 
-        def build() -> bytes:
+        def build() -> Path:
             work = Path(tempfile.mkdtemp(prefix="export-", dir=self.scratch))
             try:
                 result = export_package(self.archive, account, body["grant"], work / "package",
                                         recipient=body.get("recipient"))
-                buf = io.BytesIO()
-                with tarfile.open(fileobj=buf, mode="w") as tar:
+                with tarfile.open(work / "package.tar", mode="w") as tar:
                     tar.add(result.path, arcname="package")
-                return buf.getvalue()
-            finally:
+                shutil.rmtree(result.path)
+                return work
+            except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
-        data = await asyncio.to_thread(build)
-        return web.Response(body=data, content_type="application/x-tar")
+                raise
+        work = await asyncio.to_thread(build)
+        try:  # streamed from disk: an hour of footage is a gigabyte
+            tar = work / "package.tar"
+            response = web.StreamResponse(headers={"Content-Type": "application/x-tar",
+                                                   "Content-Length": str(tar.stat().st_size)})
+            await response.prepare(request)
+            with open(tar, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     async def audit(self, request: web.Request) -> web.Response:
         account = request[ACCOUNT]

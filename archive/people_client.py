@@ -52,5 +52,27 @@ class PeopleClient:
         except (urllib.error.URLError, OSError) as exc:
             raise PeopleAPIError(0, f"{self.url}: {getattr(exc, 'reason', exc)}") from None
 
+    def download(self, method: str, path: str, body: Any, target: Path) -> int:
+        """Stream an answer into ``target`` (a new file); returns its size."""
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method=method,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.ssl) as answer, \
+                    open(target, "xb") as out:  # noqa: S310
+                size = 0
+                while chunk := answer.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+                return size
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                message = str(exc.reason)
+            raise PeopleAPIError(exc.code, message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise PeopleAPIError(0, f"{self.url}: {getattr(exc, 'reason', exc)}") from None
+
     def json(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         return json.loads(self.call(method, path, body, query))

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bodycam.errors import BodycamError, SealingError, UsageError
 
 from . import evidence as ev
-from .audit import audited
+from .audit import audited, device_agency
 from . import index as ix
 from .blobstore import BlobStore, StoredBlob, StoreError, open_store, sha256_file
 from .config import AgencyConfig, ArchiveConfig, RetentionConfig, WatchConfig
@@ -870,7 +870,7 @@ class Archive:
 
     # -- export ----------------------------------------------------------------------------------
 
-    @audited("export")
+    @audited("export", agency_from=device_agency)
     def export_recording(self, device: str, out: Path, agency: str | None = None) -> Path:
         """Lay a device's stored footage out as a recording folder for the verifier."""
         with self.engine.connect() as conn:

@@ -148,3 +148,30 @@ def test_the_package_on_an_iso_udf_image_reads_back_and_verifies(served, tmp_pat
     image.write_bytes(bytes(data))
     result = verify_image(image)
     assert not result.passed and any("media/" in f for f in result.failures), result.failures
+
+
+def test_the_cli_views_a_watermarked_copy_under_a_grant_and_nothing_without(served, tmp_path):
+    rig, api, acc, _ = served
+    officer = _login(served, "zhang.wei")
+    none = _cli(served, "view", rig.names[2], "--out", str(tmp_path / "no.jpg"), token=officer)
+    assert none.exit_code == 3 and "403" in none.output and not (tmp_path / "no.jpg").exists()
+    out = _cli(served, "grant", "request", rig.names[2], "--action", "view", "--reason", "复核现场照片", "--hours", "1",
+               token=officer)
+    assert out.exit_code == 0, out.output
+    grant_id = int(out.output.split()[1].rstrip(":"))
+    head = _login(served, "head", totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    out = _cli(served, "grant", "approve", str(grant_id), "--totp",
+               pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()), token=head)
+    assert out.exit_code == 0, out.output
+    out = _cli(served, "view", rig.names[2], "--out", str(tmp_path / "view.jpg"), token=officer)
+    assert out.exit_code == 0, out.output
+    from PIL import Image
+
+    from .lawful_rig import jpeg_still
+    import io
+
+    import numpy as np
+    with Image.open(tmp_path / "view.jpg") as img, Image.open(io.BytesIO(jpeg_still())) as orig:
+        assert img.size == (160, 120)
+        diff = np.abs(np.asarray(img.convert("RGB"), int) - np.asarray(orig.convert("RGB"), int))
+    assert diff[:12, 60:].mean() > 20 and diff[40:80, 40:120].mean() < 5  # the mark is there, the picture intact
