@@ -232,8 +232,9 @@ def _rsync_ssh(sshd: Sshd, sources: list[Path], work: Path, verify: bool) -> flo
     return took
 
 
-def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
-    """Recorders in their own processes (as on a real link), docks through the service."""
+def offload(work: Path, agency, bays: int = 5) -> list[tuple[str, str, str]]:
+    """Recorders in their own processes (as on a real link), docks through the service:
+    one bay alone, then ``bays - 1`` (4) at once, each beside rsync -e ssh."""
     import asyncio
     import threading
 
@@ -241,12 +242,24 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
     from bench.dock import SERVE
     from device.sealing.state import SealingState  # noqa: F401 - the recorder process imports it
     from dock.session import DockSession
-    from tests.archive_rig import start_service
+    from device.sealing import pki
+    from dock.archive_client import ArchiveClient
 
     if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
         return [("dock offload beside rsync -e ssh", "skipped", "sshd missing: apt-get install openssh-server")]
     rigs = [make_rig(agency, work / f"bay{i}", device_id=f"B00000{i}") for i in range(1, bays + 1)]
-    service = start_service(agency, work / "service")
+    # The archive service in a process of its own, as on its own host.
+    keys = work / "service-keys"
+    receipt = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys / "arch")
+    dock_key = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", keys / "dock")
+    config = archive_config_toml(work / "service", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"))
+    service = subprocess.Popen([sys.executable, "-m", "bodycam", "archive", "--config", str(config), "serve"],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
+                               text=True)
+    url = service.stderr.readline().split()[3].rstrip(";")
+
+    def client() -> ArchiveClient:
+        return ArchiveClient(url, key=dock_key, certificate=dock_key.with_suffix(".crt"), ca=agency.ca_cert_path)
     sshd = Sshd(work / "sshd")
     recorders: list[subprocess.Popen] = []
     rows = []
@@ -270,7 +283,7 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
         def dock(i: int, results: dict) -> None:
             rig = rigs[i]
             session = DockSession(identity=rig.identity, url=f"https://127.0.0.1:{rig.port}", bay=i + 1,
-                                  expected_device=f"B00000{i + 1}", archive=service.client(), registry=rig.registry,
+                                  expected_device=f"B00000{i + 1}", archive=client(), registry=rig.registry,
                                   staging=rig.root / "dock" / "staging", require_clock_synced=False, timeout=60)
             results[i] = asyncio.run(session.run())
 
@@ -314,7 +327,9 @@ def offload(work: Path, agency, bays: int = 4) -> list[tuple[str, str, str]]:
             proc.kill()
             proc.wait()
         sshd.stop()
-        service.close()
+        service.terminate()
+        service.wait(30)
+        service.stderr.close()
         for rig in rigs:
             rig.registry.db.close() if hasattr(rig.registry, "db") else None
     return rows
@@ -337,14 +352,23 @@ def run() -> list[tuple[str, str, str]]:
                 rows.append(("archive ingest", "skipped", f"server did not start: {exc}"))
             else:
                 rows += ingest(work, agency, rig, names, seaweed, pg)
-            rows += scrub(work, agency, rig, names)
-            rows += offload(work / "offload", agency)
-            rows.append(search(work, agency, rig, "SQLite"))
+            def part(name, fn):  # one failing figure does not lose the others
+                try:
+                    return fn()
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    return [(name, "FAILED", f"{exc.__class__.__name__}: {exc}")]
+
+            rows += part("archive scrub", lambda: scrub(work, agency, rig, names))
+            rows += part("dock offload", lambda: offload(work / "offload", agency))
+            rows += part("search SQLite", lambda: [search(work, agency, rig, "SQLite")])
             if pg.port:
-                subprocess.run([pg._bin("createdb"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U",
-                                "archive", "search"], check=True, capture_output=True, preexec_fn=pg._pre, cwd="/")
-                url = pg.url.replace("/archive?", "/search?")
-                rows.append(search(work, agency, rig, "PostgreSQL", index=f'url = "{url}"\n'))
+                def search_pg():
+                    subprocess.run([pg._bin("createdb"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U",
+                                    "archive", "search"], check=True, capture_output=True, preexec_fn=pg._pre,
+                                   cwd="/")
+                    url = pg.url.replace("/archive?", "/search?")
+                    return [search(work, agency, rig, "PostgreSQL", index=f'url = "{url}"\n')]
+                rows += part("search PostgreSQL", search_pg)
         finally:
             rig.close()
             seaweed.stop()
