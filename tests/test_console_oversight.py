@@ -104,7 +104,7 @@ def test_a_shift_without_footage_and_a_night_shift(archive):
     assert [f.kind for f in flags] == ["late-activation"]  # 4 h after 22:00, but on duty, not outside
 
 
-def test_the_review_sample_is_random_reproducible_and_keeps_to_criteria(archive):
+def test_the_review_sample_is_random_reproducible_and_keeps_to_criteria(archive, monkeypatch):
     digests = [_add(archive, f"2000{i % 3:02d}", _local(9, 0) + dt.timedelta(minutes=7 * i), 5,
                     sub_unit="二股" if i % 2 else "一股") for i in range(40)]
     since, until = utc_text(_local(0, 0)), utc_text(_local(0, 0) + dt.timedelta(days=1))
@@ -114,6 +114,10 @@ def test_the_review_sample_is_random_reproducible_and_keeps_to_criteria(archive)
     assert [r["segment_digest"] for r in a] == [r["segment_digest"] for r in b]
     assert len(a) == 10 and len({r["segment_digest"] for r in a}) == 10 and set(r["segment_digest"] for r in a) <= set(digests)
     assert {r["segment_digest"] for r in a} != {r["segment_digest"] for r in c}
+    monkeypatch.setattr(oversight, "SMALL_POPULATION", 5)  # the digest walk of large populations, too
+    walked = oversight.review_sample(archive, "test-agency", since, until, 10, seed=1)
+    assert walked == oversight.review_sample(archive, "test-agency", since, until, 10, seed=1)
+    assert 8 <= len(walked) <= 10 and {r["segment_digest"] for r in walked} <= set(digests)
     only = oversight.review_sample(archive, "test-agency", since, until, 50, seed=3, officer="200001", sub_unit="二股")
     assert only and all(r["officer"] == "200001" and r["sub_unit"] == "二股" for r in only)
     assert len(only) <= sum(1 for i in range(40) if i % 3 == 1 and i % 2 == 1)

@@ -21,11 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import evidence as ev
 from .. import index as ix
@@ -34,6 +35,7 @@ from .. import lawful_index as lx
 SHIFT_ZONE = ZoneInfo("Asia/Shanghai")  # the duty roster's clock (China Standard Time)
 FINDINGS = ("compliant", "deficient", "unreviewable")
 FINDING_ACTION = "review-finding"
+_FINDINGS_LOCK = threading.Lock()
 
 
 def _utc(text: str) -> dt.datetime:
@@ -135,18 +137,23 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
 # -- Art. 24 review ------------------------------------------------------------------------
 
 
+SMALL_POPULATION = 5000  # up to this many matches are listed and sampled exactly
+
+
 def review_sample(archive, agency: str, since: str, until: str, size: int, *, seed: int,
                   officer: str | None = None, sub_unit: str | None = None, mark: str | None = None
                   ) -> list[dict[str, Any]]:
     """Up to ``size`` distinct segments opened in [since, until), chosen at random
-    (reproducibly from ``seed``) among those matching the criteria.
+    (reproducibly from ``seed``) among those matching the criteria; oldest first.
 
-    Each draw takes the first matching segment at or after a random digest
+    Up to :data:`SMALL_POPULATION` matches are listed and sampled exactly.
+    Beyond that each draw takes the first match at or after a random digest
     (SHA-256 digests are spread evenly, so every segment is about equally
-    likely), so a draw costs an index walk, not a scan of the period.
+    likely): a walk of about (all segments / matches) rows of the primary
+    key, never a scan of the period.
     """
     s = ix.segments
-    where = [s.c.agency == agency, s.c.deleted_utc.is_(None), s.c.opened_utc >= since, s.c.opened_utc < until]
+    where = [s.c.deleted_utc.is_(None), s.c.opened_utc >= since, s.c.opened_utc < until]
     if officer:
         where.append(s.c.officer == officer)
     if sub_unit:
@@ -154,42 +161,62 @@ def review_sample(archive, agency: str, since: str, until: str, size: int, *, se
     if mark:
         where.append(s.c.marks.like(f'%"{mark}"%'))
     rng = random.Random(seed)
-    chosen: dict[str, dict[str, Any]] = {}
     with archive.engine.connect() as conn:
-        for _ in range(size * 5):
-            if len(chosen) >= size:
-                break
-            start = f"{rng.getrandbits(256):064x}"
-            row = conn.execute(select(s).where(*where, s.c.segment_digest >= start)
-                               .order_by(s.c.segment_digest).limit(1)).first()
-            if row is None:
-                row = conn.execute(select(s).where(*where).order_by(s.c.segment_digest).limit(1)).first()
-            if row is None:
-                break
-            chosen.setdefault(row.segment_digest, dict(row._mapping))
-    out = sorted(chosen.values(), key=lambda r: r["opened_utc"])
-    for r in out:
+        count = conn.execute(select(func.count()).select_from(s).where(s.c.agency == agency, *where)).scalar()
+        if count <= SMALL_POPULATION:
+            digests = sorted(d for (d,) in conn.execute(select(s.c.segment_digest).where(s.c.agency == agency, *where)))
+            picked = rng.sample(digests, min(size, len(digests)))
+            rows = [dict(r._mapping) for r in conn.execute(select(s).where(s.c.segment_digest.in_(picked)))]
+        else:
+            # "|| ''" keeps the planner off the time and agency indexes: the walk must follow the digest
+            walk = [(s.c.agency.op("||")("")) == agency,
+                    (s.c.opened_utc.op("||")("")) >= since, (s.c.opened_utc.op("||")("")) < until, *where[3:],
+                    s.c.deleted_utc.is_(None)]
+            chosen: dict[str, dict[str, Any]] = {}
+            for _ in range(size * 5):
+                if len(chosen) >= size:
+                    break
+                start = f"{rng.getrandbits(256):064x}"
+                row = conn.execute(select(s).where(*walk, s.c.segment_digest >= start)
+                                   .order_by(s.c.segment_digest).limit(1)).first()
+                if row is None:  # past the last digest: wrap around
+                    row = conn.execute(select(s).where(*walk).order_by(s.c.segment_digest).limit(1)).first()
+                if row is not None:
+                    chosen.setdefault(row.segment_digest, dict(row._mapping))
+            rows = list(chosen.values())
+    rows.sort(key=lambda r: (r["opened_utc"], r["segment_digest"]))
+    for r in rows:
         r["marks"] = json.loads(r["marks"])
-    return out
+    return rows
 
 
 def findings(archive, agency: str, *, since: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
     """The latest finding per (reviewer, segment) from the audit trail, keyed
-    ``"<reviewer> <digest>"``: ``{reviewer, segment, finding, note, utc, officer, sub_unit}``."""
+    ``"<reviewer> <digest>"``: ``{reviewer, segment, finding, note, utc, officer, sub_unit, opened_utc}``;
+    ``since``/``until`` bound the segment's opening time.
+
+    The audit trail only grows, so what was read is kept (per archive and
+    agency) and each call reads only the entries appended since.
+    """
     a = lx.audit_log
-    q = select(a.c.payload).where(a.c.agency == agency, a.c.action == FINDING_ACTION).order_by(a.c.seq)
-    out: dict[str, dict[str, Any]] = {}
-    with archive.engine.connect() as conn:
-        for (payload,) in conn.execute(q):
-            p = json.loads(payload)
-            d = p.get("detail") or {}
-            if since and d.get("opened_utc", "") < since or until and d.get("opened_utc", "") >= until:
-                continue
-            for seg in p.get("segments") or []:
-                out[f"{p['actor']} {seg}"] = {"reviewer": p["actor"], "segment": seg, "finding": d.get("finding"),
-                                              "note": d.get("note", ""), "utc": p["utc"],
-                                              "officer": d.get("officer"), "sub_unit": d.get("sub_unit")}
-    return out
+    with _FINDINGS_LOCK:
+        cache = archive.__dict__.setdefault("_console_findings", {})
+        last, known = cache.get(agency, (-1, {}))
+        q = select(a.c.seq, a.c.payload).where(a.c.agency == agency, a.c.seq > last,
+                                               a.c.action == FINDING_ACTION).order_by(a.c.seq)
+        with archive.engine.connect() as conn:
+            head = conn.execute(select(a.c.seq).where(a.c.agency == agency).order_by(a.c.seq.desc()).limit(1)).scalar()
+            for seq, payload in conn.execute(q):
+                p = json.loads(payload)
+                d = p.get("detail") or {}
+                for seg in p.get("segments") or []:
+                    known[f"{p['actor']} {seg}"] = {
+                        "reviewer": p["actor"], "segment": seg, "finding": d.get("finding"), "note": d.get("note", ""),
+                        "utc": p["utc"], "officer": d.get("officer"), "sub_unit": d.get("sub_unit"),
+                        "opened_utc": d.get("opened_utc", "")}
+        cache[agency] = (head if head is not None else -1, known)
+        return {k: f for k, f in known.items()
+                if not (since and f["opened_utc"] < since) and not (until and f["opened_utc"] >= until)}
 
 
 def record_finding(archive, account, segment: dict[str, Any], finding: str, note: str) -> None:
