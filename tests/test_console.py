@@ -468,6 +468,10 @@ def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(r
         assert page.locator("#grants tbody tr[data-grant]").count() == 0
         page.goto(f"{running.url}/docks")
         assert "A123456" not in page.inner_text("#bays")
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        response = page.request.post(f"{running.url}/docks/checkout",
+                                     form={"csrf_token": token, "dock": "0", "bay": "3", "officer": "020304"})
+        assert response.status == 403 and not (rig.board.parent / "checkout-requests" / "3.json").exists()
         context.clear_cookies()
         sign_in(page, other_rig, "wu.shen")
         page.goto(f"{running.url}/audit")

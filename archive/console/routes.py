@@ -124,6 +124,9 @@ def add_routes(app: web.Application, console: Console) -> None:
         if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
             raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
         board = c.dock_status[form.dock.data]
+        view = await asyncio.to_thread(dock_view, account)
+        if not any(b.dock_index == form.dock.data and b.bay == str(form.bay.data) for b in view["bays"]):
+            raise AccessDenied(f"bay {form.bay.data} of that dock holds no recorder of agency {account.agency}")
         await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
                                 account.username, account.agency, c.now_text())
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
