@@ -57,6 +57,10 @@ def _entries(rig, **kw):
                                                         newest_first=False, **kw)]
 
 
+def _entries_of(archive, agency, actor):
+    return [e["payload"] for e in queries.audit_entries(archive, agency, actor=actor, limit=None, newest_first=False)]
+
+
 def _digests(rig):
     rows = rig.law.archive.search(None, limit=10)
     return {r["name"]: r["segment_digest"] for r in rows}
@@ -472,6 +476,8 @@ def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(r
         response = page.request.post(f"{running.url}/docks/checkout",
                                      form={"csrf_token": token, "dock": "0", "bay": "3", "officer": "020304"})
         assert response.status == 403 and not (rig.board.parent / "checkout-requests" / "3.json").exists()
+        assert [e["detail"]["wanted"] for e in _entries_of(shared, "other-agency", "zhou.qi")
+                if e["action"] == "denied"] == ["checkout"]
         context.clear_cookies()
         sign_in(page, other_rig, "wu.shen")
         page.goto(f"{running.url}/audit")

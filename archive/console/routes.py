@@ -126,6 +126,9 @@ def add_routes(app: web.Application, console: Console) -> None:
         board = c.dock_status[form.dock.data]
         view = await asyncio.to_thread(dock_view, account)
         if not any(b.dock_index == form.dock.data and b.bay == str(form.bay.data) for b in view["bays"]):
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "denied", outcome="denied",
+                                    actor=account.actor, detail={"wanted": "checkout", "bay": form.bay.data,
+                                                                 "why": "bay not of this agency"})
             raise AccessDenied(f"bay {form.bay.data} of that dock holds no recorder of agency {account.agency}")
         await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
                                 account.username, account.agency, c.now_text())
