@@ -162,7 +162,9 @@ def review_sample(archive, agency: str, since: str, until: str, size: int, *, se
         where.append(s.c.marks.like(f'%"{mark}"%'))
     rng = random.Random(seed)
     with archive.engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(s).where(s.c.agency == agency, *where)).scalar()
+        # how many match, counted only up to SMALL_POPULATION + 1: enough to choose the method
+        capped = select(s.c.segment_digest).where(s.c.agency == agency, *where).limit(SMALL_POPULATION + 1).subquery()
+        count = conn.execute(select(func.count()).select_from(capped)).scalar()
         if count <= SMALL_POPULATION:
             digests = sorted(d for (d,) in conn.execute(select(s.c.segment_digest).where(s.c.agency == agency, *where)))
             picked = rng.sample(digests, min(size, len(digests)))
