@@ -49,6 +49,7 @@ MAY = {
     "view": {"officer", "keeper", "approver", "reviewer", "recipient"},
     "export": {"keeper", "recipient"},
     "audit": {"auditor", "approver"},
+    "review": {"reviewer"},
 }
 _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
 

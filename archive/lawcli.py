@@ -134,5 +134,5 @@ def register(group: click.Group) -> None:
 
     group.add_command(audit_group)
     for command in (more.account_group, more.login_command, more.grant_group, more.view_command,
-                    more.export_command, more.register_command, more.disc_command):
+                    more.export_command, more.register_command, more.disc_command, more.review_group):
         group.add_command(command)

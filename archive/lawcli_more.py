@@ -223,6 +223,45 @@ def export_command(case_number, grant_id, recipient, out, verify, url, ca_path, 
             raise SystemExit(1)
 
 
+@click.group("review")
+def review_group() -> None:
+    """Review by the justice bureau (Art. 24): random samples, played back under approval, findings."""
+
+
+@review_group.command("sample")
+@click.option("--size", required=True, type=click.IntRange(1, 200), help="How many segments to draw.")
+@click.option("--officer", help="Only this officer's recordings.")
+@click.option("--sub-unit", "sub_unit", help="Only this 股室.")
+@click.option("--act-type", "act_type", help="Only this kind of enforcement act.")
+@click.option("--mark", help="Only segments with this mark (mark, refusal).")
+@click.option("--since", help="Opened at or after (date or ISO 8601).")
+@click.option("--until", help="Opened before.")
+@click.option("--hours", default=72, show_default=True, type=click.IntRange(1, 24 * 90))
+@remote
+def review_sample(size, officer, sub_unit, act_type, mark, since, until, hours, url, ca_path, token) -> None:
+    """Draw a random sample and file the view request for it (the agency head approves)."""
+    criteria = {k: v for k, v in (("officer", officer), ("sub_unit", sub_unit), ("act_type", act_type),
+                                  ("mark", mark), ("since", since), ("until", until)) if v}
+    g = _run(lambda: _client(url, ca_path, token).json("POST", "/v1/review/sample",
+                                                        {"size": size, "criteria": criteria, "hours": hours}))
+    click.echo(f"sample request {g['id']}: {len(g['segments'])} segments, {g['status']}")
+    for digest in g["segments"]:
+        click.echo(f"  {digest}")
+
+
+@review_group.command("finding")
+@click.argument("segment")
+@click.option("--result", required=True, type=click.Choice(["conforms", "problem"]))
+@click.option("--note", required=True, help="What was found (recorded).")
+@click.option("--grant", "grant_id", type=int, help="The sample's grant.")
+@remote
+def review_finding(segment, result, note, grant_id, url, ca_path, token) -> None:
+    """Record a finding on a segment you viewed under the sample's grant."""
+    f = _run(lambda: _client(url, ca_path, token).json("POST", "/v1/review/findings", {
+        "segment": segment, "result": result, "note": note, "grant": grant_id}))
+    click.echo(f"finding {f['id']}: {f['result']} on {f['segment_digest'][:16]}…")
+
+
 @click.command("register")
 @click.option("--agency", help="Agency ID (required when several share the archive).")
 @click.option("--json", "as_json", is_flag=True)

@@ -84,6 +84,19 @@ audit_stamps = Table(
     extend_existing=True,
 )
 
+review_findings = Table(
+    "review_findings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency", String(64), nullable=False),
+    Column("segment_digest", String(64), nullable=False),
+    Column("reviewer", String(64), nullable=False),
+    Column("result", String(16), nullable=False),  # conforms | problem
+    Column("note", Text, nullable=False),
+    Column("at_utc", String(32), nullable=False),
+    Column("sample_grant", Integer),
+    extend_existing=True,
+)
+
 seal_log_stamps = Table(
     "seal_log_stamps", metadata,
     Column("device", String(16), primary_key=True),
@@ -115,3 +128,4 @@ Index("ix_accounts_username", accounts.c.username, unique=True)
 Index("ix_grants_grantee", grants.c.agency, grants.c.grantee, grants.c.status)
 Index("ix_audit_actor", audit_log.c.agency, audit_log.c.actor)
 Index("ix_audit_case", audit_log.c.agency, audit_log.c.case_number)
+Index("ix_review_findings_segment", review_findings.c.agency, review_findings.c.segment_digest)

@@ -12,6 +12,8 @@ it against the agency CA); the docks' mutual-TLS API is archive/server.py.
     GET  /v1/view/<segment>?grant=<id>    watermarked viewing copy (bytes)
     POST /v1/exports              {grant, recipient?}  → the evidence package as a tar (application/x-tar)
     GET  /v1/audit?case=…&actor=…&format=jsonl|csv   (auditor, approver)
+    POST /v1/review/sample        {size, criteria: {search fields}, hours?}  → a view request (Art. 24)
+    POST /v1/review/findings      {segment, result: conforms|problem, note, grant}
 
 401 without a valid token, 403 (JSON naming why) when the role or the grant
 does not allow it — that attempt is in the audit log — 400 for bad input.
@@ -98,6 +100,8 @@ class PeopleAPI:
         app.router.add_get("/v1/view/{segment}", self.view)
         app.router.add_post("/v1/exports", self.export)
         app.router.add_get("/v1/audit", self.audit)
+        app.router.add_post("/v1/review/sample", self.review_sample)
+        app.router.add_post("/v1/review/findings", self.review_finding)
         return app
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
@@ -210,6 +214,27 @@ class PeopleAPI:
             return response
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    async def review_sample(self, request: web.Request) -> web.Response:
+        from .review import sample
+
+        body = await self._body(request)
+        criteria = body.get("criteria") or {}
+        if not isinstance(criteria, dict) or not set(criteria) <= set(SEARCH_FIELDS):
+            return _error(400, f"criteria: an object of search fields ({', '.join(SEARCH_FIELDS)})")
+        if not isinstance(body.get("size"), int):
+            return _error(400, "size: how many segments to draw")
+        g = await asyncio.to_thread(sample, self.archive, request[ACCOUNT], body["size"],
+                                    hours=int(body.get("hours", 72)), **criteria)
+        return web.json_response(g.to_json(), dumps=_dumps)
+
+    async def review_finding(self, request: web.Request) -> web.Response:
+        from .review import record_finding
+
+        body = await self._body(request)
+        found = await asyncio.to_thread(record_finding, self.archive, request[ACCOUNT], str(body.get("segment", "")),
+                                        str(body.get("result", "")), str(body.get("note", "")), body.get("grant"))
+        return web.json_response(found, dumps=_dumps)
 
     async def audit(self, request: web.Request) -> web.Response:
         account = request[ACCOUNT]

@@ -17,7 +17,7 @@ ACTIONS_ZH = {
     "classify": "长期保存定类", "review": "审查", "retention": "保存期限变更", "hold": "诉讼保全",
     "release": "解除保全", "expire": "到期删除", "attach": "附加书面记录", "request": "申请调阅",
     "approve": "批准", "refuse": "拒绝", "revoke": "撤销授权", "grant-expired": "授权到期", "denied": "越权被拒",
-    "login": "登录", "account": "账户变更", "audit-export": "导出审计日志", "disc": "刻录光盘映像",
+    "login": "登录", "account": "账户变更", "audit-export": "导出审计日志", "disc": "刻录光盘映像", "sample": "抽样审查", "finding": "审查意见",
 }
 OUTCOMES_ZH = {"ok": "成功", "refused": "被拒绝", "denied": "无权限", "error": "出错"}
 ROLES_ZH = {"officer": "执法人员", "keeper": "档案管理员", "approver": "机关负责人", "reviewer": "司法行政审查人员",

@@ -503,6 +503,12 @@ def verify_package(root: Path, ca_path: Path | None = None) -> Result:
     except (ValueError, KeyError) as exc:
         result.fail(f"attestation.json: {exc}")
         return result
+    try:
+        check_cert(x509.load_pem_x509_certificate(envelope["certificate"].encode()), ca, "archive-receipt",
+                   at=_utc(att["utc"]))
+    except (ValueError, KeyError) as exc:
+        result.fail(f"attestation.json: the archive's certificate at the time of export: {exc}")
+        return result
     if att.get("manifest_sha256") != hashlib.sha256(manifest_bytes).hexdigest():
         result.fail("manifest.json differs from the one the archive signed (attestation.json)")
         return result

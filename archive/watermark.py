@@ -2,9 +2,9 @@
 a leaked copy names who viewed it).  Evidence originals are never touched:
 these functions take plaintext bytes and return a new, re-encoded file.
 
-Video: decoded and re-encoded with PyAV (libx264, CRF 23), the text drawn
-with Pillow into every frame, twice (top right and bottom left) and half
-transparent.  Stills: the same text drawn into the JPEG.  Text uses Noto Sans
+Video: decoded and re-encoded with PyAV (libx264, CRF 23); the text is drawn
+once with Pillow (top right and bottom left, on a half-transparent box) and
+blended into the luma plane of every frame with numpy.  Stills: the same text drawn into the JPEG.  Text uses Noto Sans
 CJK (Debian fonts-noto-cjk) when present, so Chinese names render.
 """
 
@@ -38,15 +38,49 @@ def watermark_text(viewer: str, when_utc: str, purpose: str = "查看副本") ->
 
 def _stamp(img: Image.Image, text: str) -> Image.Image:
     img = img.convert("RGBA")
-    size = max(10, img.height // 18)
+    size = max(10, img.height // 22)
     font = _font(size)
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     w = draw.textlength(text, font=font)
-    for x, y in ((img.width - w - size // 2, size // 3), (size // 2, img.height - size * 1.5)):
+    # right, below the recorder's own overlay line (top left), and bottom left: never over the time stamp
+    for x, y in ((img.width - w - size // 2, size * 2), (size // 2, img.height - size * 1.5)):
         draw.rectangle((x - 3, y - 2, x + w + 3, y + size * 1.25), fill=(0, 0, 0, 110))
         draw.text((x, y), text, font=font, fill=(255, 255, 255, 200))
     return Image.alpha_composite(img, layer).convert("RGB")
+
+
+def _luma_boxes(width: int, height: int, text: str) -> list[tuple[int, int, int, int, "np.ndarray", "np.ndarray"]]:
+    """The watermark as (y0, y1, x0, x1, alpha, luma) boxes, drawn once per video:
+    each frame then only blends two small rectangles of its Y plane."""
+    import numpy as np
+
+    layer = _stamp(Image.new("RGB", (width, height), (0, 0, 0)), text)  # what the mark does to black …
+    white = _stamp(Image.new("RGB", (width, height), (255, 255, 255)), text)  # … and to white
+    black_y = np.asarray(layer.convert("L"), np.float32)
+    white_y = np.asarray(white.convert("L"), np.float32)
+    # out = in * (1 - alpha) + value * alpha, solved from the two renderings
+    alpha = 1.0 - (white_y - black_y) / 255.0
+    value = np.divide(black_y, alpha, out=np.zeros_like(black_y), where=alpha > 1e-3)
+    boxes = []
+    size = max(10, height // 22)
+    for y0, y1 in ((size * 2 - 3, size * 4), (height - size * 2, height)):
+        cols = np.nonzero(alpha[y0:y1].max(axis=0) > 1e-3)[0]
+        if cols.size:
+            x0, x1 = int(cols[0]), int(cols[-1]) + 1
+            boxes.append((y0, y1, x0, x1, alpha[y0:y1, x0:x1].copy(), value[y0:y1, x0:x1].copy()))
+    return boxes
+
+
+def _mark_frame(frame: "av.VideoFrame", boxes) -> "av.VideoFrame":
+    import numpy as np
+
+    arr = frame.to_ndarray(format="yuv420p")
+    for y0, y1, x0, x1, alpha, value in boxes:
+        region = arr[y0:y1, x0:x1].astype(np.float32)  # the Y plane is the first `height` rows
+        # video range: map the full-range mark into 16..235
+        arr[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + (16 + value * 219 / 255) * alpha, 0, 255).astype(np.uint8)
+    return av.VideoFrame.from_ndarray(arr, format="yuv420p")
 
 
 def watermark_jpeg(data: bytes, text: str) -> bytes:
@@ -73,9 +107,10 @@ def watermark_video(data: bytes, text: str) -> bytes:
             ain = src.streams.audio[0]
             aout = dst.add_stream("aac", rate=ain.codec_context.sample_rate or 48000)
         streams = [vin] + ([src.streams.audio[0]] if aout is not None else [])
+        boxes = _luma_boxes(vout.width, vout.height, text)
         for frame in src.decode(*streams):
             if isinstance(frame, av.VideoFrame):
-                marked = av.VideoFrame.from_image(_stamp(frame.to_image(), text))
+                marked = _mark_frame(frame, boxes)
                 for packet in vout.encode(marked):
                     dst.mux(packet)
             elif aout is not None:

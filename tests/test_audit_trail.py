@@ -124,9 +124,12 @@ def test_audit_verify_passes_offline_on_the_export_and_on_the_index(rig, tmp_pat
     assert out.exit_code == 0, out.output
     ok = runner.invoke(cli, ["archive", "audit", "verify", "--log", str(path), "--ca", str(rig.agency.ca_cert_path)])
     assert ok.exit_code == 0 and "VERIFIED" in ok.output, ok.output
-    # the index itself (the archive host, no service running)
+    # the index itself (the archive host, no service running), with the TSA's signature on its stamp
+    stamped = runner.invoke(cli, ["archive", "--config", str(rig.config_path), "audit", "stamp"])
+    assert stamped.exit_code == 0 and "stamped at" in stamped.output, stamped.output
     ok = runner.invoke(cli, ["archive", "--config", str(rig.config_path), "audit", "verify"])
     assert ok.exit_code == 0, ok.output
+    assert "TSA signature on the stamp of #" in ok.output, ok.output
 
 
 def test_the_head_is_time_stamped_on_schedule_and_openssl_accepts_the_stamp(rig, tsa, tmp_path):
@@ -146,6 +149,23 @@ def test_the_head_is_time_stamped_on_schedule_and_openssl_accepts_the_stamp(rig,
         assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stdout + done.stderr
         other = openssl_ts_verify(base64.b64decode(stamp["token"]), payload.encode() + b" ", tsa.cert, tmp_path / "w")
         assert other.returncode != 0
+    # rfc3161-client checks the TSA's signature against the configured root, and not against another
+    from cryptography import x509
+
+    from archive.tsa import check_stamp
+    from bodycam.errors import TrustError
+    payload = next(e["payload"] for e in log.entries(None) if e["seq"] == first["seq"]).encode()
+    tsa_root = x509.load_pem_x509_certificate(tsa.cert.read_bytes())
+    assert check_stamp(base64.b64decode(first["token"]), payload, [tsa_root]) == first["stamped_utc"]
+    other = LocalTSA(tmp_path / "other-tsa")
+    try:
+        with pytest.raises(TrustError):
+            check_stamp(base64.b64decode(first["token"]), payload,
+                        [x509.load_pem_x509_certificate(other.cert.read_bytes())])
+    finally:
+        other.close()
+    with pytest.raises(TrustError):
+        check_stamp(base64.b64decode(first["token"]), payload + b"x", [tsa_root])
     # the export carries the stamps, and verify checks their imprint
     result = Result()
     verify_audit_lines(log.export_jsonl(None).decode().splitlines(), pki.load_cert(rig.agency.ca_cert_path), result)

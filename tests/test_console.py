@@ -310,27 +310,41 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
     assert audit_of(rig.law.archive).head("test-agency") is not None
 
 
-def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
+def test_the_review_page_draws_a_sample_the_head_approves_and_findings_make_statistics(rig, browser, page):
     today = dt.date.fromisoformat(max(r["opened_utc"] for r in rig.law.archive.search(None))[:10])
     sign_in(page, rig, "chen.ping")
     page.goto(f"{rig.url}/review")
     page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())
     page.fill("input[name=until]", today.isoformat())
-    page.fill("input[name=size]", "5")
+    page.fill("input[name=size]", "2")
     page.click("#draw")
-    rows = page.locator("#sample tbody tr")
-    assert rows.count() == 3  # everything the period holds
-    first = rows.first
-    digest = first.get_attribute("data-segment")
-    first.locator("select[name=finding]").select_option("deficient")
-    first.locator("input[name=note]").fill("未见告知")
-    first.locator("button").click()
+    assert "已抽取 2 个样本" in page.inner_text("#done")
+    grant_id = int(page.locator("h3[data-grant]").first.get_attribute("data-grant"))
+    table = f"table.sample[data-grant='{grant_id}']"
+    assert page.locator(f"{table} tbody tr").count() == 2
+    assert page.locator(f"{table} .finding-form").count() == 0  # nothing to judge before the approval
+
+    head = browser.new_context(ignore_https_errors=True).new_page()
+    sign_in(head, rig, "head", totp=True)
+    head.fill(f"tr[data-grant='{grant_id}'] input[name=totp]", rig.totp("head"))
+    head.click(f"tr[data-grant='{grant_id}'] button.approve")
+    assert "已批准" in head.inner_text("#done")
+    head.context.close()
+
+    page.goto(f"{rig.url}/review")
+    row = page.locator(f"{table} tbody tr").first
+    digest = row.get_attribute("data-segment")
+    row.locator("select[name=result]").select_option("problem")
+    row.locator("input[name=note]").fill("未见告知")
+    row.locator("button").click()
     assert "已记录" in page.inner_text("#done")
-    assert "不合格" in page.inner_text(f"tr[data-segment='{digest}'] .finding")
+    assert "发现问题" in page.inner_text(f"{table} tr[data-segment='{digest}'] .finding")
     assert "0%" in page.inner_text("#stats-officer")
     screenshot(page, "06-review")
-    found = [e for e in _entries(rig, actor="chen.ping", segment=digest) if e["action"] == "review-finding"]
-    assert found and found[-1]["detail"]["finding"] == "deficient"
+    mine = _entries(rig, actor="chen.ping")
+    assert any(e["action"] == "sample" and e["detail"]["drawn"] == 2 for e in mine)
+    assert any(e["action"] == "finding" and e["segments"] == [digest] and e["detail"]["result"] == "problem"
+               for e in mine)
 
 
 def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):

@@ -250,3 +250,25 @@ def test_bad_input_gets_a_clear_error_not_a_hang(exported, tmp_path):
     out = CliRunner().invoke(cli, ["archive", "audit", "verify", "--log", str(garbage), "--ca",
                                    str(result.path / "trust" / "ca.crt")])
     assert out.exit_code == 1 and "FAIL" in out.output and "Traceback" not in out.output
+
+
+def test_a_refused_or_expired_export_grant_gets_no_package(exported, tmp_path):
+    rig, _, keeper, _ = exported
+    acc = Accounts(rig.archive)
+    head = acc.get("head")
+    grants = Grants(rig.archive)
+
+    def decided(approve: bool):
+        g = grants.request(keeper, grantee="li.na", actions=["export"], reason="复议", hours=1, case_number=CASE)
+        code = pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now())
+        return grants.decide(head, g.id, approve=approve, totp=code)
+
+    refused = decided(False)
+    with pytest.raises(AccessDenied, match="refused"):
+        export_package(rig.archive, keeper, refused.id, tmp_path / "refused")
+    live = decided(True)
+    rig.clock.advance(3600)
+    with pytest.raises(AccessDenied, match="expired"):
+        export_package(rig.archive, keeper, live.id, tmp_path / "expired")
+    assert list(tmp_path.iterdir()) == []
+    assert len(register(rig.archive, None)) == 1  # nothing new in the register

@@ -174,4 +174,26 @@ def test_the_cli_views_a_watermarked_copy_under_a_grant_and_nothing_without(serv
     with Image.open(tmp_path / "view.jpg") as img, Image.open(io.BytesIO(jpeg_still())) as orig:
         assert img.size == (160, 120)
         diff = np.abs(np.asarray(img.convert("RGB"), int) - np.asarray(orig.convert("RGB"), int))
-    assert diff[:12, 60:].mean() > 20 and diff[40:80, 40:120].mean() < 5  # the mark is there, the picture intact
+    assert diff[18:33, 60:].mean() > 20 and diff[40:80, 40:120].mean() < 5  # the mark is there, the picture intact
+
+
+def test_a_reviewer_samples_and_records_a_finding_through_the_cli(served):
+    rig, api, acc, _ = served
+    try:
+        acc.get("review")
+    except ValueError:
+        acc.add(None, "review", "司法局审查员", "reviewer", PASSWORD, by="admin")
+    reviewer = _login(served, "review")
+    out = _cli(served, "review", "sample", "--size", "1", "--officer", "010203", token=reviewer)
+    assert out.exit_code == 0 and "requested" in out.output, out.output
+    grant_id = int(out.output.split()[2].rstrip(":"))
+    digest = out.output.splitlines()[1].strip()
+    refused = _cli(served, "review", "finding", digest, "--result", "conforms", "--note", "x", "--grant", str(grant_id),
+                   token=reviewer)
+    assert refused.exit_code == 3 and "403" in refused.output  # not approved yet
+    head = _login(served, "head", totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    assert _cli(served, "grant", "approve", str(grant_id), "--totp",
+                pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()), token=head).exit_code == 0
+    out = _cli(served, "review", "finding", digest, "--result", "conforms", "--note", "告知、全程录像齐全",
+               "--grant", str(grant_id), token=reviewer)
+    assert out.exit_code == 0 and "conforms" in out.output, out.output

@@ -11,31 +11,24 @@ Misuse timeline, for an officer and a shift (local date, duty start and end,
 - ``mark-before-notice``: an enforcement mark earlier than the shift's first Art. 22 notice
   (``notice-first`` when the notice came first).
 
-Review findings are appended to the audit trail (action ``review-finding``:
-signed, hash-chained, never edited; a later finding for the same segment by
-the same reviewer supersedes the earlier one in the statistics).
+Review (sample, request, findings) is archive/review.py's; this module adds
+the statistics per agency, sub-unit and officer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import random
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .. import evidence as ev
 from .. import index as ix
-from .. import lawful_index as lx
 
 SHIFT_ZONE = ZoneInfo("Asia/Shanghai")  # the duty roster's clock (China Standard Time)
-FINDINGS = ("compliant", "deficient", "unreviewable")
-FINDING_ACTION = "review-finding"
-_FINDINGS_LOCK = threading.Lock()
 
 
 def _utc(text: str) -> dt.datetime:
@@ -135,116 +128,46 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
 
 
 # -- Art. 24 review ------------------------------------------------------------------------
+# Sampling, the view request for the sample and the findings are archive/review.py's;
+# the console adds the statistics for the yearly assessment.
 
 
-SMALL_POPULATION = 5000  # up to this many matches are listed and sampled exactly
+def review_statistics(archive, agency: str, *, since: str | None = None, until: str | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Per agency, sub-unit and officer: reviewed, conforms, problem and the
+    conformity rate (percent), from ``archive.review.findings``; the latest
+    finding of a reviewer on a segment counts; ``since``/``until`` bound the
+    segment's opening time."""
+    from ..review import findings
 
-
-def review_sample(archive, agency: str, since: str, until: str, size: int, *, seed: int,
-                  officer: str | None = None, sub_unit: str | None = None, mark: str | None = None
-                  ) -> list[dict[str, Any]]:
-    """Up to ``size`` distinct segments opened in [since, until), chosen at random
-    (reproducibly from ``seed``) among those matching the criteria; oldest first.
-
-    Up to :data:`SMALL_POPULATION` matches are listed and sampled exactly.
-    Beyond that each draw takes the first match at or after a random digest
-    (SHA-256 digests are spread evenly, so every segment is about equally
-    likely): a walk of about (all segments / matches) rows of the primary
-    key, never a scan of the period.
-    """
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in findings(archive, agency):
+        latest[(f["reviewer"], f["segment_digest"])] = f
     s = ix.segments
-    where = [s.c.deleted_utc.is_(None), s.c.opened_utc >= since, s.c.opened_utc < until]
-    if officer:
-        where.append(s.c.officer == officer)
-    if sub_unit:
-        where.append(s.c.sub_unit == sub_unit)
-    if mark:
-        where.append(s.c.marks.like(f'%"{mark}"%'))
-    rng = random.Random(seed)
+    digests = sorted({d for _r, d in latest})
+    facts: dict[str, Any] = {}
     with archive.engine.connect() as conn:
-        # how many match, counted only up to SMALL_POPULATION + 1: enough to choose the method
-        capped = select(s.c.segment_digest).where(s.c.agency == agency, *where).limit(SMALL_POPULATION + 1).subquery()
-        count = conn.execute(select(func.count()).select_from(capped)).scalar()
-        if count <= SMALL_POPULATION:
-            digests = sorted(d for (d,) in conn.execute(select(s.c.segment_digest).where(s.c.agency == agency, *where)))
-            picked = rng.sample(digests, min(size, len(digests)))
-            rows = [dict(r._mapping) for r in conn.execute(select(s).where(s.c.segment_digest.in_(picked)))]
-        else:
-            # "|| ''" keeps the planner off the time and agency indexes: the walk must follow the digest
-            walk = [(s.c.agency.op("||")("")) == agency,
-                    (s.c.opened_utc.op("||")("")) >= since, (s.c.opened_utc.op("||")("")) < until, *where[3:],
-                    s.c.deleted_utc.is_(None)]
-            chosen: dict[str, dict[str, Any]] = {}
-            for _ in range(size * 5):
-                if len(chosen) >= size:
-                    break
-                start = f"{rng.getrandbits(256):064x}"
-                row = conn.execute(select(s).where(*walk, s.c.segment_digest >= start)
-                                   .order_by(s.c.segment_digest).limit(1)).first()
-                if row is None:  # past the last digest: wrap around
-                    row = conn.execute(select(s).where(*walk).order_by(s.c.segment_digest).limit(1)).first()
-                if row is not None:
-                    chosen.setdefault(row.segment_digest, dict(row._mapping))
-            rows = list(chosen.values())
-    rows.sort(key=lambda r: (r["opened_utc"], r["segment_digest"]))
-    for r in rows:
-        r["marks"] = json.loads(r["marks"])
-    return rows
+        for i in range(0, len(digests), 500):
+            for r in conn.execute(select(s.c.segment_digest, s.c.officer, s.c.sub_unit, s.c.opened_utc)
+                                  .where(s.c.segment_digest.in_(digests[i:i + 500]))):
+                facts[r.segment_digest] = r
+    rows = []
+    for (_reviewer, digest), f in latest.items():
+        r = facts.get(digest)
+        opened = r.opened_utc if r else ""
+        if since and opened < since or until and opened >= until:
+            continue
+        rows.append({"result": f["result"], "officer": r.officer if r else None, "sub_unit": r.sub_unit if r else None})
 
-
-def findings(archive, agency: str, *, since: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
-    """The latest finding per (reviewer, segment) from the audit trail, keyed
-    ``"<reviewer> <digest>"``: ``{reviewer, segment, finding, note, utc, officer, sub_unit, opened_utc}``;
-    ``since``/``until`` bound the segment's opening time.
-
-    The audit trail only grows, so what was read is kept (per archive and
-    agency) and each call reads only the entries appended since.
-    """
-    a = lx.audit_log
-    with _FINDINGS_LOCK:
-        cache = archive.__dict__.setdefault("_console_findings", {})
-        last, known = cache.get(agency, (-1, {}))
-        q = select(a.c.seq, a.c.payload).where(a.c.agency == agency, a.c.seq > last,
-                                               a.c.action == FINDING_ACTION).order_by(a.c.seq)
-        with archive.engine.connect() as conn:
-            head = conn.execute(select(a.c.seq).where(a.c.agency == agency).order_by(a.c.seq.desc()).limit(1)).scalar()
-            for seq, payload in conn.execute(q):
-                p = json.loads(payload)
-                d = p.get("detail") or {}
-                for seg in p.get("segments") or []:
-                    known[f"{p['actor']} {seg}"] = {
-                        "reviewer": p["actor"], "segment": seg, "finding": d.get("finding"), "note": d.get("note", ""),
-                        "utc": p["utc"], "officer": d.get("officer"), "sub_unit": d.get("sub_unit"),
-                        "opened_utc": d.get("opened_utc", "")}
-        cache[agency] = (head if head is not None else -1, known)
-        return {k: f for k, f in known.items()
-                if not (since and f["opened_utc"] < since) and not (until and f["opened_utc"] >= until)}
-
-
-def record_finding(archive, account, segment: dict[str, Any], finding: str, note: str) -> None:
-    """Append a reviewer's finding on one segment to the audit trail; ValueError for an unknown finding."""
-    from ..audit import audit_of
-
-    if finding not in FINDINGS:
-        raise ValueError(f"finding {finding!r}: one of {', '.join(FINDINGS)}")
-    audit_of(archive).record(account.agency, FINDING_ACTION, actor=account.actor,
-                             segments=[segment["segment_digest"]],
-                             detail={"finding": finding, "note": note, "officer": segment.get("officer"),
-                                     "sub_unit": segment.get("sub_unit"), "opened_utc": segment["opened_utc"]})
-
-
-def statistics(archive, agency: str, found: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per agency, sub-unit and officer: reviewed, compliant, deficient,
-    unreviewable, and the compliance rate (compliant / reviewable)."""
     def tally(key) -> list[dict[str, Any]]:
         groups: dict[str, dict[str, Any]] = {}
-        for f in found.values():
+        for f in rows:
             k = key(f) or "—"
-            g = groups.setdefault(k, {"key": k, "reviewed": 0, **{x: 0 for x in FINDINGS}})
+            g = groups.setdefault(k, {"key": k, "reviewed": 0, "conforms": 0, "problem": 0})
             g["reviewed"] += 1
-            g[f["finding"]] = g.get(f["finding"], 0) + 1
+            g[f["result"]] = g.get(f["result"], 0) + 1
         for g in groups.values():
-            reviewable = g["compliant"] + g["deficient"]
-            g["rate"] = round(100 * g["compliant"] / reviewable) if reviewable else None
+            g["rate"] = round(100 * g["conforms"] / g["reviewed"]) if g["reviewed"] else None
         return sorted(groups.values(), key=lambda g: g["key"])
-    return {"agency": tally(lambda f: agency), "sub_unit": tally(lambda f: f["sub_unit"]), "officer": tally(lambda f: f["officer"])}
+    return {"agency": tally(lambda f: agency), "sub_unit": tally(lambda f: f["sub_unit"]),
+            "officer": tally(lambda f: f["officer"])}

@@ -87,6 +87,18 @@ def upgrade() -> None:
         sa.Column("token", sa.Text, nullable=False),
     )
     op.create_table(
+        "review_findings",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("agency", sa.String(64), nullable=False),
+        sa.Column("segment_digest", sa.String(64), nullable=False),
+        sa.Column("reviewer", sa.String(64), nullable=False),
+        sa.Column("result", sa.String(16), nullable=False),
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("at_utc", sa.String(32), nullable=False),
+        sa.Column("sample_grant", sa.Integer),
+    )
+    op.create_index("ix_review_findings_segment", "review_findings", ["agency", "segment_digest"])
+    op.create_table(
         "seal_log_stamps",
         sa.Column("device", sa.String(16), primary_key=True),
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
@@ -112,5 +124,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("disclosures", "seal_log_stamps", "audit_stamps", "audit_log", "grants", "tokens", "accounts"):
+    for table in ("disclosures", "seal_log_stamps", "review_findings", "audit_stamps", "audit_log", "grants", "tokens", "accounts"):
         op.drop_table(table)
