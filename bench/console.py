@@ -5,8 +5,8 @@ run on the same server: the sign-in page, which does everything a page does
 but no archive work.
 
 The index holds the real footage of tests/lawful_rig.py plus
-BODYCAM_BENCH_SEGMENTS synthetic segments (default 1,000,000; bench/archive.py's
-fill: 2,000 officers, 500 devices over a year) and 100,000 audit entries;
+BODYCAM_BENCH_SEGMENTS synthetic segments (default 1,000,000: 2,000
+officers, 500 devices over a year, as bench/archive.py, with SHA-256-like digests) and 100,000 audit entries;
 requests go over HTTPS with a signed-in session, as a browser's would.
 """
 
@@ -62,6 +62,40 @@ def _fill_audit(archive, n: int) -> None:
                 batch = []
         if batch:
             conn.execute(lx.audit_log.insert(), batch)
+
+
+def _fill(archive, n: int) -> tuple[list[str], dt.datetime]:
+    """bench/archive.py's synthetic index (2,000 officers, 500 devices, a year),
+    but with digests spread like real SHA-256 ones (the review sample walks them)."""
+    import hashlib
+
+    from archive import index as ix
+    from device.sealing.clock import utc_text
+
+    rng = random.Random(7)
+    officers = [f"{i:06d}" for i in range(2000)]
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    batch = []
+    with archive.engine.begin() as conn:
+        for i in range(n):
+            t = utc_text(start + dt.timedelta(seconds=rng.randrange(365 * 86400)))
+            device = f"D{i % 500:06d}"
+            digest = hashlib.sha256(b"bench %d" % i).hexdigest()
+            batch.append({"segment_digest": digest, "agency": "test-agency", "sub_unit": f"股{i % 12}",
+                          "device": device, "segment_seq": i // 500, "name": f"{device}_{i}", "media": "video/mp4",
+                          "officer": officers[rng.randrange(2000)], "opened_utc": t, "closed_utc": t,
+                          "status": "verified", "marks": "[]", "events": "[]", "segment_blob": digest,
+                          "manifest_blob": digest, "imported_utc": t, "source": "bench", "retain_until": t,
+                          "retention_class": "patrol", "art13": None, "review_pending": False, "deleted_utc": None})
+            if len(batch) == 20_000:
+                conn.execute(ix.segments.insert(), batch)
+                batch = []
+        if batch:
+            conn.execute(ix.segments.insert(), batch)
+    with archive.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE" if archive.engine.dialect.name == "sqlite" else "ANALYZE segments")
+        conn.commit()
+    return officers, start
 
 
 def _board(path: Path, bays: int = 8) -> None:
@@ -120,7 +154,6 @@ def run() -> list[tuple[str, str, str]]:
     from archive.console.app import RunningConsole
     from archive.console.tls import make_web_certificate
     from archive.grants import Grants
-    from bench.archive import _fill
     from tests.conftest import make_agency
     from tests.lawful_rig import make_archive
 
@@ -165,6 +198,8 @@ def run() -> list[tuple[str, str, str]]:
                 ("case: footage + records in time order", f"/case/{case}", "keeper"),
                 ("requests and approvals", "/grants", "keeper"),
                 ("playback page under a grant", f"/play/{digest}?grant={grant.id}", "reviewer"),
+                ("review: the reviewer's samples + statistics", "/review", "reviewer"),
+                ("misuse timeline: officer, one shift", f"/misuse?officer={officer}&day={since}", "auditor"),
                 ("audit trail (newest 200)", "/audit", "auditor"),
                 ("audit trail by person", "/audit?actor=user7", "auditor"),
             ]

@@ -57,6 +57,10 @@ def _entries(rig, **kw):
                                                         newest_first=False, **kw)]
 
 
+def _entries_of(archive, agency, actor):
+    return [e["payload"] for e in queries.audit_entries(archive, agency, actor=actor, limit=None, newest_first=False)]
+
+
 def _digests(rig):
     rows = rig.law.archive.search(None, limit=10)
     return {r["name"]: r["segment_digest"] for r in rows}
@@ -164,6 +168,7 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
     page.click(f"tr[data-grant='{grant_id}'] a.play")
     page.wait_for_selector("video#video")
     assert "水印" in page.inner_text("#watermark-notice")
+    assert page.inner_text("#clock-state") not in ("", "—")  # from the signed manifest
     timeline = page.inner_text("#timeline")
     assert "已告知" in timeline and "拒绝配合标记" in timeline
     page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=60_000)
@@ -172,6 +177,12 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
     page.click("#timeline button.jump >> nth=2")
     page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 1.5) < 1.0")
     screenshot(page, "05-playback")
+    # under the grant the search shows its picture (a JPEG of the watermarked copy's first frame)
+    page.goto(f"{rig.url}/search")
+    thumb = page.locator(f"tr[data-segment='{digest}'] img.thumb")
+    thumb.wait_for()
+    page.wait_for_function(f"document.querySelector(\"tr[data-segment='{digest}'] img.thumb\").naturalWidth > 0")
+    assert page.locator("img.thumb").count() == 1  # only the granted segment
 
     mine = _entries(rig, actor="chen.ping")
     assert any(e["action"] == "request" and e["detail"]["grant"] == grant_id for e in mine)
@@ -201,9 +212,17 @@ def test_roles_are_kept_to_their_pages_and_refusals_are_audited(rig, page):
     assert response.status == 404 and "没有这个页面" in page.inner_text("h1")
     response = page.request.post(f"{rig.url}/grants/abc/decision", form={})
     assert response.status in (400, 403) and "Traceback" not in response.text()
+    # a forged or garbled session cookie is no session: back to the sign-in page
+    page.context.clear_cookies()
+    page.context.add_cookies([{"name": "BODYCAM_CONSOLE", "value": "Z2FyYmxlZA==", "url": rig.url}])
+    response = page.goto(f"{rig.url}/audit")
+    assert "/login" in page.url and response.status == 200
 
 
 def test_the_audit_page_filters_and_exports_csv_and_pdf(rig, page):
+    sign_in(page, rig, "zhang.wei")
+    page.goto(f"{rig.url}/search?party=商店")  # something of zhang.wei's in the trail
+    page.context.clear_cookies()
     sign_in(page, rig, "auditor")
     page.goto(f"{rig.url}/audit")
     page.fill("input[name=actor]", "zhang.wei")
@@ -279,55 +298,69 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
         gate.set()
         worker.join(60)
         dock.close()
+    # a recorder last docked three days ago is listed as not docked in time (Art. 11)
+    from archive import index as ix
+    from device.sealing.clock import utc_text
+
+    with rig.law.archive.engine.begin() as conn:
+        conn.execute(ix.devices.insert().values(
+            device="B999999", certificate_blob="0" * 64, agency="test-agency",
+            last_docked_utc=utc_text(rig.law.clock.utc_now() - dt.timedelta(days=3))))
+    page.goto(f"{rig.url}/docks")
+    assert "B999999" in page.inner_text("#late") and "A123456" not in page.inner_text("#late")
     saved = json.loads(rig.board.read_text())["bays"]["1"]
     assert saved["device"] == "D000077"
     assert audit_of(rig.law.archive).head("test-agency") is not None
 
 
-def test_the_review_page_draws_a_sample_and_records_findings(rig, page):
-    today = rig.law.clock.utc_now().date()
+def test_the_review_page_draws_a_sample_the_head_approves_and_findings_make_statistics(rig, browser, page):
+    today = dt.date.fromisoformat(max(r["opened_utc"] for r in rig.law.archive.search(None))[:10])
     sign_in(page, rig, "chen.ping")
     page.goto(f"{rig.url}/review")
     page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())
     page.fill("input[name=until]", today.isoformat())
-    page.fill("input[name=size]", "5")
+    page.fill("input[name=size]", "2")
     page.click("#draw")
-    rows = page.locator("#sample tbody tr")
-    assert rows.count() == 3  # everything the period holds
-    first = rows.first
-    digest = first.get_attribute("data-segment")
-    first.locator("select[name=finding]").select_option("deficient")
-    first.locator("input[name=note]").fill("未见告知")
-    first.locator("button").click()
+    assert "已抽取 2 个样本" in page.inner_text("#done")
+    grant_id = int(page.locator("h3[data-grant]").first.get_attribute("data-grant"))
+    table = f"table.sample[data-grant='{grant_id}']"
+    assert page.locator(f"{table} tbody tr").count() == 2
+    assert page.locator(f"{table} .finding-form").count() == 0  # nothing to judge before the approval
+
+    head = browser.new_context(ignore_https_errors=True).new_page()
+    sign_in(head, rig, "head", totp=True)
+    head.fill(f"tr[data-grant='{grant_id}'] input[name=totp]", rig.totp("head"))
+    head.click(f"tr[data-grant='{grant_id}'] button.approve")
+    assert "已批准" in head.inner_text("#done")
+    head.context.close()
+
+    page.goto(f"{rig.url}/review")
+    row = page.locator(f"{table} tbody tr").first
+    digest = row.get_attribute("data-segment")
+    row.locator("select[name=result]").select_option("problem")
+    row.locator("input[name=note]").fill("未见告知")
+    row.locator("button").click()
     assert "已记录" in page.inner_text("#done")
-    assert "不合格" in page.inner_text(f"tr[data-segment='{digest}'] .finding")
+    assert "发现问题" in page.inner_text(f"{table} tr[data-segment='{digest}'] .finding")
     assert "0%" in page.inner_text("#stats-officer")
     screenshot(page, "06-review")
-    found = [e for e in _entries(rig, actor="chen.ping", segment=digest) if e["action"] == "review-finding"]
-    assert found and found[-1]["detail"]["finding"] == "deficient"
+    mine = _entries(rig, actor="chen.ping")
+    assert any(e["action"] == "sample" and e["detail"]["drawn"] == 2 for e in mine)
+    assert any(e["action"] == "finding" and e["segments"] == [digest] and e["detail"]["result"] == "problem"
+               for e in mine)
 
 
 def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
-    from sqlalchemy import func, select
-
-    from archive import index as ix
     from archive.console.oversight import SHIFT_ZONE
 
-    # The shift is placed around the footage the rig recorded (its clock starts
-    # at the current time and other tests advance it by hours, so "today" may
-    # be another local day): duty from 30 minutes before the first segment to
-    # two hours after it, which may cross local midnight.
-    with rig.law.archive.engine.connect() as conn:
-        first = conn.execute(select(func.min(ix.segments.c.opened_utc))
-                             .where(ix.segments.c.officer == "010203")).scalar()
-    opened = dt.datetime.fromisoformat(first.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
-    duty_start, duty_end = opened - dt.timedelta(minutes=30), opened + dt.timedelta(hours=2)
+    opened = min(r["opened_utc"] for r in rig.law.archive.search(None, officer="010203"))
+    local = dt.datetime.fromisoformat(opened.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
     sign_in(page, rig, "auditor")
     page.goto(f"{rig.url}/misuse")
     page.fill("input[name=officer]", "010203")
-    page.fill("input[name=day]", duty_start.date().isoformat())
-    page.fill("input[name=start]", duty_start.strftime("%H:%M"))
-    page.fill("input[name=end]", duty_end.strftime("%H:%M"))
+    page.fill("input[name=day]", local.date().isoformat())
+    page.fill("input[name=start]", "00:00")
+    page.fill("input[name=end]", "23:59")
     page.fill("input[name=late_minutes]", "0")
     page.click("#show")
     kinds = [page.locator("#flags tbody tr").nth(i).get_attribute("data-kind")
@@ -373,3 +406,102 @@ def test_a_keeper_checks_a_docked_recorder_out_to_a_certified_officer(rig, page,
     assert "请求无法完成" in page.inner_text("h1")
     requests = [e["detail"]["officer"] for e in _entries(rig, actor="li.na") if e["action"] == "checkout"]
     assert requests == ["020304", "999999"]
+
+
+def test_the_demo_prints_the_console_and_a_login_per_role_that_work(browser, tmp_path):
+    import re
+
+    from bodycam.demo import run_demo
+    from bodycam.demo_console import DEMO_PEOPLE, start_demo_console
+
+    lines: list[str] = []
+    done = {}
+    # its own thread: the dock runs an asyncio loop, and Playwright's sync API owns this thread's
+    worker = threading.Thread(target=lambda: done.update(ok=run_demo(tmp_path / "demo", 4, 2, None,
+                                                                     echo=lines.append)))
+    worker.start()
+    worker.join(300)
+    assert done.get("ok"), "\n".join(lines)
+    seen = {}
+
+    def visit() -> None:
+        text = "\n".join(lines)
+        url = re.search(r"console +(https://\S+?)/ ", text).group(1)
+        logins = dict(re.findall(r"login +\w+ +(\S+) +password (\S+)", text))
+        assert set(logins) == {u for u, _n, _r in DEMO_PEOPLE}
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(f"{url}/login")
+        page.fill("input[name=username]", "li.na")
+        page.fill("input[name=password]", logins["li.na"])
+        page.click("#sign-in")
+        page.wait_for_selector("#bays")
+        seen["docks"] = page.inner_text("#bays")
+        page.goto(f"{url}/search")
+        seen["rows"] = page.locator("#results tbody tr").count()
+        context.close()
+
+    url = start_demo_console(tmp_path / "demo", lines.append, serve=True, wait=visit)
+    assert url.startswith("https://127.0.0.1:")
+    assert "A123456" in seen["docks"] and "完成" in seen["docks"]
+    videos, photos = map(int, re.search(r"segments +(\d+) video segments .* plus (\d+) photo", "\n".join(lines)).groups())
+    assert seen["rows"] == videos + photos
+
+
+def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(rig, browser, tmp_path):
+    """Two agencies share the archive (Art. 2): every page keeps to the visitor's."""
+    from archive.accounts import Accounts
+    from archive.config import load_archive_config
+    from archive.console.app import RunningConsole
+    from archive.console.tls import make_web_certificate
+    from archive.service import Archive
+    from device.sealing import pki
+
+    from .conftest import make_agency
+
+    other = make_agency(tmp_path / "other")
+    key = pki.issue_keypair(other.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-2", tmp_path / "other-keys")
+    config = tmp_path / "two.toml"
+    config.write_text(rig.law.config_path.read_text() + (
+        f'\n[[agencies]]\nid = "other-agency"\nname = "另一执法局"\nca = "{other.ca_cert_path}"\n'
+        f'receipt_key = "{key}"\nreceipt_certificate = "{key.with_suffix(".crt")}"\n'))
+    shared = Archive(load_archive_config(config), clock=rig.law.clock)
+    Accounts(shared).add("other-agency", "zhou.qi", "周琦", "keeper", PASSWORD, by="admin")
+    Accounts(shared).add("other-agency", "wu.shen", "吴审", "auditor", PASSWORD, by="admin")
+    from dock.daemon import StatusBoard
+    from dock.session import Progress
+
+    StatusBoard(rig.board).update(Progress(bay=3, device="A123456", phase="done"))  # test-agency's recorder
+    running = RunningConsole(shared, dock_status=[rig.board.parent],
+                             tls=make_web_certificate(tmp_path / "tls", ["127.0.0.1"])).start()
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    try:
+        other_rig = type(rig)(rig.law, rig.accounts, running.url, running, rig.board)
+        sign_in(page, other_rig, "zhou.qi")
+        page.goto(f"{running.url}/search")
+        assert page.locator("#results tbody tr").count() == 0
+        digest = _digests(rig)[rig.law.names[1]]
+        assert page.goto(f"{running.url}/play/{digest}").status == 404
+        assert page.request.get(f"{running.url}/media/{digest}").status == 404
+        assert page.goto(f"{running.url}/case/{CASE}").status == 404
+        page.goto(f"{running.url}/grants")
+        assert page.locator("#grants tbody tr[data-grant]").count() == 0
+        page.goto(f"{running.url}/docks")
+        assert "A123456" not in page.inner_text("#bays")
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        response = page.request.post(f"{running.url}/docks/checkout",
+                                     form={"csrf_token": token, "dock": "0", "bay": "3", "officer": "020304"})
+        assert response.status == 403 and not (rig.board.parent / "checkout-requests" / "3.json").exists()
+        assert [e["detail"]["wanted"] for e in _entries_of(shared, "other-agency", "zhou.qi")
+                if e["action"] == "denied"] == ["checkout"]
+        context.clear_cookies()
+        sign_in(page, other_rig, "wu.shen")
+        page.goto(f"{running.url}/audit")
+        actors = {page.locator("#entries tbody tr").nth(i).get_attribute("data-actor")
+                  for i in range(page.locator("#entries tbody tr[data-actor]").count())}
+        assert actors and actors <= {"zhou.qi", "wu.shen", "admin"}
+    finally:
+        context.close()
+        running.stop()
+        shared.close()

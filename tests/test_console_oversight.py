@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from archive import index as ix
-from archive.accounts import Accounts
 from archive.console import oversight
 from archive.console.i18n import LOCALES, catalogue_path
 from device.sealing import pki
@@ -104,38 +103,25 @@ def test_a_shift_without_footage_and_a_night_shift(archive):
     assert [f.kind for f in flags] == ["late-activation"]  # 4 h after 22:00, but on duty, not outside
 
 
-def test_the_review_sample_is_random_reproducible_and_keeps_to_criteria(archive):
-    digests = [_add(archive, f"2000{i % 3:02d}", _local(9, 0) + dt.timedelta(minutes=7 * i), 5,
-                    sub_unit="二股" if i % 2 else "一股") for i in range(40)]
-    since, until = utc_text(_local(0, 0)), utc_text(_local(0, 0) + dt.timedelta(days=1))
-    a = oversight.review_sample(archive, "test-agency", since, until, 10, seed=1)
-    b = oversight.review_sample(archive, "test-agency", since, until, 10, seed=1)
-    c = oversight.review_sample(archive, "test-agency", since, until, 10, seed=2)
-    assert [r["segment_digest"] for r in a] == [r["segment_digest"] for r in b]
-    assert len(a) == 10 and len({r["segment_digest"] for r in a}) == 10 and set(r["segment_digest"] for r in a) <= set(digests)
-    assert {r["segment_digest"] for r in a} != {r["segment_digest"] for r in c}
-    only = oversight.review_sample(archive, "test-agency", since, until, 50, seed=3, officer="200001", sub_unit="二股")
-    assert only and all(r["officer"] == "200001" and r["sub_unit"] == "二股" for r in only)
-    assert len(only) <= sum(1 for i in range(40) if i % 3 == 1 and i % 2 == 1)
+def test_review_statistics_count_the_latest_finding_per_reviewer_and_segment(archive):
+    from archive import lawful_index as lx
 
-
-def test_findings_go_to_the_audit_trail_and_the_latest_counts(archive):
-    accounts = Accounts(archive)
-    reviewer, _ = accounts.add(None, "chen.ping", "陈平", "reviewer", "correct horse battery", by="admin")
-    rows = [dict(segment_digest=_add(archive, "300001", _local(9, i), 1, sub_unit="一股"), officer="300001",
-                 sub_unit="一股", opened_utc=utc_text(_local(9, i))) for i in range(3)]
-    oversight.record_finding(archive, reviewer, rows[0], "deficient", "未告知")
-    oversight.record_finding(archive, reviewer, rows[0], "compliant", "复核后合格")  # supersedes
-    oversight.record_finding(archive, reviewer, rows[1], "deficient", "画面中断")
-    oversight.record_finding(archive, reviewer, rows[2], "unreviewable", "")
-    with pytest.raises(ValueError):
-        oversight.record_finding(archive, reviewer, rows[2], "excellent", "")
-    found = oversight.findings(archive, "test-agency")
-    stats = oversight.statistics(archive, "test-agency", found)
-    officer = stats["officer"][0]
-    assert (officer["reviewed"], officer["compliant"], officer["deficient"], officer["unreviewable"], officer["rate"]) \
-        == (3, 1, 1, 1, 50)
-    assert stats["sub_unit"][0]["key"] == "一股"
+    a = _add(archive, "300001", _local(9, 0), 1, sub_unit="一股")
+    b = _add(archive, "300001", _local(9, 5), 1, sub_unit="一股")
+    c = _add(archive, "300002", _local(9, 9), 1, sub_unit="二股")
+    with archive.engine.begin() as conn:
+        for digest, reviewer, result in ((a, "r1", "problem"), (a, "r1", "conforms"),  # the second supersedes
+                                         (b, "r1", "problem"), (c, "r1", "conforms"), (c, "r2", "problem")):
+            conn.execute(lx.review_findings.insert().values(
+                agency="test-agency", segment_digest=digest, reviewer=reviewer, result=result, note="x",
+                at_utc=utc_text(_local(12, 0)), sample_grant=None))
+    stats = oversight.review_statistics(archive, "test-agency")
+    officers = {g["key"]: (g["reviewed"], g["conforms"], g["problem"], g["rate"]) for g in stats["officer"]}
+    assert officers == {"300001": (2, 1, 1, 50), "300002": (2, 1, 1, 50)}
+    assert {g["key"]: g["reviewed"] for g in stats["sub_unit"]} == {"一股": 2, "二股": 2}
+    assert stats["agency"][0]["reviewed"] == 4
+    later = utc_text(_local(9, 6))
+    assert oversight.review_statistics(archive, "test-agency", since=later)["agency"][0]["reviewed"] == 2
 
 
 # -- catalogues ---------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ PAGES: dict[str, frozenset[str]] = {
     "audit": frozenset({"auditor", "approver"}),
     "misuse": frozenset({"approver", "auditor", "reviewer"}),
     "review": frozenset({"reviewer", "approver"}),
-    "review-finding": frozenset({"reviewer"}),
+    "review-work": frozenset({"reviewer"}),
 }
 HOME = {"keeper": "/docks", "approver": "/grants", "reviewer": "/grants", "officer": "/search",
         "auditor": "/audit", "recipient": "/grants"}

@@ -136,21 +136,22 @@ class MisuseForm(_Get):
     gap_minutes = IntegerField(default=20, validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
 
 
-class ReviewForm(_Get):
+class ReviewForm(ConsoleForm):
+    """Draw a sample (archive/review.py files the view request for it)."""
+
     since = DateField(validators=[v.InputRequired()])
     until = DateField(validators=[v.InputRequired()])
-    size = IntegerField(default=10, validators=[v.Optional(), v.NumberRange(min=1, max=200)])
-    seed = IntegerField(validators=[v.Optional(), v.NumberRange(min=0, max=2**31)])
+    size = IntegerField(default=10, validators=[v.InputRequired(), v.NumberRange(min=1, max=200)])
     officer = StringField(filters=[lambda x: x.strip() if x else None])
     sub_unit = StringField(filters=[lambda x: x.strip() if x else None])
     mark = StringField(filters=[lambda x: x.strip() if x else None])
 
 
 class FindingForm(ConsoleForm):
+    grant = IntegerField(validators=[v.InputRequired()])
     segment = StringField(validators=[v.InputRequired(), v.Length(min=64, max=64)])
-    finding = SelectField(choices=[("compliant", "compliant"), ("deficient", "deficient"),
-                                   ("unreviewable", "unreviewable")], validators=[v.InputRequired()])
-    note = StringField(validators=[v.Optional(), v.Length(max=2000)])
+    result = SelectField(choices=[("conforms", "conforms"), ("problem", "problem")], validators=[v.InputRequired()])
+    note = StringField(validators=[v.InputRequired(), v.Length(max=2000)])
 
 
 class CheckoutForm(ConsoleForm):

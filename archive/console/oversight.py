@@ -11,29 +11,24 @@ Misuse timeline, for an officer and a shift (local date, duty start and end,
 - ``mark-before-notice``: an enforcement mark earlier than the shift's first Art. 22 notice
   (``notice-first`` when the notice came first).
 
-Review findings are appended to the audit trail (action ``review-finding``:
-signed, hash-chained, never edited; a later finding for the same segment by
-the same reviewer supersedes the earlier one in the statistics).
+Review (sample, request, findings) is archive/review.py's; this module adds
+the statistics per agency, sub-unit and officer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .. import evidence as ev
 from .. import index as ix
-from .. import lawful_index as lx
 
 SHIFT_ZONE = ZoneInfo("Asia/Shanghai")  # the duty roster's clock (China Standard Time)
-FINDINGS = ("compliant", "deficient", "unreviewable")
-FINDING_ACTION = "review-finding"
 
 
 def _utc(text: str) -> dt.datetime:
@@ -133,96 +128,46 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
 
 
 # -- Art. 24 review ------------------------------------------------------------------------
+# Sampling, the view request for the sample and the findings are archive/review.py's;
+# the console adds the statistics for the yearly assessment.
 
 
-def review_sample(archive, agency: str, since: str, until: str, size: int, *, seed: int,
-                  officer: str | None = None, sub_unit: str | None = None, mark: str | None = None
-                  ) -> list[dict[str, Any]]:
-    """Up to ``size`` distinct segments opened in [since, until), chosen at random
-    (reproducibly from ``seed``) among those matching the criteria.
+def review_statistics(archive, agency: str, *, since: str | None = None, until: str | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Per agency, sub-unit and officer: reviewed, conforms, problem and the
+    conformity rate (percent), from ``archive.review.findings``; the latest
+    finding of a reviewer on a segment counts; ``since``/``until`` bound the
+    segment's opening time."""
+    from ..review import findings
 
-    Each draw takes the first matching segment at or after a random digest
-    (SHA-256 digests are spread evenly, so every segment is about equally
-    likely), so a draw costs an index walk, not a scan of the period.
-    """
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in findings(archive, agency):
+        latest[(f["reviewer"], f["segment_digest"])] = f
     s = ix.segments
-    where = [s.c.agency == agency, s.c.deleted_utc.is_(None), s.c.opened_utc >= since, s.c.opened_utc < until]
-    if officer:
-        where.append(s.c.officer == officer)
-    if sub_unit:
-        where.append(s.c.sub_unit == sub_unit)
-    if mark:
-        where.append(s.c.marks.like(f'%"{mark}"%'))
-    rng = random.Random(seed)
-    chosen: dict[str, dict[str, Any]] = {}
+    digests = sorted({d for _r, d in latest})
+    facts: dict[str, Any] = {}
     with archive.engine.connect() as conn:
-        # A period holding no more than ``size`` segments is reviewed whole: the
-        # draws below favour segments after a wide gap between digests, so with
-        # few segments one could be missed by every draw.
-        held = conn.execute(select(func.count()).select_from(s).where(*where)).scalar() or 0
-        if held <= size:
-            for row in conn.execute(select(s).where(*where)):
-                chosen[row.segment_digest] = dict(row._mapping)
-        for _ in range(size * 5 if held > size else 0):
-            if len(chosen) >= size:
-                break
-            start = f"{rng.getrandbits(256):064x}"
-            row = conn.execute(select(s).where(*where, s.c.segment_digest >= start)
-                               .order_by(s.c.segment_digest).limit(1)).first()
-            if row is None:
-                row = conn.execute(select(s).where(*where).order_by(s.c.segment_digest).limit(1)).first()
-            if row is None:
-                break
-            chosen.setdefault(row.segment_digest, dict(row._mapping))
-    out = sorted(chosen.values(), key=lambda r: r["opened_utc"])
-    for r in out:
-        r["marks"] = json.loads(r["marks"])
-    return out
+        for i in range(0, len(digests), 500):
+            for r in conn.execute(select(s.c.segment_digest, s.c.officer, s.c.sub_unit, s.c.opened_utc)
+                                  .where(s.c.segment_digest.in_(digests[i:i + 500]))):
+                facts[r.segment_digest] = r
+    rows = []
+    for (_reviewer, digest), f in latest.items():
+        r = facts.get(digest)
+        opened = r.opened_utc if r else ""
+        if since and opened < since or until and opened >= until:
+            continue
+        rows.append({"result": f["result"], "officer": r.officer if r else None, "sub_unit": r.sub_unit if r else None})
 
-
-def findings(archive, agency: str, *, since: str | None = None, until: str | None = None) -> dict[str, dict[str, Any]]:
-    """The latest finding per (reviewer, segment) from the audit trail, keyed
-    ``"<reviewer> <digest>"``: ``{reviewer, segment, finding, note, utc, officer, sub_unit}``."""
-    a = lx.audit_log
-    q = select(a.c.payload).where(a.c.agency == agency, a.c.action == FINDING_ACTION).order_by(a.c.seq)
-    out: dict[str, dict[str, Any]] = {}
-    with archive.engine.connect() as conn:
-        for (payload,) in conn.execute(q):
-            p = json.loads(payload)
-            d = p.get("detail") or {}
-            if since and d.get("opened_utc", "") < since or until and d.get("opened_utc", "") >= until:
-                continue
-            for seg in p.get("segments") or []:
-                out[f"{p['actor']} {seg}"] = {"reviewer": p["actor"], "segment": seg, "finding": d.get("finding"),
-                                              "note": d.get("note", ""), "utc": p["utc"],
-                                              "officer": d.get("officer"), "sub_unit": d.get("sub_unit")}
-    return out
-
-
-def record_finding(archive, account, segment: dict[str, Any], finding: str, note: str) -> None:
-    """Append a reviewer's finding on one segment to the audit trail; ValueError for an unknown finding."""
-    from ..audit import audit_of
-
-    if finding not in FINDINGS:
-        raise ValueError(f"finding {finding!r}: one of {', '.join(FINDINGS)}")
-    audit_of(archive).record(account.agency, FINDING_ACTION, actor=account.actor,
-                             segments=[segment["segment_digest"]],
-                             detail={"finding": finding, "note": note, "officer": segment.get("officer"),
-                                     "sub_unit": segment.get("sub_unit"), "opened_utc": segment["opened_utc"]})
-
-
-def statistics(archive, agency: str, found: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per agency, sub-unit and officer: reviewed, compliant, deficient,
-    unreviewable, and the compliance rate (compliant / reviewable)."""
     def tally(key) -> list[dict[str, Any]]:
         groups: dict[str, dict[str, Any]] = {}
-        for f in found.values():
+        for f in rows:
             k = key(f) or "—"
-            g = groups.setdefault(k, {"key": k, "reviewed": 0, **{x: 0 for x in FINDINGS}})
+            g = groups.setdefault(k, {"key": k, "reviewed": 0, "conforms": 0, "problem": 0})
             g["reviewed"] += 1
-            g[f["finding"]] = g.get(f["finding"], 0) + 1
+            g[f["result"]] = g.get(f["result"], 0) + 1
         for g in groups.values():
-            reviewable = g["compliant"] + g["deficient"]
-            g["rate"] = round(100 * g["compliant"] / reviewable) if reviewable else None
+            g["rate"] = round(100 * g["conforms"] / g["reviewed"]) if g["reviewed"] else None
         return sorted(groups.values(), key=lambda g: g["key"])
-    return {"agency": tally(lambda f: agency), "sub_unit": tally(lambda f: f["sub_unit"]), "officer": tally(lambda f: f["officer"])}
+    return {"agency": tally(lambda f: agency), "sub_unit": tally(lambda f: f["sub_unit"]),
+            "officer": tally(lambda f: f["officer"])}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .. import lawful_index as lx
 
 log = logging.getLogger(__name__)
 AUDIT_PAGE_LIMIT = 200
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _like(text: str) -> str:
@@ -40,15 +42,17 @@ def audit_entries(archive, agency: str, *, actor: str | None = None, case: str |
     a = lx.audit_log
     q = select(a).where(a.c.agency == agency)
     if actor:
-        q = q.where(a.c.actor == actor)
+        q = q.where(a.c.actor == actor).with_hint(a, "INDEXED BY ix_audit_actor", "sqlite")
+    elif case:
+        q = q.with_hint(a, "INDEXED BY ix_audit_case", "sqlite")
     if case:
         q = q.where(a.c.case_number == case)
     if segment:
         if len(segment) < 8:
             raise ValueError("segment: at least 8 hex digits of its digest")
         q = q.where(a.c.segments.like(f'%"{_like(segment)}%', escape="\\"))
-    # With a person or case filter, "seq + 0" keeps SQLite from walking the whole
-    # primary key in seq order and filtering (it then uses ix_audit_actor / ix_audit_case).
+    # With a person or case filter, the hint and "seq + 0" keep SQLite from walking the
+    # whole primary key in seq order and filtering, whatever its (possibly stale) statistics say.
     order = a.c.seq + 0 if (actor or case) else a.c.seq
     q = q.order_by(order.desc() if newest_first else order)
     if limit is not None:
@@ -99,11 +103,16 @@ def live_view_grants(archive, account) -> dict[str, int]:
 
 
 def segment_row(archive, agency: str, segment: str) -> dict[str, Any] | None:
-    """One live segment of ``agency`` by digest or name, events and marks parsed."""
+    """One live segment of ``agency`` by digest (its primary key) or, failing
+    that, by name; events and marks parsed."""
     s = ix.segments
+    live = (s.c.agency == agency, s.c.deleted_utc.is_(None))
     with archive.engine.connect() as conn:
-        row = conn.execute(select(s).where(s.c.agency == agency, s.c.deleted_utc.is_(None),
-                                           (s.c.segment_digest == segment) | (s.c.name == segment))).first()
+        row = None
+        if DIGEST_RE.match(segment):
+            row = conn.execute(select(s).where(*live, s.c.segment_digest == segment)).first()
+        if row is None:
+            row = conn.execute(select(s).where(*live, s.c.name == segment)).first()
     if row is None:
         return None
     out = dict(row._mapping)
@@ -264,3 +273,27 @@ def request_checkout(board: Path, bay: int, officer: str, requested_by: str, age
         os.fsync(f.fileno())
     os.replace(tmp, target)
     return target
+
+
+def manifest_facts(archive, row: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """What the segment's manifest (signed metadata, never footage) says about
+    its clock and its ending: ``clock_state``, ``opened_local``, ``timezone``,
+    ``status``, ``truncated``.  Empty when the manifest cannot be read."""
+    import os
+    import shutil
+    import tempfile
+
+    from bodycam.errors import BodycamError
+    from device.sealing.segment_file import read_manifest
+
+    fd, name = tempfile.mkstemp(prefix="manifest-", suffix=".bcman", dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as out, archive.store.open(row["manifest_blob"]) as src:
+            shutil.copyfileobj(src, out)
+        obj = read_manifest(Path(name)).signed.obj
+    except (BodycamError, OSError, ValueError) as exc:
+        log.warning("manifest of %s unreadable: %s", row.get("name"), exc)
+        return {}
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return {k: obj.get(k) for k in ("clock_state", "opened_local", "timezone", "status", "truncated")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import secrets
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -124,6 +123,12 @@ def add_routes(app: web.Application, console: Console) -> None:
         if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
             raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
         board = c.dock_status[form.dock.data]
+        view = await asyncio.to_thread(dock_view, account)
+        if not any(b.dock_index == form.dock.data and b.bay == str(form.bay.data) for b in view["bays"]):
+            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "denied", outcome="denied",
+                                    actor=account.actor, detail={"wanted": "checkout", "bay": form.bay.data,
+                                                                 "why": "bay not of this agency"})
+            raise AccessDenied(f"bay {form.bay.data} of that dock holds no recorder of agency {account.agency}")
         await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
                                 account.username, account.agency, c.now_text())
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
@@ -331,9 +336,10 @@ def add_routes(app: web.Application, console: Console) -> None:
                                 detail={"grant": grant.id, "console": "playback page"})
         timeline = [e for e in row["events"] if isinstance(e, dict)]
         timeline.sort(key=lambda e: (e.get("media_us") is None, e.get("media_us") or 0))
+        facts = await asyncio.to_thread(queries.manifest_facts, c.archive, row, c.scratch)
         return aiohttp_jinja2.render_template("play.html", request, {
             "row": row, "grant": grant, "timeline": timeline, "duration": queries.duration_seconds(row),
-            "now": c.now_text()})
+            "now": c.now_text(), "facts": facts})
 
     @page("play")
     async def media(request: web.Request):
@@ -380,50 +386,71 @@ def add_routes(app: web.Application, console: Console) -> None:
                                             "day": form.day.data.isoformat()})
         return aiohttp_jinja2.render_template("misuse.html", request, {"form": form, "shift": shift})
 
-    # -- review (Art. 24) ---------------------------------------------------------------------
+    # -- review (Art. 24): archive/review.py samples, files the request, keeps findings ------
 
-    async def render_review(request, *, done=None, status=200):
+    def review_view(account) -> dict:
+        from .. import review as rv
+
+        now = c.now_text()
+        samples = []
+        if account.role == "reviewer":
+            mine = {}
+            for f in rv.findings(c.archive, account.agency):
+                if f["reviewer"] == account.username:
+                    mine[f["segment_digest"]] = f
+            for g in sorted(c.grants.list(account), key=lambda g: -g.id):
+                if g.grantee != account.username or g.requester != account.username or "view" not in g.actions:
+                    continue
+                rows = [queries.segment_row(c.archive, account.agency, d) for d in g.segments]
+                samples.append({"g": g, "state": queries.grant_state(g, now),
+                                "rows": [r for r in rows if r is not None], "mine": mine})
+        return {"samples": samples, "stats": oversight.review_statistics(c.archive, account.agency)}
+
+    async def render_review(request, *, form=None, done=None, failure=None, status=200):
         account = request[ACCOUNT]
         session = await aiohttp_session.get_session(request)
-        query = request.query if request.method == "GET" else _Back(request)
-        form = ReviewForm(_Query(query) if query else None)
-        sample, stats, found = [], None, {}
-        if query and form.validate():
-            since, until = form.since.data.isoformat(), (form.until.data + dt.timedelta(days=1)).isoformat()
-            seed = form.seed.data if form.seed.data is not None else 0
-            sample = await asyncio.to_thread(
-                oversight.review_sample, c.archive, account.agency, since, until, form.size.data or 10, seed=seed,
-                officer=form.officer.data, sub_unit=form.sub_unit.data, mark=form.mark.data)
-            await asyncio.to_thread(audit_of(c.archive).record, account.agency, "search", actor=account.actor,
-                                    segments=[r["segment_digest"] for r in sample],
-                                    detail={"console": "review sample", "seed": seed, "since": since,
-                                            "until": until})
-            found = await asyncio.to_thread(oversight.findings, c.archive, account.agency, since=since, until=until)
-            stats = oversight.statistics(c.archive, account.agency, found)
-        mine = {f["segment"]: f for f in found.values() if f["reviewer"] == account.username}
+        view = await asyncio.to_thread(review_view, account)
+        if form is None:
+            form = bind(ReviewForm, None, secret=c.csrf_secret, session=session)
         return aiohttp_jinja2.render_template("review.html", request, {
-            "form": form, "sample": sample, "stats": stats, "mine": mine, "done": done,
-            "finding_form": bind(FindingForm, None, secret=c.csrf_secret, session=session),
-            "query": request.query_string if request.method == "GET" else _Back(request).query_string,
-            "new_seed": secrets.randbelow(2**31)}, status=status)
+            **view, "form": form, "done": done, "failure": failure}, status=status)
 
     @page("review")
     async def review(request: web.Request):
         return await render_review(request)
 
-    @page("review-finding")
+    @page("review-work")
+    async def review_sample(request: web.Request):
+        from .. import review as rv
+
+        account = request[ACCOUNT]
+        session = await aiohttp_session.get_session(request)
+        form = bind(ReviewForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
+            return await render_review(request, form=form, status=400)
+        criteria = {"since": form.since.data.isoformat(),
+                    "until": (form.until.data + dt.timedelta(days=1)).isoformat()}
+        criteria.update({k: getattr(form, k).data for k in ("officer", "sub_unit", "mark") if getattr(form, k).data})
+        try:
+            g = await c.as_account(account, rv.sample, c.archive, account, form.size.data, **criteria)
+        except UsageError as exc:
+            return await render_review(request, form=form, status=400, failure=str(exc))
+        return await render_review(request, done=_("Sample of %(n)s drawn; request %(id)s goes to the agency head.",
+                                                   n=len(g.segments), id=g.id))
+
+    @page("review-work")
     async def review_finding(request: web.Request):
+        from .. import review as rv
+
         account = request[ACCOUNT]
         session = await aiohttp_session.get_session(request)
         form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
-        row = await asyncio.to_thread(queries.segment_row, c.archive, account.agency, form.segment.data)
-        if row is None:
-            raise web.HTTPNotFound()
-        await asyncio.to_thread(oversight.record_finding, c.archive, account, row, form.finding.data,
-                                form.note.data or "")
-        return await render_review(request, done=_("Finding recorded for %(name)s.", name=row["name"]))
+            return await render_review(request, status=400, failure="; ".join(
+                f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+        await c.as_account(account, rv.record_finding, c.archive, account, form.segment.data, form.result.data,
+                           form.note.data, sample_grant=form.grant.data)
+        return await render_review(request, done=_("Finding recorded."))
 
     # -- audit -------------------------------------------------------------------------------
 
@@ -478,7 +505,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     r.add_get("/thumb/{segment}", thumb)
     r.add_get("/misuse", misuse)
     r.add_get("/review", review)
-    r.add_post("/review", review_finding)
+    r.add_post("/review/sample", review_sample)
+    r.add_post("/review/finding", review_finding)
     r.add_get("/audit", audit)
     r.add_get("/audit/export", audit_export)
 
@@ -508,29 +536,6 @@ def _audit_export(c: Console, agency: str, fmt: str, actor, case, segment) -> by
     log_ = audit_of(c.archive)
     return render_audit_pdf(agency=a, entries=[r["payload"] | {"digest": r["digest"]} for r in rows], case=case,
                             actor=actor, head=log_.head(agency), stamps=log_.stamps(agency), now=c.now_text())
-
-
-class _Back:
-    """The review page's query, carried through a POST in its own URL."""
-
-    def __init__(self, request: web.Request) -> None:
-        self.query = request.query
-        self.query_string = request.query_string
-
-    def __bool__(self) -> bool:
-        return bool(self.query)
-
-    def __iter__(self):
-        return iter(self.query)
-
-    def __len__(self) -> int:
-        return len(self.query)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.query
-
-    def getall(self, key: str, default=()):
-        return self.query.getall(key, default)
 
 
 class _Query:
