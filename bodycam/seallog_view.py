@@ -36,6 +36,7 @@ from bodycam.errors import FormatError, InputError, UsageError
 log = logging.getLogger(__name__)
 
 VERIFIED, UNVERIFIED = "verified", "unverified"
+TRUNCATED = "truncated"  # device/sealing/report.py LogStatus.TRUNCATED
 MAX_LOG_FILE = 256 * 1024 * 1024  # far above a year of events; refuses a runaway file
 IDENTITY_CERT = ("identity", "device.crt")
 LOG_DIR = "seallog"
@@ -61,13 +62,20 @@ class SealLogView:
 
     path: str
     device: str | None
-    status: str  # the verifier's seal-log status: verified, truncated or failed
+    status: str  # the verifier's seal-log status (LogStatus): verified, truncated, broken or failed
     reasons: list[str] = field(default_factory=list)
     entries: list[ShownEntry] = field(default_factory=list)
+    unreadable: int = 0  # entry records the format's parser refuses (not shown; never verified)
 
     @property
     def unverified(self) -> int:
         return sum(1 for e in self.entries if e.status == UNVERIFIED)
+
+    @property
+    def whole(self) -> bool:
+        """Every entry on disk verified: a VERIFIED log, or TRUNCATED (whole up to
+        a power cut's torn record), with no unverified or unreadable entry."""
+        return self.status in (VERIFIED, TRUNCATED) and not self.unverified and not self.unreadable
 
 
 # -- reading through the verifier ---------------------------------------------------------
@@ -84,11 +92,17 @@ def verified_prefix(ca_cert, snapshot: Path) -> tuple[int, str, str | None, list
     from device.sealing.verifier import Verifier
 
     report, _ = Verifier(ca_cert).verify_recording(snapshot)
-    # Without a trusted device certificate the log is not looked at and the
-    # reason is the recording's; otherwise the log's own (the snapshot holds no
-    # segments, so the recording's other reasons are not about the log).
-    reasons = report.seal_log.reasons if report.device else report.reasons
-    return report.seal_log.entries, report.seal_log.status, report.device, list(reasons)
+    if not report.certificate_trusted:
+        # The log is not looked at without a trusted device certificate: the
+        # reason is the recording's, and no entry is vouched for.
+        return 0, str(report.seal_log.status), report.device, list(report.reasons)
+    # The snapshot holds no segments, so only the log's own reasons are about the log.
+    # ``entries`` counts the entries that chain from the anchor: all of them when
+    # VERIFIED or TRUNCATED (the torn record is no entry), the good prefix when
+    # BROKEN; a FAILED log (not ``usable``) vouches for none.
+    log_report = report.seal_log
+    trusted = log_report.entries if log_report.usable else 0
+    return trusted, str(log_report.status), report.device, list(log_report.reasons)
 
 
 def _read_regular(path: Path, limit: int) -> bytes:
@@ -126,10 +140,36 @@ def _snapshot(root: Path, into: Path) -> None:
         (into / LOG_DIR / name).write_bytes(_read_regular(root / LOG_DIR / name, MAX_LOG_FILE))
 
 
+def _scan_entries(log_dir: Path) -> tuple[list, int]:
+    """Every entry record of the snapshot's seal-log files that parses, in file
+    order, and how many entry records do not (format v2's total parser refuses
+    them: an unknown field, a bad type).  Unlike ``scan_log`` a refused record
+    does not hide the entries after it: they are shown, and being past the
+    verifier's chain, shown UNVERIFIED.  A broken record frame ends that file
+    (nothing after it can be delimited)."""
+    from device.sealing.format import MAGIC_LOG, REC_LOG_ENTRY, TornTail, iter_records
+    from device.sealing.seallog import log_files, parse_entry
+
+    entries, unreadable = [], 0
+    for name in log_files(log_dir):
+        data = (log_dir / name).read_bytes()
+        try:
+            for item in iter_records(data, name, MAGIC_LOG, frozenset({REC_LOG_ENTRY})):
+                if isinstance(item, TornTail):  # the verifier reports it
+                    continue
+                try:
+                    entries.append(parse_entry(item, name)[0])
+                except FormatError as exc:  # the verifier's reasons say why; --follow rereads often
+                    unreadable += 1
+                    log.debug("seal log %s: entry record not readable: %s", name, exc)
+        except FormatError as exc:
+            log.debug("seal log %s: stops being readable: %s", name, exc)
+    return entries, unreadable
+
+
 def read_seal_log(root: Path, ca_cert) -> SealLogView:
     """Snapshot, parse and verify the seal log of a recorder's state or an
     evidence export.  Raises InputError for a folder that is not a recording."""
-    from device.sealing.seallog import scan_log
 
     root = Path(root)
     if not root.joinpath(*IDENTITY_CERT).is_file():
@@ -140,13 +180,9 @@ def read_seal_log(root: Path, ca_cert) -> SealLogView:
         snapshot = Path(tmp)
         _snapshot(root, snapshot)
         trusted, status, device, reasons = verified_prefix(ca_cert, snapshot)
-        try:
-            scanned = [entry for entry, _ in scan_log(snapshot / LOG_DIR).entries]
-        except FormatError as exc:
-            # The verifier has said so too; nothing of an unparsable log is shown.
-            scanned = []
-            reasons = reasons or [f"seal log is corrupt: {exc}"]
-    view = SealLogView(str(root), device, status, [r.replace(str(snapshot), str(root)) for r in reasons])
+        scanned, unreadable = _scan_entries(snapshot / LOG_DIR)
+    view = SealLogView(str(root), device, status, [r.replace(str(snapshot), str(root)) for r in reasons],
+                       unreadable=unreadable)
     for i, entry in enumerate(scanned):
         segment = entry.data.get("segment")
         view.entries.append(ShownEntry(
@@ -234,7 +270,10 @@ def problems(view: SealLogView) -> list[str]:
         first = next(e for e in view.entries if e.status == UNVERIFIED)
         lines.append(f"bodycam log: WARNING: {view.unverified} entries from seq {first.seq} on are UNVERIFIED; "
                      "do not rely on them")
-    if view.status != VERIFIED or view.unverified:
+    if view.unreadable:
+        lines.append(f"bodycam log: WARNING: {view.unreadable} entry record(s) do not parse and are not shown; "
+                     "the log is not whole")
+    if view.status != VERIFIED or not view.whole:
         lines += [f"bodycam log: seal log {view.status}: {reason}" for reason in view.reasons]
     return lines
 
@@ -265,8 +304,9 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
     device, sequence and hash chain.  Entries after one that fails are shown
     marked UNVERIFIED, with the reason on stderr, never silently.  Exit
     status 0 when every entry of the log verified (a log torn by a power cut
-    is whole up to the tear), 1 when any entry is unverified (even one the
-    filters leave out), 2 for bad input.
+    is whole up to the tear), 1 when any entry is unverified or unreadable
+    (even one the filters leave out) or the verifier finds the log broken,
+    2 for bad input.
     """
     from device.sealing.cli import load_trust_anchor
 
@@ -280,7 +320,8 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
     if as_json and not follow:
         click.echo(json.dumps({"format": "bodycam-log/1", "path": view.path, "device": view.device,
                                "seal_log": {"status": view.status, "reasons": view.reasons,
-                                            "entries": len(view.entries), "unverified": view.unverified},
+                                            "entries": len(view.entries), "unverified": view.unverified,
+                                            "unreadable": view.unreadable},
                                "entries": [entry_json(e) for e in shown]}, indent=2, ensure_ascii=False))
     else:
         emit = _emitter(as_json)
@@ -298,7 +339,7 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
             signal.signal(sig, lambda *_: stop.set())
         view = follow_log(recording, ca_cert, view, stop, interval, _emitter(as_json), window,
                           warn=lambda line: click.echo(line, err=True))
-    raise SystemExit(1 if view.unverified else 0)
+    raise SystemExit(0 if view.whole else 1)
 
 
 def _emitter(as_json: bool) -> Callable[[ShownEntry], None]:
@@ -316,7 +357,8 @@ def follow_log(root: Path, ca_cert, view: SealLogView, stop: threading.Event, in
     disappear or change (never by the recorder: the log is append-only) are
     reported as such.  Returns the last view.
     """
-    seen = [(e.seq, e.file, e.offset) for e in view.entries]
+    # An entry shown as verified that no longer is was changed (or one before it was).
+    seen = [(e.seq, e.file, e.offset, e.status) for e in view.entries]
     reported = set(problems(view))
     while not stop.wait(interval):
         try:
@@ -324,7 +366,7 @@ def follow_log(root: Path, ca_cert, view: SealLogView, stop: threading.Event, in
         except InputError as exc:
             warn(f"bodycam log: {exc}")
             continue
-        keys = [(e.seq, e.file, e.offset) for e in new.entries]
+        keys = [(e.seq, e.file, e.offset, e.status) for e in new.entries]
         if keys[:len(seen)] != seen:
             warn(f"bodycam log: WARNING: entries already shown were removed or changed in {root}")
         for e in select(new.entries[len(seen):], **window):

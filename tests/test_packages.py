@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -110,17 +111,37 @@ def test_sysusers_and_tmpfiles_match_the_units():
 
 
 def test_config_check_knows_the_dock_config_and_names_bad_keys(tmp_path):
-    example = REPO / "packaging/examples/dock.toml"
+    """The examples the station package installs (dock/dock.example.toml as is,
+    archive/example.toml with absolute paths) pass; a bad value and an unknown
+    key are named; a TOML that is no bodycam config is refused."""
+    example = REPO / "dock/dock.example.toml"
     ok = CliRunner().invoke(main, ["config", "check", str(example), str(REPO / "hw-configs/sim.toml")])
-    assert ok.exit_code == 0 and f"{example}: OK (dock, 1 bays" in ok.output, ok.output
+    assert ok.exit_code == 0 and f"{example}: OK, dock config (2 bay(s)" in ok.output, ok.output
+    assert "archive https://archive.example.internal:8444" in ok.output, ok.output
     bad = tmp_path / "dock.toml"
-    bad.write_text(example.read_text().replace("retention_days = 183", "retention_days = 30\ncolour = 1"))
+    text = example.read_text()
+    assert "timeout_seconds = 120" in text
+    bad.write_text(text.replace("timeout_seconds = 120", "timeout_seconds = 1\ncolour = 1", 1))
     result = CliRunner().invoke(main, ["config", "check", str(bad)])
-    assert result.exit_code == 2 and "archive.retention_days" in result.output and "colour: unknown key" in result.output
+    assert result.exit_code == 2 and "archive.timeout_seconds" in result.output and "colour: unknown key" in result.output, \
+        result.output
     neither = tmp_path / "other.toml"
     neither.write_text('name = "x"\n')
     result = CliRunner().invoke(main, ["config", "check", str(neither)])
-    assert result.exit_code == 2 and "not a bodycam config" in result.output
+    assert result.exit_code == 2 and f"{neither}: neither a hw-config" in result.output, result.output
+
+
+def test_config_check_knows_the_archive_config_and_names_bad_keys(tmp_path):
+    example = REPO / "archive/example.toml"
+    ok = CliRunner().invoke(main, ["config", "check", str(example)])
+    assert ok.exit_code == 0 and f"{example}: OK, archive config (store local, index sqlite, 1 agency" in ok.output, \
+        ok.output
+    text = example.read_text()
+    assert "patrol_days = 183" in text
+    bad = tmp_path / "archive.toml"
+    bad.write_text(text.replace("patrol_days = 183", "patrol_days = 30\nshade = 1", 1))
+    result = CliRunner().invoke(main, ["config", "check", str(bad)])
+    assert result.exit_code == 2 and "retention.patrol_days" in result.output and "shade" in result.output, result.output
 
 
 # -- installed in a clean Debian chroot ---------------------------------------------------------
@@ -155,11 +176,29 @@ def station_root(debs, tmp_path_factory):
 @pytest.mark.slow
 def test_station_installs_with_apt_and_checks_its_config(station_root):
     root, log = station_root
-    assert "/etc/bodycam/dock.toml: OK (dock, 1 bays" in log, log[-3000:]
+    assert "/etc/bodycam/dock.toml: OK, dock config (2 bay(s)" in log, log[-3000:]
+    assert "/etc/bodycam/archive.toml: OK, archive config (store local, index sqlite" in log, log[-3000:]
     assert "bodycam-station: configs pass" in log
     assert chroot(root, "/opt/bodycam/venv/bin/bodycam", "--version").stdout.strip() == f"bodycam, version {__version__}"
     ok = chroot(root, "/opt/bodycam/venv/bin/bodycam", "config", "check", "/etc/bodycam/dock.toml")
     assert ok.stdout.startswith("/etc/bodycam/dock.toml: OK")
+    assert (root / "etc/bodycam/dock.toml").read_text() == (REPO / "dock/dock.example.toml").read_text()
+    bad = root / "tmp/archive-bad.toml"
+    bad.write_text((root / "etc/bodycam/archive.toml").read_text().replace("backend = \"local\"", "backend = \"tape\""))
+    refused = chroot(root, "/opt/bodycam/venv/bin/bodycam", "config", "check", "/tmp/archive-bad.toml", check=False)
+    assert refused.returncode == 2 and "store" in refused.stderr, refused.stderr
+
+
+@pytest.mark.slow
+def test_the_packaged_archive_config_keeps_everything_in_its_state_directory(station_root):
+    """archive/example.toml's relative paths would land beside /etc/bodycam/archive.toml;
+    the package puts each under the archive unit's StateDirectory (0700, bodycam-archive)."""
+    root, _ = station_root
+    script = ("import sys; from archive.config import load_archive_config as load; c = load(sys.argv[1]); "
+              "print(c.state, c.store.path, c.server.key, c.server.certificate, c.index.url.removeprefix('sqlite:///'), "
+              "*[p for a in c.agencies for p in (a.ca, a.receipt_key, a.receipt_certificate)])")
+    paths = chroot(root, "/opt/bodycam/venv/bin/python", "-c", script, "/etc/bodycam/archive.toml").stdout.split()
+    assert len(paths) == 8 and all(p.startswith("/var/lib/bodycam-archive/") for p in paths), paths
 
 
 @pytest.mark.slow
@@ -198,12 +237,13 @@ def test_the_packaged_dock_starts_as_its_user_with_the_example_config(station_ro
     from device.sealing import pki
 
     root, _ = station_root
+    config = tomllib.loads((root / "etc/bodycam/dock.toml").read_text())
     ca = pki.create_ca(tmp_path / "ca", "Package Test Agency")
-    identity = root / "var/lib/bodycam-dock/identity"
-    pki.issue_keypair(ca, pki.ROLE_DOCK, "station-1", identity)
-    pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", identity)
-    shutil.copy(tmp_path / "ca/ca.crt", root / "etc/bodycam/agency-ca.crt")
-    chroot(root, "chown", "-R", "bodycam-dock:bodycam-dock", "/var/lib/bodycam-dock")
+    key = root / config["key"].lstrip("/")
+    issued = pki.issue_keypair(ca, pki.ROLE_DOCK, "station-1", key.parent, stem=key.stem)
+    assert issued == key and key.with_suffix(".crt") == root / config["certificate"].lstrip("/")
+    shutil.copy(tmp_path / "ca/ca.crt", root / config["ca"].lstrip("/"))
+    chroot(root, "chown", "-R", "bodycam-dock:bodycam-dock", "/var/lib/bodycam-dock", str(Path(config["key"]).parent))
     uid, gid = chroot(root, "id", "-u", "bodycam-dock").stdout.strip(), chroot(root, "id", "-g", "bodycam-dock").stdout.strip()
     exec_start = re.search(r"^ExecStart=(.+)$", (root / "lib/systemd/system/bodycam-dock.service").read_text(), re.M)
 
@@ -225,7 +265,7 @@ def test_the_packaged_dock_starts_as_its_user_with_the_example_config(station_ro
             proc.kill()
             pytest.fail(f"no READY=1 in 120 s: {proc.communicate()}")
         assert "READY=1" in message.split("\n"), message
-        assert "STATUS=watching 1 bays" in message
+        assert f"STATUS=watching {len(config['bays'])} bays" in message
         proc.terminate()
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err

@@ -57,7 +57,8 @@ def test_json_carries_each_entry_and_its_status(agency, recording):
     result, doc = as_json(agency, root)
     assert result.exit_code == 0
     assert doc["format"] == "bodycam-log/1" and doc["device"] == "A123456"
-    assert doc["seal_log"] == {"status": "verified", "reasons": [], "entries": len(doc["entries"]), "unverified": 0}
+    assert doc["seal_log"] == {"status": "verified", "reasons": [], "entries": len(doc["entries"]), "unverified": 0,
+                               "unreadable": 0}
     assert [e["seq"] for e in doc["entries"]] == list(range(len(doc["entries"])))
     assert doc["entries"][0]["event"] == "boot" and doc["entries"][-1]["event"] == "shutdown"
     assert all(e["status"] == "verified" for e in doc["entries"])
@@ -92,10 +93,16 @@ def _entry_offsets(path: Path) -> list[int]:
     return [r.offset for r in records(path) if r.rtype == REC_LOG_ENTRY]
 
 
+def _forge_monotonic_time(obj: dict) -> None:
+    """A forger's edit that format v2's parser accepts (the value of a known field):
+    only the signature can tell."""
+    obj["mono_ns"] = str(int(obj["mono_ns"]) + 1)
+
+
 def test_entries_after_a_forged_one_are_marked_unverified(agency, recording):
     root, _ = recording
     log_file = root / "seallog" / log_files(root / "seallog")[0]
-    rewrite_signed(log_file, REC_LOG_ENTRY, lambda obj: obj["data"].update(forged=True), nth=4)
+    rewrite_signed(log_file, REC_LOG_ENTRY, _forge_monotonic_time, nth=4)
     result, doc = as_json(agency, root)
     assert result.exit_code == 1
     status = [(e["seq"], e["status"]) for e in doc["entries"]]
@@ -111,6 +118,26 @@ def test_entries_after_a_forged_one_are_marked_unverified(agency, recording):
     # filtering never hides the warning
     table = run_log(agency, root, "--event", "boot")
     assert "UNVERIFIED" in table.stderr and table.exit_code == 1
+
+
+def test_an_entry_the_parser_refuses_does_not_hide_the_rest(agency, recording):
+    """An unknown field (format v2's total parser refuses the record before any
+    signature check): the record is counted, not shown; the entries after it are
+    shown UNVERIFIED, the verifier's reason is printed and the exit status is 1."""
+    root, _ = recording
+    log_file = root / "seallog" / log_files(root / "seallog")[0]
+    rewrite_signed(log_file, REC_LOG_ENTRY, lambda obj: obj["data"].update(forged=True), nth=4)
+    result, doc = as_json(agency, root)
+    assert result.exit_code == 1, result.stderr
+    assert doc["seal_log"]["status"] == "broken" and doc["seal_log"]["unreadable"] == 1
+    status = [(e["seq"], e["status"]) for e in doc["entries"]]
+    assert status[:4] == [(i, "verified") for i in range(4)]
+    assert 4 not in [seq for seq, _ in status]
+    assert status[4:] and all(s == "unverified" for _, s in status[4:]), status
+    assert any("forged" in r for r in doc["seal_log"]["reasons"]), doc["seal_log"]["reasons"]
+    assert "1 entry record(s) do not parse" in result.stderr
+    table = run_log(agency, root, "--event", "boot")
+    assert table.exit_code == 1 and "do not parse" in table.stderr
 
 
 def test_a_deleted_entry_breaks_the_chain_from_there(agency, recording):
@@ -146,7 +173,7 @@ def test_a_log_torn_by_power_loss_is_whole_up_to_the_tear(agency, recording):
     assert result.exit_code == 0
     assert doc["seal_log"]["status"] == "truncated" and doc["seal_log"]["unverified"] == 0
     assert doc["entries"][-1]["event"] != "shutdown"
-    assert "torn record" in result.stderr
+    assert "record torn at offset" in result.stderr and "power loss" in result.stderr, result.stderr
 
 
 def test_bad_folders_are_named(agency, tmp_path, recording):
@@ -245,7 +272,7 @@ def test_follow_reports_a_log_that_stops_verifying(agency, recording):
     try:
         assert len(out.take(12, 60)) == 12  # title, header, 10 entries
         log_file = root / "seallog" / log_files(root / "seallog")[0]
-        rewrite_signed(log_file, REC_LOG_ENTRY, lambda obj: obj["data"].update(forged=True), nth=2)
+        rewrite_signed(log_file, REC_LOG_ENTRY, _forge_monotonic_time, nth=2)
         warnings = err.take(3, 60)
         assert warnings[0].startswith("bodycam log: WARNING: entries already shown were removed or changed")
         assert "entries from seq 2 on are UNVERIFIED" in warnings[1], warnings
