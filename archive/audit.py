@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 ACTIONS = ("search", "view", "export", "label", "unlabel", "classify", "review", "retention", "hold", "release",
            "expire", "attach", "request", "approve", "refuse", "revoke", "grant-expired", "denied", "login",
-           "account", "audit-export", "disc", "sample", "finding", "review-finding", "checkout")
+           "account", "audit-export", "disc", "sample", "finding", "checkout")
 OUTCOMES = ("ok", "refused", "denied", "error")
 MAX_SEGMENTS_LISTED = 200  # a search that returns more lists the first 200 and the count
 
