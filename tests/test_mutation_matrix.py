@@ -620,3 +620,26 @@ def test_dock_synced_time_catches_footage_backdated_after_revocation(agency, tmp
     # Without the revocation both verify: the bound alone is not a fault.
     report, _ = V(anchor).verify_recording(root)
     assert [s.status for s in report.segments] == ["verified", "verified"]
+
+
+def test_recorder_records_with_its_clock_before_its_certificates_notbefore(agency, tmp_path):
+    """A recorder whose clock reads earlier than its certificates' notBefore (a lost RTC
+    cell, no dock sync yet) still opens its state and records (Art. 23); the footage is
+    then judged at its signed time, where the certificate was not yet valid."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    root = agency.enrol(tmp_path / "early", "F000001")
+    later = now + dt.timedelta(days=3)
+    _device_cert(agency, root, start=later, end=later + dt.timedelta(days=365))
+    recipient = pki.load_cert(root / "identity" / "archive-recipient.crt")
+    reissued = (x509.CertificateBuilder().subject_name(recipient.subject).issuer_name(agency.ca.cert.subject)
+                .public_key(recipient.public_key()).serial_number(recipient.serial_number)
+                .not_valid_before(later).not_valid_after(later + dt.timedelta(days=365)))
+    for ext in recipient.extensions:
+        reissued = reissued.add_extension(ext.value, critical=ext.critical)
+    (root / "identity" / "archive-recipient.crt").unlink()
+    pki.write_cert(root / "identity" / "archive-recipient.crt", reissued.sign(agency.ca.key, None))
+    names = record_segments(root, ManualClock(start=now), segments=1, fragments=2)
+    assert len(names) == 1 and (root / "segments" / f"{names[0]}.bcman").exists()
+    report = verify(root, agency)
+    assert report.status == "failed"
+    assert any("certificate" in r for r in report.reasons + [x for s in report.segments for x in s.reasons])

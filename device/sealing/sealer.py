@@ -116,7 +116,7 @@ class DeviceIdentity:
         if key.public_key().public_bytes_raw() != cert.public_key().public_bytes_raw():
             raise SealingError(f"{ident}: device key does not match device certificate")
         rcert = pki.load_cert(ident / pki.RECIPIENT_CERT, "archive recipient certificate")
-        pki.check_cert(rcert, ca, pki.ROLE_ARCHIVE_RECIPIENT, str(ident / pki.RECIPIENT_CERT))
+        pki.check_cert(rcert, ca, pki.ROLE_ARCHIVE_RECIPIENT, str(ident / pki.RECIPIENT_CERT), at=False)
         recipient = rcert.public_key()
         if not isinstance(recipient, X25519PublicKey):
             raise SealingError(f"{ident / pki.RECIPIENT_CERT}: recipient key is not X25519")
