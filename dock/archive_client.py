@@ -124,7 +124,8 @@ class ArchiveClient:
                     raise ArchiveUnavailable(f"archive refused the segment query: HTTP {resp.status}: "
                                              f"{answer.get('error', answer)}")
         found = answer.get("received")
-        if not isinstance(found, list) or not set(found) <= set(digests):
+        if (not isinstance(found, list) or not all(isinstance(d, str) for d in found)
+                or not set(found) <= set(digests)):
             raise ArchiveUnavailable("archive answered the segment query with something other than "
                                      "a subset of the digests asked about")
         return set(found)

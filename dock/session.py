@@ -239,9 +239,14 @@ class DockSession:
             raise SessionError(self.progress.outcome) from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             # Whatever else a recorder can send that our checks missed: the session still
-            # ends, with an outcome and a reason, never a bay stuck in its last phase.
-            self.progress.outcome = (f"failed: the recorder sent something malformed in phase "
-                                     f"{self.progress.phase!r}: {exc.__class__.__name__}: {exc}")
+            # ends, with an outcome and a reason, never a bay stuck in its last phase.  The
+            # same exceptions are also what a defect in the dock raises, so the outcome does
+            # not blame the recorder alone and the trace goes to the log.
+            logging.getLogger(__name__).exception("bay %s: unexpected %s in phase %r", self.bay,
+                                                  exc.__class__.__name__, self.progress.phase)
+            self.progress.outcome = (f"failed in phase {self.progress.phase!r}: {exc.__class__.__name__}: {exc} "
+                                     "(something malformed from the recorder, or a defect in the dock; "
+                                     "the trace is in the dock's log)")
             raise SessionError(self.progress.outcome) from None
         finally:
             if self.progress.outcome is None:  # cancelled, or a bug: still an outcome

@@ -449,3 +449,37 @@ def test_the_archive_answers_which_segments_it_received(agency, tmp_path, servic
         assert len(flagged) == 1 and flagged[0].startswith(name), progress.flagged
     finally:
         rig.close()
+
+
+@pytest.mark.parametrize("answer", [{"received": ["f" * 64]}, {"received": [["a"]]}, {"received": "all"}, {}])
+def test_the_dock_refuses_a_received_answer_out_of_shape(agency, tmp_path, service, answer):
+    """An answer naming digests not asked about, or not a list of them, is refused clearly
+    (it would silence the dock's never-received flag), never a crash."""
+    from aiohttp import web
+
+    async def health(request):
+        return web.json_response({"status": "ok"})
+
+    async def received(request):
+        return web.json_response(answer)
+
+    async def run():
+        app = web.Application()
+        app.router.add_get("/v1/health", health)
+        app.router.add_post("/v1/segments/received", received)
+        config = service.archive.config.server
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(config.certificate, config.key)  # a genuine archive-receipt certificate
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+        await site.start()
+        try:
+            client = ArchiveClient(f"https://127.0.0.1:{runner.addresses[0][1]}", key=service.dock_key,
+                                   certificate=service.dock_cert, ca=service.ca)
+            with pytest.raises(ArchiveUnavailable, match="segment query"):
+                await asyncio.to_thread(client.received, ["0" * 64])
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())

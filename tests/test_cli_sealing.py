@@ -164,7 +164,13 @@ def test_openssl_verifies_a_device_signature(recording, tmp_path):
 def test_demo_command_runs(tmp_path):
     result = run("demo", "--workdir", tmp_path / "d", "--seconds", "4", "--segment-seconds", "2")
     assert result.exit_code == 0, result.output
-    assert "VERIFIED" in result.output
+    lines = result.output.splitlines()
+    # What a newcomer follows: recorded and verified on the recorder, docked through the
+    # archive service, verified again from the archive's copy, an approved export.
+    assert any(l.startswith("on recorder") and l.endswith(", VERIFIED") for l in lines), result.output
+    assert any(l.startswith("docking      dock station-1 -> archive service https://") for l in lines)
+    assert any(l.startswith("docked       bay 1: done;") for l in lines), result.output
+    assert any(l.startswith("verification VERIFIED from the archive") for l in lines), result.output
     assert "its own verifier says: VERIFIED" in result.output  # the approved export of one case (issue 11)
     again = run("demo", "--workdir", tmp_path / "d")
     assert again.exit_code == 2 and "already holds a demo" in again.output

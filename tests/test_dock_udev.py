@@ -14,6 +14,7 @@ import pytest
 from archive.server import RunningServer
 from archive.store import LocalArchive
 from dock.config import DockConfig, MatchConfig
+from dock.registry import Registry
 
 from .conftest import require_root
 from dock.daemon import DockDaemon, bay_for, match_recorder
@@ -76,6 +77,7 @@ class SpyDaemon(DockDaemon):
 
     def __init__(self, config: DockConfig) -> None:  # no keys or archive needed to watch
         self.config = config
+        self.registry = Registry(config.state / "registry.sqlite")  # the loop applies check-out requests
         self._active = {}
         self._requests = {}
         self._wake = {}
