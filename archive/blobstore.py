@@ -236,8 +236,11 @@ class S3BlobStore:
             return fn(**kw)
         except ClientError as exc:
             err = exc.response.get("Error", {})
+            log.error("S3 %s on %s bucket %s: %s: %s", what, self.config.endpoint_url or "aws", self.bucket,
+                      err.get("Code"), err.get("Message"))
             raise StoreError(f"S3 {what}: {err.get('Code')}: {err.get('Message')}") from None
         except BotoCoreError as exc:
+            log.error("S3 %s on %s bucket %s: %s", what, self.config.endpoint_url or "aws", self.bucket, exc)
             raise StoreError(f"S3 {what}: {exc}") from None
 
     def _code(self, fn, **kw) -> tuple[dict | None, str | None]:
@@ -248,6 +251,7 @@ class S3BlobStore:
         except ClientError as exc:
             return None, str(exc.response.get("Error", {}).get("Code"))
         except BotoCoreError as exc:
+            log.error("S3 %s bucket %s: %s", self.config.endpoint_url or "aws", self.bucket, exc)
             raise StoreError(f"S3 {self.config.endpoint_url}: {exc}") from None
 
     def check_bucket(self) -> None:
@@ -264,12 +268,17 @@ class S3BlobStore:
         if code in ("NoSuchBucket", "404") and self.config.create_bucket:
             _, made = self._code(self.client.create_bucket, Bucket=self.bucket, ObjectLockEnabledForBucket=True)
             if made not in (None, "BucketAlreadyOwnedByYou"):
+                log.error("S3 create bucket %s on %s: %s", self.bucket, self.config.endpoint_url or "aws", made)
                 raise StoreError(f"S3 create bucket {self.bucket}: {made}")
             got, code = self._code(self.client.get_object_lock_configuration, Bucket=self.bucket)
         if code is not None:
+            log.error("S3 bucket %s on %s: Object Lock configuration unreadable (%s)", self.bucket,
+                      self.config.endpoint_url or "aws", code)
             raise StoreError(f"S3 bucket {self.bucket}: Object Lock configuration unreadable ({code}); "
                              "the bucket must exist with Object Lock enabled")
         if got.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            log.error("S3 bucket %s on %s does not have Object Lock enabled: refusing to store evidence there",
+                      self.bucket, self.config.endpoint_url or "aws")
             raise StoreError(f"S3 bucket {self.bucket} does not have Object Lock enabled")
         self._checked = True
 
@@ -294,6 +303,7 @@ class S3BlobStore:
                                            ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
                                            **lock)
                 if code not in (None, "PreconditionFailed"):  # PreconditionFailed: stored before
+                    log.error("S3 put of %s to bucket %s: %s", key, self.bucket, code)
                     raise StoreError(f"S3 put {key}: {code}")
                 if put is not None and put.get("VersionId"):
                     if len(self._written) > 100_000:
@@ -318,6 +328,7 @@ class S3BlobStore:
             done, code = self._code(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key,
                                  UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*")
             if code not in (None, "PreconditionFailed"):
+                log.error("S3 complete multipart upload of %s to bucket %s: %s", key, self.bucket, code)
                 raise StoreError(f"S3 complete multipart {key}: {code}")
             if done is not None and done.get("VersionId"):
                 self._written[key[len(self.prefix):]] = done["VersionId"]

@@ -7,6 +7,12 @@ variable BODYCAM_ARCHIVE_CONFIG) and takes ``--json`` for machine output.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,28 @@ import click
 from .config import load_archive_config
 
 SEGMENTS_HELP = "Segments by digest or name (repeat, or several arguments)."
+
+log = logging.getLogger(__name__)
+
+
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send ``message`` (e.g. "READY=1\nSTATUS=…") to systemd's notification
+    socket, as sd_notify(3) does: one datagram to the AF_UNIX address in
+    $NOTIFY_SOCKET (a leading "@" is the abstract namespace).  Returns whether
+    it was sent; False, and nothing else, outside a Type=notify unit or when
+    nothing listens.  (The archive may not import the recorder's notifier.)"""
+    address = (os.environ if env is None else env).get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
+        except OSError as exc:
+            log.warning("sd_notify %r to %s: %s", message.split("\n", 1)[0], address.lstrip("\0"), exc)
+            return False
+    return True
 
 
 def _archive(ctx: click.Context):
@@ -77,21 +105,49 @@ def archive_group(ctx: click.Context, config_path: Path | None) -> None:
     ctx.ensure_object(dict)["config"] = config_path
 
 
+def _ready_once_stoppable(before, status: str, within: float = 30.0) -> None:
+    """Send READY=1 once the SIGTERM handler differs from ``before`` (serve_forever's
+    is installed), looking every 10 ms for at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while signal.getsignal(signal.SIGTERM) is before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sd_notify(f"READY=1\nSTATUS={status}")
+
+
 @archive_group.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The archive config, as after `archive` (the unit's form: "
+                   "`bodycam archive serve --config /etc/bodycam/archive.toml`).")
 @click.pass_context
-def serve(ctx: click.Context) -> None:
+def serve(ctx: click.Context, config_path: Path | None) -> None:
     """Run the archive service until interrupted (SIGINT/SIGTERM).
 
     Listens on [server] listen:port with TLS 1.3; only docks whose
     certificate (role dock) was issued by a configured agency's CA are
-    served.  The receipt keys stay on this host.
+    served.  The receipt keys stay on this host.  Under systemd
+    (Type=notify) it says READY=1 once both listeners are up and STOPPING=1
+    when it stops.
     """
     from .server import serve_forever
 
+    if config_path is not None:
+        ctx.find_object(dict)["config"] = config_path
     archive = _archive(ctx)
-    serve_forever(archive, on_ready=lambda url: click.echo(
-        f"archive service on {url}; store {archive.store.describe()}; agencies "
-        f"{', '.join(archive.agencies)}", err=True))
+
+    def ready(url: str) -> None:
+        status = f"archive service on {url}; store {archive.store.describe()}; agencies {', '.join(archive.agencies)}"
+        click.echo(status, err=True)
+        # bodycam-archive.service is Type=notify: the docks' ordering waits for this.
+        # serve_forever() installs its SIGTERM handler only after this callback; a stop
+        # sent on READY=1 before that would kill it uncleanly, so READY=1 waits for it.
+        threading.Thread(target=_ready_once_stoppable, args=(signal.getsignal(signal.SIGTERM), status),
+                         name="sd-notify-ready", daemon=True).start()
+
+    try:
+        serve_forever(archive, on_ready=ready)
+    finally:
+        sd_notify("STOPPING=1")
+        log.info("archive service stopped")
 
 
 @archive_group.command()

@@ -184,6 +184,7 @@ class Archive:
                 return agency, ev.check_dock_certificate(cert, agency.ca_cert)
             except (BodycamError, ValueError) as exc:
                 problems.append(f"{agency.id}: {exc}")
+        log.warning("refused a client: its certificate is not a dock of any agency here (%s)", "; ".join(problems))
         raise ArchiveError("client certificate is not a dock of any agency here: " + "; ".join(problems))
 
     # -- commit ------------------------------------------------------------------------------
@@ -203,10 +204,13 @@ class Archive:
         log does not verify, StoreError if the store fails.
         """
         agency = self.agency(agency_id)
+        log.info("commit from %s for %s: %d segment(s) named", source, agency.id, len(names))
         rec = ev.verify_recording(agency.ca_cert, recording)
         if not rec.log_ok:
+            log.warning("refused commit from %s: seal log does not verify: %s", source, "; ".join(rec.log_reasons))
             raise SealingError(f"seal log does not verify: {'; '.join(rec.log_reasons)}")
         if not rec.device:
+            log.warning("refused commit from %s: no valid device certificate", source)
             raise SealingError("recording has no valid device certificate")
         now = self.now()
         now_text = ev.utc_text(now)
@@ -214,6 +218,8 @@ class Archive:
         with self.engine.connect() as conn:
             owner = conn.execute(select(ix.devices.c.agency).where(ix.devices.c.device == rec.device)).scalar()
         if owner is not None and owner != agency.id:
+            log.warning("refused commit from %s: device %s belongs to agency %s, not %s", source, rec.device,
+                        owner, agency.id)
             raise ArchiveError(f"device {rec.device} belongs to agency {owner}, not {agency.id}")
         blob_rows: dict[str, dict[str, Any]] = {}
 
@@ -283,7 +289,7 @@ class Archive:
             _insert_ignore(conn, ix.segments, rows, ["segment_digest"])
             stored = {r.segment_digest: r for r in conn.execute(
                 select(ix.segments).where(ix.segments.c.segment_digest.in_([r["segment_digest"] for r in rows])))}
-        receipts = []
+        receipts, receipted = [], set()
         for row in rows:
             s = stored.get(row["segment_digest"])
             if s is None or s.deleted_utc is not None or s.agency != agency.id:
@@ -299,8 +305,17 @@ class Archive:
                 "segment_seq": s.segment_seq, "segment_digest": s.segment_digest,
                 "files": {"segment_sha256": s.segment_blob, "manifest_sha256": s.manifest_blob},
                 "stored_utc": s.imported_utc, "retain_until": s.retain_until}))
+            log.debug("receipt signed: device %s segment %s (%s), retained until %s", s.device, s.name,
+                      s.segment_digest, s.retain_until)
+            receipted.add(s.name)
         log.info("commit from %s: device %s, %d of %d segments receipted", source, rec.device, len(receipts),
                  len(names))
+        unreceipted = [n for n in names if n not in receipted]
+        if unreceipted:
+            # The recorder keeps these: not in the recording, or they did not verify.
+            log.warning("commit from %s: device %s: no receipt for %d segment(s) (not verified or not "
+                        "present; the recorder keeps them): %s", source, rec.device, len(unreceipted),
+                        ", ".join(unreceipted[:20]) + (" …" if len(unreceipted) > 20 else ""))
         return receipts
 
     # -- search --------------------------------------------------------------------------------
@@ -638,13 +653,20 @@ class Archive:
                                   "deleted": [], "failed": []}
         if dry_run:
             return result
+        for item in kept:
+            log.debug("expiry keeps %s %s of %s: %s", item.kind, item.name, item.agency, item.reason)
         for item in expired:
             with self._lock:
                 try:
                     result["deleted"].append(self._tombstone(item, who, when))
                 except (StoreError, ArchiveError) as exc:
+                    log.error("expiry of %s %s of %s failed (kept; the next run retries): %s", item.kind,
+                              item.name, item.agency, exc)
                     result["failed"].append({"digest": item.digest, "error": str(exc)})
             progress(item)
+        (log.error if result["failed"] else log.info)(
+            "expiry by %s: %d deleted with tombstones, %d failed, %d kept (held, under review or not due)",
+            who, len(result["deleted"]), len(result["failed"]), len(kept))
         return result
 
     def _live_references(self, conn: Connection, digests: list[str], *, segment: str | None = None,
@@ -800,6 +822,8 @@ class Archive:
             conn.execute(ix.scrubs.insert().values(
                 started_utc=result.started_utc, finished_utc=result.finished_utc, objects=result.objects,
                 bytes=result.bytes, bad=len(result.bad), report=json.dumps(result.bad)))
+        (log.error if result.bad else log.info)("scrub: %d objects, %d bytes, %d bad, %d orphans",
+                                                result.objects, result.bytes, len(result.bad), result.orphans)
         return result
 
     def alerts(self) -> list[dict[str, Any]]:

@@ -118,3 +118,81 @@ def test_gadget_script_uses_the_device_id_as_serial(tmp_path):
     out = subprocess.run(["sh", "-c", f"{function}\ndevice_id"], capture_output=True, text=True,
                          env={"CERT": str(tmp_path / "state/identity/device.crt"), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "G123456", out.stderr
+
+
+# -- the archive unit is Type=notify: `bodycam archive serve` must say READY=1 ----------------
+
+
+def _notify_listener(path: Path):
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(120)
+    return sock
+
+
+def test_sd_notify_of_the_archive_reaches_a_real_socket_and_is_quiet_outside_systemd(tmp_path):
+    from archive.cli import sd_notify
+
+    with _notify_listener(tmp_path / "notify") as sock:
+        assert sd_notify("READY=1\nSTATUS=up", {"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        assert sock.recv(4096) == b"READY=1\nSTATUS=up"
+    assert not sd_notify("READY=1", {})  # not under systemd: nothing sent, no error
+    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+
+
+def test_sd_notify_of_the_archive_reaches_an_abstract_socket():
+    import socket
+
+    from archive.cli import sd_notify
+
+    name = f"bodycam-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(10)
+        assert sd_notify("STOPPING=1", {"NOTIFY_SOCKET": "@" + name})
+        assert sock.recv(4096) == b"STOPPING=1"
+
+
+def test_archive_serve_as_the_unit_runs_it_says_ready_then_stopping(agency, tmp_path):
+    """The unit's ExecStart= arguments (with a test config): READY=1 only once the
+    listeners are up (its STATUS names the address), STOPPING=1 on SIGTERM, exit 0."""
+    import signal
+    import sys
+
+    from device.sealing import pki
+
+    from .archive_rig import archive_config_toml
+
+    exec_start = re.search(r"^ExecStart=\S+/bodycam (.+)$", (REPO / "systemd/bodycam-archive.service").read_text(),
+                           re.M).group(1).split()
+    assert exec_start == ["archive", "serve", "--config", "/etc/bodycam/archive.toml"]
+    receipt = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", tmp_path / "arch")
+    config = archive_config_toml(tmp_path / "archive", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"))
+    with _notify_listener(tmp_path / "notify") as sock:
+        child = subprocess.Popen([sys.executable, "-m", "bodycam", *exec_start[:-1], str(config)], cwd=REPO,
+                                 env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            sock.settimeout(1)
+            for _ in range(120):
+                try:
+                    ready = sock.recv(4096).decode().split("\n")
+                    break
+                except TimeoutError:
+                    if child.poll() is not None:
+                        pytest.fail(f"archive serve exited {child.returncode} before READY=1: {child.communicate()}")
+            else:
+                child.kill()
+                pytest.fail(f"no READY=1 in 120 s: {child.communicate()}")
+            sock.settimeout(60)
+            assert ready[0] == "READY=1" and re.match(r"STATUS=archive service on https://127\.0\.0\.1:\d+", ready[1]), ready
+            child.send_signal(signal.SIGTERM)
+            assert sock.recv(4096) == b"STOPPING=1"
+            _, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
