@@ -291,7 +291,7 @@ class ArchiveService:
         if (not isinstance(digests, list) or len(digests) > MAX_FILES
                 or not all(isinstance(d, str) and len(d) == 64 and set(d) <= HEX for d in digests)):
             return _error(400, f"body must be {{\"digests\": [at most {MAX_FILES} lower-case SHA-256 hex]}}")
-        found = await asyncio.to_thread(received_segments, self.archive, request[AGENCY].id, digests)
+        found = await asyncio.to_thread(self.archive.received_segments, request[AGENCY].id, digests)
         return web.json_response({"received": sorted(found)})
 
     def _commit(self, agency: str, files: dict[str, str], names: list[str], source: str,
@@ -336,19 +336,6 @@ class ArchiveService:
         return True
 
 
-def received_segments(archive: Archive, agency: str, digests: list[str]) -> set[str]:
-    """The subset of ``digests`` (sealed-segment digests, format §7.3) that ``archive`` has
-    committed for ``agency``, whether still stored or since expired under a tombstone."""
-    from sqlalchemy import select
-
-    from . import index as ix
-
-    s, found = ix.segments, set()
-    with archive.engine.connect() as conn:
-        for start in range(0, len(digests), 500):  # bounded IN lists
-            found.update(conn.execute(select(s.c.segment_digest).where(
-                s.c.agency == agency, s.c.segment_digest.in_(digests[start:start + 500]))).scalars())
-    return found
 
 
 def _sha256_path(path: Path):

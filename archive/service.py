@@ -892,6 +892,17 @@ class Archive:
             "alerts": alerts,
         }
 
+    def received_segments(self, agency: str, digests: list[str]) -> set[str]:
+        """The subset of ``digests`` (sealed-segment digests, format §7.3) that this
+        archive has committed for ``agency``, whether still stored or since expired
+        under a tombstone (``POST /v1/segments/received``, format §13b)."""
+        s, found = ix.segments, set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(digests), 500):  # bounded IN lists
+                found.update(conn.execute(select(s.c.segment_digest).where(
+                    s.c.agency == agency, s.c.segment_digest.in_(digests[start:start + 500]))).scalars())
+        return found
+
     # -- export ----------------------------------------------------------------------------------
 
     @audited("export", agency_from=device_agency)

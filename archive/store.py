@@ -45,3 +45,8 @@ class LocalArchive(Archive):
                department: str | None = None, agency: str | None = None) -> list[dict[str, str]]:
         """The dock session's commit interface, in process (tests, tools)."""
         return self.commit_recording(agency, recording, names, source=source, sub_unit=department)
+
+    def received(self, digests: list[str]) -> set[str]:
+        """The dock session's question to the archive service (``POST /v1/segments/received``),
+        in process: which of these deleted segments did this archive receive?"""
+        return self.received_segments(self.agency(None).id, list(digests))

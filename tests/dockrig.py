@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive.server import received_segments
 from archive.store import LocalArchive
 from device.sealing.clock import ManualClock
 from device.docklink import DockLink
@@ -18,15 +17,6 @@ from dock.session import DockIdentity, DockSession
 from .conftest import Agency, fragment_bytes
 
 
-class InProcessArchive(LocalArchive):
-    """A LocalArchive answering a dock session in process: ``commit`` as the archive
-    service's ``POST /v1/commits`` does, ``received`` as its ``POST /v1/segments/received``
-    (the same query, archive/server.py ``received_segments``)."""
-
-    def received(self, digests: list[str]) -> set[str]:
-        return received_segments(self, self.agency(None).id, list(digests))
-
-
 @dataclass
 class Rig:
     agency: Agency
@@ -36,7 +26,7 @@ class Rig:
     link: DockLink
     port: int
     identity: DockIdentity
-    archive: InProcessArchive
+    archive: LocalArchive
     registry: Registry
     clock: ManualClock
 
@@ -92,7 +82,7 @@ def make_rig(agency: Agency, root: Path, device_id: str = "D000001") -> Rig:
     link = DockLink(sealing, health=lambda: health)
     port = link.start("127.0.0.1")
     identity = DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path)
-    archive = InProcessArchive.open(root / "archive", agency.ca_cert_path, receipt_key, receipt_key.with_suffix(".crt"))
+    archive = LocalArchive.open(root / "archive", agency.ca_cert_path, receipt_key, receipt_key.with_suffix(".crt"))
     registry = Registry(root / "dock" / "registry.sqlite")
     rig = Rig(agency, root, state, sealing, link, port, identity, archive, registry, clock)
     rig.health = health

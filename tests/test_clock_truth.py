@@ -147,7 +147,7 @@ def test_the_docks_sync_reaches_later_segments_after_a_restart(agency, tmp_path)
     """A real docking syncs the running recorder; after a restart, segments carry the bound."""
     import asyncio
 
-    from .dockrig import InProcessArchive
+    from archive.store import LocalArchive
     from device.config import DockLinkConfig
     from dock.registry import Registry
     from dock.session import DockIdentity, DockSession
@@ -169,7 +169,7 @@ def test_the_docks_sync_reaches_later_segments_after_a_restart(agency, tmp_path)
         session = DockSession(
             identity=DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path),
             url=f"https://127.0.0.1:{port}", bay=1, expected_device="K000003",
-            archive=InProcessArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
+            archive=LocalArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
                                       receipt_key.with_suffix(".crt")),
             registry=Registry(tmp_path / "dock" / "registry.sqlite"), staging=tmp_path / "staging",
             require_clock_synced=True, timeout=10)

@@ -46,7 +46,7 @@ def fill(card: Path) -> None:
 
 def test_a_full_card_still_starts_alarms_and_serves_the_dock_link(agency, small_card, tmp_path):
     from dock.session import DockIdentity, DockSession
-    from .dockrig import InProcessArchive
+    from archive.store import LocalArchive
     from device.sealing import pki
     from dock.registry import Registry
     import asyncio
@@ -76,7 +76,7 @@ def test_a_full_card_still_starts_alarms_and_serves_the_dock_link(agency, small_
         dock_key = pki.issue_keypair(agency.ca, pki.ROLE_DOCK, "dock-1", keys / "dock")
         receipt_key = pki.issue_keypair(agency.ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", keys / "arch")
         identity = DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path)
-        archive = InProcessArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
+        archive = LocalArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
                                     receipt_key.with_suffix(".crt"))
         session = DockSession(identity=identity, url=f"https://127.0.0.1:{port}", bay=1,
                               expected_device="F000001", archive=archive,

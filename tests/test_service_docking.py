@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from .dockrig import InProcessArchive
+from archive.store import LocalArchive
 from device.config import DockLinkConfig, load_hw_config
 from device.daemon import SystemdNotifier
 from device.sealing import pki
@@ -60,7 +60,7 @@ def test_assignment_reaches_the_recorder_and_every_later_segment(agency, tmp_pat
     session = DockSession(
         identity=DockIdentity.load(dock_key, dock_key.with_suffix(".crt"), agency.ca_cert_path),
         url=f"https://127.0.0.1:{port}", bay=1, expected_device="S000009",
-        archive=InProcessArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
+        archive=LocalArchive.open(tmp_path / "archive", agency.ca_cert_path, receipt_key,
                                   receipt_key.with_suffix(".crt")),
         registry=registry, staging=tmp_path / "dock" / "staging")
     progress = asyncio.run(session.run())
