@@ -28,7 +28,6 @@ import shutil
 import ssl
 import tarfile
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from .access import Access
 from .accounts import AccessDenied, Account, Accounts, LoginFailed, require_role
 from .audit import audit_of, current_actor
 from .grants import Grants
+from .threaded import ThreadedSite
 
 log = logging.getLogger(__name__)
 ACCOUNT: web.RequestKey = web.RequestKey("account", object)
@@ -278,55 +278,22 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class RunningPeopleAPI:
-    """The people's API on its own thread (tests, the demo, ``archive serve``)."""
+class RunningPeopleAPI(ThreadedSite):
+    """The people's API on its own thread (tests, the demo, ``archive serve``); it
+    time-stamps the audit trail's head on schedule alongside."""
+
+    thread_name = "archive-people-api"
 
     def __init__(self, archive, host: str | None = None, port: int | None = None) -> None:
         cfg = archive.config.lawful_use.people
         self.api = PeopleAPI(archive)
-        self.host = host or cfg.listen
-        self.port = cfg.port if port is None else port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-people-api", daemon=True)
+        super().__init__(host or cfg.listen, cfg.port if port is None else port)
 
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+    def app(self) -> web.Application:
+        return self.api.app()
 
-    def start(self) -> "RunningPeopleAPI":
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        return self
+    def ssl_context(self) -> ssl.SSLContext:
+        return self.api.ssl_context()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(self.api.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.api.ssl_context())
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        stamper = asyncio.create_task(self.api.stamp_on_schedule(self._stop))
-        try:
-            await self._stop.wait()
-        finally:
-            await stamper
-            await runner.cleanup()
-
-    def stop(self) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(30)
+    async def alongside(self, stop: asyncio.Event) -> None:
+        await self.api.stamp_on_schedule(stop)

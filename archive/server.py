@@ -45,6 +45,7 @@ from . import evidence as ev
 from .blobstore import HEX, LocalBlobStore, StoreError
 from .config import ArchiveConfig
 from .service import Archive, ArchiveError, staging_dir, temp_recording
+from .threaded import ThreadedSite
 
 log = logging.getLogger(__name__)
 MAX_JSON = 4 * 1024 * 1024
@@ -346,55 +347,22 @@ def _sha256_path(path: Path):
     return h
 
 
-class RunningServer:
+class RunningServer(ThreadedSite):
     """The service on its own thread and event loop (tests, the demo, the bench)."""
+
+    thread_name = "archive-service"
+    runner_options = {"handler_cancellation": True}
 
     def __init__(self, archive: Archive, host: str | None = None, port: int | None = None) -> None:
         self.service = ArchiveService(archive)
-        self.host = host or archive.config.server.listen
-        self.port = archive.config.server.port if port is None else port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-service", daemon=True)
+        super().__init__(host or archive.config.server.listen,
+                         archive.config.server.port if port is None else port)
 
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
+    def app(self) -> web.Application:
+        return self.service.app()
 
-    def start(self) -> "RunningServer":
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(self.service.app(), access_log=None, handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.service.ssl_context())
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def stop(self) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(30)
+    def ssl_context(self) -> ssl.SSLContext:
+        return self.service.ssl_context()
 
 
 def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:

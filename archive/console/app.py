@@ -53,6 +53,7 @@ from ..audit import audit_of, current_actor
 from ..grants import Grants
 from . import i18n
 from .i18n import _
+from ..threaded import ThreadedSite
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -306,56 +307,22 @@ def session_key_from(text: str) -> bytes:
     return key
 
 
-class RunningConsole:
+class RunningConsole(ThreadedSite):
     """The console on its own thread (tests, the demo, ``archive console``)."""
+
+    thread_name = "archive-console"
+    runner_options = {"shutdown_timeout": 2}
 
     def __init__(self, archive, *, host: str = "127.0.0.1", port: int = 0, dock_status: list[Path] = (),
                  session_key: bytes | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.console = Console(archive, dock_status=dock_status, session_key=session_key, tls=tls)
-        self.host, self.port = host, port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-console", daemon=True)
+        super().__init__(host, port)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}"
+    def app(self) -> web.Application:
+        return self.console.app()
 
-    def start(self) -> "RunningConsole":
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(self.console.app(), access_log=None, shutdown_timeout=2)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.console.ssl_context())
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def stop(self) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(30)
+    def ssl_context(self) -> ssl.SSLContext:
+        return self.console.ssl_context()
 
 
 def dumps(value: Any) -> str:
