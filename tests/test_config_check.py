@@ -133,8 +133,14 @@ def dock_variant(tmp_path, old: str, new: str) -> Path:
     ('address = "fe80::ff:fe00:1"', 'address = "fe80::ff:fe00:1%usb0"', "recorder.address"),
     ('address = "fe80::ff:fe00:1"', 'address = "recorder.local"', "is not an IP address"),
     ("shift_minutes = 600", 'shift_minutes = "600"', "readiness.shift_minutes: Input should be a valid integer"),
-    ("retention_days = 183", "retention_days = 30", "retention_days: Input should be greater than or equal to 183"),
-    ('kind = "local"', 'kind = "local"\nbucket = "x"', "archive.bucket: unknown key"),
+    ("timeout_seconds = 120", "timeout_seconds = 2", "archive.timeout_seconds: Input should be greater than or equal to 5"),
+    ("timeout_seconds = 120", "timeout_seconds = 7200", "archive.timeout_seconds: Input should be less than or equal to 3600"),
+    ('url = "https://archive.example.internal:8444"', 'url = "http://archive.example.internal:8444"', "archive.url"),
+    ('url = "https://archive.example.internal:8444"', 'url = "https://archive.example.internal:8444"\nbucket = "x"',
+     "archive.bucket: unknown key"),
+    # the round-1 in-process archive table: the dock now holds no archive key
+    ('url = "https://archive.example.internal:8444"', 'kind = "local"\nreceipt_key = "/etc/bodycam/archive/receipt.key"',
+     "archive.url: required key is missing"),
 ])
 def test_bad_dock_configs_are_refused(tmp_path, old, new, message):
     path = dock_variant(tmp_path, old, new)
