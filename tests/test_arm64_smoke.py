@@ -40,7 +40,7 @@ def test_record_seal_verify_and_the_recorder_package_on_arm64_bookworm(tmp_path)
     # The package: its maintainer scripts made the user and the state directory,
     # checked the config, and the installed program passes its self-test.
     root = work / "root"
-    assert "/etc/bodycam/sim.toml: OK (sim" in result.stderr, result.stderr[-3000:]
+    assert "/etc/bodycam/sim.toml: OK, hw-config (sim, camera pyav" in result.stderr, result.stderr[-3000:]
     passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}
     assert passwd["bodycam"][5] == "/var/lib/bodycam"
     state = (root / "var/lib/bodycam").stat()

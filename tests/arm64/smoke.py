@@ -18,7 +18,8 @@ for package in ("bodycam", "device", "dock", "archive"):
     module = importlib.import_module(package)
     imported.append(package)
     for info in pkgutil.walk_packages(module.__path__, package + "."):
-        if info.name == "bodycam.__main__":
+        # bodycam.__main__ runs the CLI; alembic's env.py only runs inside alembic's context
+        if info.name in ("bodycam.__main__", "archive.migrations.env"):
             continue
         importlib.import_module(info.name)
         imported.append(info.name)

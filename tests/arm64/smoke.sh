@@ -53,7 +53,7 @@ rm -rf "$WORK/wheel" "$ROOT/opt/site"
 "$HOST_PYTHON" -m pip install --quiet --disable-pip-version-check --target "$ROOT/opt/site" \
     --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --platform linux_aarch64 \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-    --only-binary=:all: "$WORK"/wheel/bodycam-*.whl
+    --only-binary=:all: "$(ls "$WORK"/wheel/bodycam-*.whl)[recorder,dock,archive]"   # every part: smoke.py imports all
 cp "$REPO/tests/arm64/smoke.py" "$ROOT/opt/smoke.py"
 mkdir -p "$ROOT/opt/hw-configs"
 cp "$REPO/hw-configs/sim.toml" "$ROOT/opt/hw-configs/"
