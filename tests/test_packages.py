@@ -276,6 +276,65 @@ def test_the_packaged_dock_starts_as_its_user_with_the_example_config(station_ro
 
 
 @pytest.mark.slow
+def test_the_packaged_archive_starts_as_its_user_with_the_example_config(station_root, tmp_path):
+    """Put the archive's keys at the packaged config's paths, then run the unit's
+    ExecStart= as bodycam-archive in the chroot (free ports: the example's fixed
+    ones are changed to 0): READY=1 on a real AF_UNIX NOTIFY_SOCKET once it
+    listens, STOPPING=1 and exit 0 on SIGTERM, its index made in its state."""
+    from device.sealing import pki
+
+    root, _ = station_root
+    installed = root / "etc/bodycam/archive.toml"
+    config = tomllib.loads(installed.read_text())
+    ca = pki.create_ca(tmp_path / "ca", "Package Test Agency")
+    key = root / config["server"]["key"].lstrip("/")
+    assert pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-1", key.parent, stem=key.stem) == key
+    (agency,) = config["agencies"]
+    assert (root / agency["receipt_key"].lstrip("/")) == key
+    shutil.copy(tmp_path / "ca/ca.crt", root / agency["ca"].lstrip("/"))
+    text = installed.read_text()
+    assert 'listen = "0.0.0.0"\nport = 8444\n' in text
+    installed.write_text(text.replace('listen = "0.0.0.0"\nport = 8444\n', 'listen = "127.0.0.1"\nport = 0\n')
+                         + "\n[lawful_use.people]\nport = 0\n")
+    chroot(root, "chown", "-R", "bodycam-archive:bodycam-archive", "/var/lib/bodycam-archive")
+    uid = chroot(root, "id", "-u", "bodycam-archive").stdout.strip()
+    gid = chroot(root, "id", "-g", "bodycam-archive").stdout.strip()
+    exec_start = re.search(r"^ExecStart=(.+)$", (root / "lib/systemd/system/bodycam-archive.service").read_text(), re.M)
+
+    notify_dir = root / "run/bodycam-test-archive"
+    notify_dir.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_dir / "notify"))
+    os.chmod(notify_dir / "notify", 0o777)
+    try:
+        proc = subprocess.Popen(["chroot", f"--userspec={uid}:{gid}", str(root), "/usr/bin/env", "-i",
+                                 "PATH=/usr/bin:/bin", "NOTIFY_SOCKET=/run/bodycam-test-archive/notify",
+                                 *exec_start.group(1).split()],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sock.settimeout(1)
+        for _ in range(180):
+            try:
+                message = sock.recv(4096).decode()
+                break
+            except TimeoutError:
+                if proc.poll() is not None:
+                    pytest.fail(f"archive serve exited {proc.returncode} before READY=1: {proc.communicate()}")
+        else:
+            proc.kill()
+            pytest.fail(f"no READY=1 in 180 s: {proc.communicate()}")
+        assert message.split("\n")[0] == "READY=1", message
+        assert re.search(r"^STATUS=archive service on https://127\.0\.0\.1:\d+", message, re.M), message
+        sock.settimeout(60)
+        proc.terminate()
+        assert sock.recv(4096) == b"STOPPING=1"
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert (root / "var/lib/bodycam-archive/index.sqlite").stat().st_uid == int(uid)
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
 def test_purging_the_station_keeps_the_evidence(station_root):
     """Removing the package never removes what the archive holds."""
     root, _ = station_root
