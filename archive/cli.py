@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +102,6 @@ def archive_group(ctx: click.Context, config_path: Path | None) -> None:
     ctx.ensure_object(dict)["config"] = config_path
 
 
-def _ready_once_stoppable(before, status: str, within: float = 30.0) -> None:
-    """Send READY=1 once the SIGTERM handler differs from ``before`` (serve_forever's
-    is installed), looking every 10 ms for at most ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while signal.getsignal(signal.SIGTERM) is before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sd_notify(f"READY=1\nSTATUS={status}")
-
-
 @archive_group.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The archive config, as after `archive` (the unit's form: "
@@ -138,10 +126,8 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
         status = f"archive service on {url}; store {archive.store.describe()}; agencies {', '.join(archive.agencies)}"
         click.echo(status, err=True)
         # bodycam-archive.service is Type=notify: the docks' ordering waits for this.
-        # serve_forever() installs its SIGTERM handler only after this callback; a stop
-        # sent on READY=1 before that would kill it uncleanly, so READY=1 waits for it.
-        threading.Thread(target=_ready_once_stoppable, args=(signal.getsignal(signal.SIGTERM), status),
-                         name="sd-notify-ready", daemon=True).start()
+        # serve_forever() has installed its stop handlers before calling back.
+        sd_notify(f"READY=1\nSTATUS={status}")
 
     try:
         serve_forever(archive, on_ready=ready)

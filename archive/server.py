@@ -372,12 +372,13 @@ def serve_forever(archive: Archive, on_ready=lambda url: None) -> None:
 
     from .people_api import RunningPeopleAPI  # people: approvals, viewing, export (archive/people_api.py)
 
-    server = RunningServer(archive).start()
-    people = RunningPeopleAPI(archive).start()
-    on_ready(f"{server.url} (docks), {people.url} (people)")
+    # The stop handlers come first: under systemd a stop may follow READY=1 at once.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    server = RunningServer(archive).start()
+    people = RunningPeopleAPI(archive).start()
+    on_ready(f"{server.url} (docks), {people.url} (people)")
 
     def scrubber() -> None:
         while not stop.wait(archive.watch.scrub_every_hours * 3600):
