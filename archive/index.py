@@ -66,6 +66,7 @@ devices = Table(
     Column("head_seq", Integer),
     Column("head_digest", String(64)),
     Column("agency", String(64)),
+    Column("head_attestation", Text),  # signed log-head attestation (format §12.1) of head_seq/head_digest
     Column("last_docked_utc", String(32)),
     Column("last_source", Text),
 )
