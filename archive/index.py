@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 metadata = MetaData()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0003"
+HEAD = "0004"
 
 segments = Table(
     "segments", metadata,
