@@ -494,15 +494,22 @@ def test_each_docking_leaves_a_log_head_attestation_the_verifier_accepts(agency,
     from device.sealing.verifier import Verifier
 
     ca = pki.load_cert(agency.ca_cert_path)
+    config = tmp_path / "svc" / "archive" / "archive.toml"  # the service fixture's
     rig = make_rig(agency, tmp_path / "r")
     try:
         heads = []
         for docking in range(2):
             rig.record(2)
             assert dock_through(rig, service).outcome == "done"
-            message = service.archive.log_head_attestation("D000001")
+            # as a keeper hands it out: `bodycam archive attestation DEVICE --out FILE`
             path = tmp_path / f"attestation-{docking}.json"
-            path.write_text(json.dumps(message))
+            out = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D000001",
+                                            "--out", str(path)])
+            assert out.exit_code == 0, out.output
+            assert json.loads(path.read_text()) == service.archive.log_head_attestation("D000001")
+            again = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D000001",
+                                              "--out", str(path)])
+            assert again.exit_code == 2 and "exists" in again.output, again.output  # never overwritten
             attested = load_attestation(path, ca).payload
             export = service.archive.export_recording("D000001", tmp_path / f"export-{docking}")
             report, _ = Verifier(ca).verify_recording(export)
@@ -521,6 +528,13 @@ def test_each_docking_leaves_a_log_head_attestation_the_verifier_accepts(agency,
         rig.close()
 
 
-def test_no_attestation_for_a_device_the_archive_never_saw(service):
+def test_no_attestation_for_a_device_the_archive_never_saw(service, tmp_path):
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+
     with pytest.raises(UsageError, match="D999999"):
         service.archive.log_head_attestation("D999999")
+    config = tmp_path / "svc" / "archive" / "archive.toml"
+    out = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D999999"])
+    assert out.exit_code == 2 and "D999999" in out.output and "Traceback" not in out.output, out.output
