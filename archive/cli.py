@@ -174,6 +174,41 @@ def search(ctx: click.Context, agency, sub_unit, device, officer, party, case_nu
 
 
 @archive_group.command()
+@click.argument("device")
+@click.option("--agency", help="Agency ID (required when several share the archive).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write it to this new file (never overwritten) instead of standard output.")
+@click.pass_context
+def attestation(ctx: click.Context, device: str, agency: str | None, out: Path | None) -> None:
+    """Print the archive's latest log-head attestation of DEVICE.
+
+    The signed message (docs/format.md §12.1) the archive made when it
+    recorded the device's seal-log head at a docking: give it to a court
+    with the recording, for `bodycam verify --attestation FILE`, which fails
+    a recording whose seal log was cut below that head.  Exit 1 if the
+    archive has none for the device yet (indexed before revision 0004 and
+    not docked since).
+    """
+    archive = _archive(ctx)
+    message = archive.log_head_attestation(device, archive.agency(agency).id)
+    if message is None:
+        click.echo(f"bodycam: error: no log-head attestation of {device} yet (it has not docked since the "
+                   "archive began to sign them)", err=True)
+        raise SystemExit(1)
+    text = json.dumps(message, indent=1) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise click.UsageError(f"--out {out}: {exc.strerror or exc}") from None
+
+
+@archive_group.command()
 @click.argument("segments", nargs=-1)
 @click.option("--agency", help="Agency ID (required when several share the archive).")
 @click.option("--by", "who", help="Officer or keeper making the change (recorded; required to change).")

@@ -27,6 +27,7 @@ from device.sealing.format import FORMAT_VERSION, MAX_RECORD_BODY, RECORD_PREFIX
 from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_HEAD, CTX_DOCUMENT_SEAL,
                                      CTX_GRANT_DECISION, CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE,
                                      sign_message)
+from device.sealing.attestation import sign_attestation
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.safeio import read_bounded
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE, read_chain
@@ -71,6 +72,7 @@ class VerifiedRecording:
     head_digest: str | None
     segments: dict[str, VerifiedSegment] = field(default_factory=dict)  # receiptable only, by name
     refused: dict[str, str] = field(default_factory=dict)  # name -> why not receiptable
+    device_certificate: str | None = None  # SHA-256 fingerprint of identity/device.crt (hex)
 
 
 def now_utc() -> dt.datetime:
@@ -86,7 +88,8 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
     log = report.seal_log
     out = VerifiedRecording(device=report.device or "", log_ok=log.usable,
                             log_reasons=list(log.reasons) + list(report.reasons),
-                            head_seq=log.head_seq, head_digest=log.head_digest)
+                            head_seq=log.head_seq, head_digest=log.head_digest,
+                            device_certificate=report.device_certificate)
     by_name = {g.report.name: g for g in good}
     for seg in report.segments:
         g = by_name.get(seg.name)
@@ -155,6 +158,18 @@ def write_excerpt_index(recording: Path, device: str, names: list[str], created_
 def sign_record(key: Ed25519PrivateKey, cert: x509.Certificate, payload: dict[str, Any]) -> dict[str, str]:
     """Sign a receipt, tombstone or document seal (format §12 envelope)."""
     return sign_message(key, cert, payload)
+
+
+def sign_log_head(key: Ed25519PrivateKey, cert: x509.Certificate, archive: str, rec: "VerifiedRecording",
+                  when: dt.datetime) -> str | None:
+    """The archive's log-head attestation (format §12.1) of the seal log it
+    received in ``rec``, as JSON text of the signed message; None when the log
+    has no head or no device certificate (nothing to attest)."""
+    if rec.head_seq is None or not rec.head_digest or not rec.device_certificate or not rec.device:
+        return None
+    return json.dumps(sign_attestation(key, cert, archive=archive, device=rec.device,
+                                       device_certificate=rec.device_certificate, head_seq=rec.head_seq,
+                                       head_digest=rec.head_digest, when=when), indent=1)
 
 
 def check_dock_certificate(cert: x509.Certificate, ca_cert: x509.Certificate) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 metadata = MetaData()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0003"
+HEAD = "0004"
 
 segments = Table(
     "segments", metadata,
@@ -66,6 +66,7 @@ devices = Table(
     Column("head_seq", Integer),
     Column("head_digest", String(64)),
     Column("agency", String(64)),
+    Column("head_attestation", Text),  # signed log-head attestation (format §12.1) of head_seq/head_digest
     Column("last_docked_utc", String(32)),
     Column("last_source", Text),
 )

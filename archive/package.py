@@ -15,7 +15,9 @@ its SHA-256 in ``manifest.json``, which the archive signs in
     trust/archive-receipt.crt
     originals/<device>/      sealed originals as recorded, an excerpt (format §10.1): identity/device.crt,
                              seallog/*.log, segments/<name>.bcseg + .bcman of the chosen segments (never
-                             watermarked, never re-encoded) and excerpt.json naming them
+                             watermarked, never re-encoded), excerpt.json naming them and
+                             log-head-attestation.json: the archive's latest signed log head of
+                             the device (format §12.1); the seal log must reach it
     media/<name>.mp4|.jpg    the plaintext, byte for byte what the recorder signed (playable)
     viewing/<name>-viewing…  copies watermarked with the recipient and time (not evidence)
     thumbnails/<name>.jpg
@@ -58,6 +60,7 @@ from .report import render_package_report
 from .watermark import watermark, watermark_text
 
 PACKAGE_FORMAT = "bodycam-package/1"
+LOG_HEAD_ATTESTATION = "log-head-attestation.json"  # in originals/<device>/ (format §12.1)
 CTX_ATTESTATION = ev.CTX_PACKAGE_ATTESTATION
 VERIFIER = Path(__file__).resolve().parent / "standalone_verifier.py"
 RTC_DRIFT_PPM = 20  # a Pi's RTC crystal without temperature compensation (DS3231: 2 ppm); the bound is conservative
@@ -175,6 +178,15 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
     try:
         folders = access.lay_out(rows, tmp / "originals", purpose=grant.case_number or grant.reason or "")
         plains = access.decrypt(agency.id, folders, set(grant.segments))
+        # format §12.1: the archive's own signed word on how far each device's seal log reached, so a
+        # recipient can tell a log cut together with its newest segments from a whole one.
+        head_attestations: dict[str, str] = {}
+        for device, folder in folders.items():
+            message = archive.log_head_attestation(device, agency.id)
+            if message is not None:
+                rel = f"originals/{device}/{LOG_HEAD_ATTESTATION}"
+                (tmp / rel).write_text(json.dumps(message, indent=1))
+                head_attestations[device] = rel
         for sub in ("trust", "media", "thumbnails", "audit", "report") + (("viewing",) if viewing_copies else ()):
             (tmp / sub).mkdir()
         pem = serialization.Encoding.PEM
@@ -284,6 +296,7 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             "archive": agency.archive_id, "case": grant.case_number, "recipient": recipient,
             "grant": {"id": grant.id, "approver": grant.decided_by, "decision": grant.decision},
             "files": files, "segments": segments, "seal_log_heads": heads, "seal_log_stamps": seal_stamps,
+            "log_head_attestations": head_attestations,
             "audit": "audit/audit.jsonl", "report_html": "report/report.html", "verifier": "verify_package.py",
         }
         manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()

@@ -277,14 +277,18 @@ class Archive:
                              .values(retain_until=row["retain_until"]))
             _insert_ignore(conn, ix.seal_log_files, log_files, ["device", "file", "blob"])
             known = conn.execute(select(ix.devices.c.head_seq).where(ix.devices.c.device == rec.device)).first()
+            # What the archive saw, when (format §12.1): signed with the head it records, never otherwise.
+            head_attestation = ev.sign_log_head(agency.receipt_key, agency.receipt_cert, agency.archive_id, rec, now)
             if known is None:
                 conn.execute(ix.devices.insert().values(
                     device=rec.device, certificate_blob=cert_blob, head_seq=rec.head_seq,
-                    head_digest=rec.head_digest, agency=agency.id, last_docked_utc=now_text, last_source=source))
+                    head_digest=rec.head_digest, head_attestation=head_attestation, agency=agency.id,
+                    last_docked_utc=now_text, last_source=source))
             else:
                 values = {"last_docked_utc": now_text, "last_source": source, "agency": agency.id}
                 if known[0] is None or (rec.head_seq is not None and rec.head_seq >= known[0]):
-                    values.update(head_seq=rec.head_seq, head_digest=rec.head_digest, certificate_blob=cert_blob)
+                    values.update(head_seq=rec.head_seq, head_digest=rec.head_digest, certificate_blob=cert_blob,
+                                  head_attestation=head_attestation)
                 conn.execute(update(ix.devices).where(ix.devices.c.device == rec.device).values(**values))
             _insert_ignore(conn, ix.segments, rows, ["segment_digest"])
             stored = {r.segment_digest: r for r in conn.execute(
@@ -929,6 +933,18 @@ class Archive:
             self._copy(r.segment_blob, out / ev.SEGMENTS_DIR / f"{r.name}{ev.SEGMENT_SUFFIX}")
             self._copy(r.manifest_blob, out / ev.SEGMENTS_DIR / f"{r.name}{ev.MANIFEST_SUFFIX}")
         return out
+
+    def log_head_attestation(self, device: str, agency: str | None = None) -> dict[str, str] | None:
+        """The archive's latest signed log-head attestation of ``device`` (format
+        §12.1: a signed message {payload, signature, certificate}), made when it
+        recorded the device's seal-log head at a docking; None if it has none yet
+        (a device indexed before revision 0004 that has not docked since).
+        UsageError if the device is not in the archive (of ``agency``)."""
+        with self.engine.connect() as conn:
+            dev = conn.execute(select(ix.devices).where(ix.devices.c.device == device)).first()
+        if dev is None or (agency is not None and dev.agency != agency):
+            raise UsageError(f"no footage from device {device!r} in the archive")
+        return json.loads(dev.head_attestation) if dev.head_attestation else None
 
     def _copy(self, digest: str, target: Path) -> None:
         with self.store.open(digest) as src, open(target, "wb") as dst:

@@ -28,7 +28,8 @@ archive and chain as stated.  What it does not prove: that the trust anchor
 is the agency's (compare its fingerprint with the one the agency publishes,
 or use ``--ca``); that the recorder's clock was right (see the clock state
 and the dock's clock-sync entries); that the seal log shown is the device's
-whole log (ask the archive for its latest log-head attestation, §12.1); what
+whole log beyond the archive's log-head attestation in the package (§12.1: a log
+cut below it fails; entries after it were not yet received); what
 happened outside the picture; anything about the watermarked viewing copies
 (they are re-encoded for viewing and are not evidence).
 
@@ -286,6 +287,8 @@ EVENT_DATA = {  # §5.1: the kinds the verifier interprets
     "deletion": {"segment_seq": COUNT, "segment": SEGMENT, "digest": HEX32, "reason": _text(200)},
 }
 OPTIONAL = {"segment-sealed": {"recovered"}}
+LOG_HEAD = {"ctx": STR, "v": _version, "archive": _text(64), "device": DEVICE_ID, "device_certificate": HEX32,
+            "head_seq": COUNT, "head_digest": HEX32, "attested_utc": UTC}  # §12.1
 
 
 def check_fields(obj: Any, schema: dict[str, Check], what: str, optional: set[str] | frozenset = frozenset()) -> None:
@@ -1274,6 +1277,19 @@ def verify_package(root: Path, ca_path: Path | None = None) -> Result:
                     raise ValueError("archive receipt names another segment")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             result.fail(f"segment {name}: {exc}")
+    for device, rel in sorted((manifest.get("log_head_attestations") or {}).items()):
+        try:
+            if rel != f"originals/{device}/log-head-attestation.json":
+                raise ValueError(f"named {rel!r}, not in the device's folder")
+            key = f"originals/{device}"
+            rep = recordings.get(key) or verify_recording(root / key, ca)
+            result.ok(check_log_head(root / rel, rep, root / key, ca))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            result.fail(f"log-head attestation of {device}: {exc}")
+    for key in sorted(recordings):
+        if Path(key).name not in (manifest.get("log_head_attestations") or {}):
+            result.notes.append(f"{key}: no log-head attestation of the archive; that its seal log is whole is "
+                                "not shown (§12.1)")
     for device, stamps in (manifest.get("seal_log_stamps") or {}).items():
         log = next((r.log for k, r in recordings.items() if Path(k).name == device), None)
         for st in stamps:
@@ -1321,6 +1337,38 @@ def _verify_original(base: Path, ca: x509.Certificate, result: Result) -> Record
               f"certificate; head #{len(rep.log.entries) - 1} {rep.log.digests[-1]}"
               + (f"; {len(excluded)} segments of other cases left out (excerpt)" if excluded else ""))
     return rep
+
+
+def check_log_head(path: Path, rep: RecordingReport, folder: Path, ca: x509.Certificate) -> str:
+    """The archive's log-head attestation (§12.1) at ``path`` against the seal
+    log of ``folder`` (verified in ``rep``): the chain must reach the attested
+    entry and hold the attested digest there, so a log cut at a record boundary
+    together with its newest segments fails.  Returns what was shown; ValueError
+    says why not."""
+    try:
+        envelope = json.loads(bytes(read_regular(path, 2 * MAX_MESSAGE, "log-head attestation")))
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path.name}: not JSON ({exc})") from None
+    p, archive = open_envelope(envelope, ca, LOG_HEAD_CTX, "archive-receipt", at=lambda q: _utc(q["attested_utc"]))
+    try:
+        check_fields(p, LOG_HEAD, path.name)
+    except Malformed as exc:
+        raise ValueError(str(exc)) from None
+    cert = x509.load_pem_x509_certificate(bytes(read_regular(folder / "identity" / "device.crt", MAX_CERT_FILE,
+                                                             "device certificate")))
+    if (p["device"], p["device_certificate"]) != (rep.device, fingerprint(cert)):
+        raise ValueError(f"it is for device {p['device']} certificate {p['device_certificate'][:16]}…, not this "
+                         "folder's")
+    entries = len(rep.log.digests)
+    if p["head_seq"] >= entries:
+        raise ValueError(f"the seal log ends at entry {entries - 1}, but archive {archive} attested entry "
+                         f"{p['head_seq']} on {p['attested_utc']}: entries were cut (and with them, perhaps, "
+                         "segments)")
+    if rep.log.digests[p["head_seq"]] != p["head_digest"]:
+        raise ValueError(f"seal-log entry {p['head_seq']} differs from the one archive {archive} attested "
+                         "(rewritten)")
+    return (f"seal log of {p['device']} reaches entry #{p['head_seq']}, the head archive {archive} signed on "
+            f"{p['attested_utc']} (log-head attestation): it was not cut below what the archive received")
 
 
 def _sha256_file(path: Path) -> str:

@@ -14,7 +14,7 @@ import threading
 import aiohttp
 import pytest
 
-from bodycam.errors import ConfigError, InputError
+from bodycam.errors import ConfigError, InputError, UsageError
 from device.sealing import pki
 from device.sealing.messages import CTX_RECEIPT, open_message
 from dock.archive_client import ArchiveClient, ArchiveUnavailable
@@ -483,3 +483,58 @@ def test_the_dock_refuses_a_received_answer_out_of_shape(agency, tmp_path, servi
             await runner.cleanup()
 
     asyncio.run(run())
+
+
+def test_each_docking_leaves_a_log_head_attestation_the_verifier_accepts(agency, tmp_path, service):
+    """format §12.1: the archive signs the seal-log head it received at every docking."""
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+    from device.sealing.attestation import load_attestation
+    from device.sealing.verifier import Verifier
+
+    ca = pki.load_cert(agency.ca_cert_path)
+    config = tmp_path / "svc" / "archive" / "archive.toml"  # the service fixture's
+    rig = make_rig(agency, tmp_path / "r")
+    try:
+        heads = []
+        for docking in range(2):
+            rig.record(2)
+            assert dock_through(rig, service).outcome == "done"
+            # as a keeper hands it out: `bodycam archive attestation DEVICE --out FILE`
+            path = tmp_path / f"attestation-{docking}.json"
+            out = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D000001",
+                                            "--out", str(path)])
+            assert out.exit_code == 0, out.output
+            assert json.loads(path.read_text()) == service.archive.log_head_attestation("D000001")
+            again = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D000001",
+                                              "--out", str(path)])
+            assert again.exit_code == 2 and "exists" in again.output, again.output  # never overwritten
+            attested = load_attestation(path, ca).payload
+            export = service.archive.export_recording("D000001", tmp_path / f"export-{docking}")
+            report, _ = Verifier(ca).verify_recording(export)
+            # what the archive saw: the head of the log it holds, signed with its receipt key
+            assert (attested.device, attested.device_certificate) == ("D000001", report.device_certificate)
+            assert (attested.head_seq, attested.head_digest) == (report.seal_log.head_seq,
+                                                                  report.seal_log.head_digest)
+            assert attested.archive == service.archive.agency(None).archive_id
+            result = CliRunner().invoke(main, ["verify", "--json", "--ca", str(agency.ca_cert_path),
+                                               "--attestation", str(path), str(export)])
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.output)["recordings"][0]["attestation"]["status"] == "matched"
+            heads.append(attested.head_seq)
+        assert heads[1] > heads[0]  # the second docking attested the longer log
+    finally:
+        rig.close()
+
+
+def test_no_attestation_for_a_device_the_archive_never_saw(service, tmp_path):
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+
+    with pytest.raises(UsageError, match="D999999"):
+        service.archive.log_head_attestation("D999999")
+    config = tmp_path / "svc" / "archive" / "archive.toml"
+    out = CliRunner().invoke(main, ["archive", "--config", str(config), "attestation", "D999999"])
+    assert out.exit_code == 2 and "D999999" in out.output and "Traceback" not in out.output, out.output

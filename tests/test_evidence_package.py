@@ -273,3 +273,85 @@ def test_a_refused_or_expired_export_grant_gets_no_package(exported, tmp_path):
         export_package(rig.archive, keeper, live.id, tmp_path / "expired")
     assert list(tmp_path.iterdir()) == []
     assert len(register(rig.archive, None)) == 1  # nothing new in the register
+
+
+def _cut_newest(folder: Path, name: str) -> None:
+    """What an attacker without the archive's key can do (format §7.6): cut the
+    seal log at a record boundary before the segment's opening, drop it and
+    every later segment, and make the (unsigned) excerpt.json agree with the
+    cut log, re-signing nothing."""
+    import os
+
+    from cryptography import x509
+
+    from archive.standalone_verifier import verify_recording
+
+    from .mutate import records
+
+    (log,) = sorted((folder / "seallog").iterdir())
+    opened = [r for r in records(log) if b'"segment-opened"' in bytes(r.raw) and name.encode() in bytes(r.raw)]
+    log.write_bytes(log.read_bytes()[: opened[0].offset])
+    excerpt = json.loads((folder / "excerpt.json").read_text())
+    ca = x509.load_pem_x509_certificate((folder.parent.parent / "trust" / "ca.crt").read_bytes())
+    cut = verify_recording(folder, ca).log
+    kept = {s["name"] for s in cut.segments.values()}
+    for gone in [n for n in excerpt["segments"] if n not in kept]:
+        for suffix in (".bcseg", ".bcman"):
+            os.unlink(folder / "segments" / f"{gone}{suffix}")
+    excerpt.update(segments=[n for n in excerpt["segments"] if n in kept], head_seq=len(cut.entries) - 1,
+                   head_digest=cut.digests[-1])
+    (folder / "excerpt.json").write_text(json.dumps(excerpt))
+
+
+def test_the_package_carries_the_archives_log_head_attestation(exported, clean_python, tmp_path):
+    """format §12.1: each device's originals come with the head the archive signed
+    at docking; both the package's own verifier and `bodycam verify --attestation`
+    accept it for the folder."""
+    from click.testing import CliRunner
+
+    from bodycam.cli import main
+
+    rig, result, _, _ = exported
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    devices = {s["device"] for s in manifest["segments"]}
+    assert set(manifest["log_head_attestations"]) == devices
+    for device, rel in manifest["log_head_attestations"].items():
+        assert rel in manifest["files"]  # listed, so covered by the package attestation too
+        assert json.loads((result.path / rel).read_text()) == rig.archive.log_head_attestation(device)
+        folder = result.path / "originals" / device
+        done = CliRunner().invoke(main, ["verify", "--json", "--ca", str(result.path / "trust" / "ca.crt"),
+                                         "--attestation", str(result.path / rel), str(folder)])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output)["recordings"][0]["attestation"]["status"] == "matched"
+    done = run_verifier(clean_python, result.path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(log-head attestation): it was not cut below what the archive received" in done.stdout
+
+
+@pytest.mark.parametrize("newest", [1, 2], ids=["newest-segment", "two-newest-segments"])
+def test_a_seal_log_cut_with_its_newest_segments_fails_because_of_the_attestation(exported, clean_python,
+                                                                                   tmp_path, newest):
+    from cryptography import x509
+
+    from archive.standalone_verifier import check_log_head, verify_recording
+
+    _, result, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(result.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    seg = manifest["segments"][-newest]
+    folder = copy / seg["original_dir"]
+    ca = x509.load_pem_x509_certificate((copy / "trust" / "ca.crt").read_bytes())
+    attestation = folder / "log-head-attestation.json"
+    check_log_head(attestation, verify_recording(folder, ca), folder, ca)  # whole: passes
+    _cut_newest(folder, seg["name"])
+    cut = verify_recording(folder, ca)
+    # the documented limit: on its own the cut folder is a clean recording (the dropped segments
+    # are no longer on the chain, and excerpt.json is not signed) ...
+    assert cut.status == "verified" and not cut.reasons, cut.reasons
+    # ... but it does not reach the head the archive signed
+    with pytest.raises(ValueError, match="entries were cut"):
+        check_log_head(attestation, cut, folder, ca)
+    done = run_verifier(clean_python, copy)
+    assert done.returncode == 1, done.stdout
+    assert f"log-head attestation of {seg['device']}" in done.stdout and "entries were cut" in done.stdout
