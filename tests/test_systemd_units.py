@@ -3,6 +3,7 @@ stay under an exposure threshold in `systemd-analyze security --offline=true`.""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
