@@ -344,6 +344,8 @@ class Archive:
                            (s.c.retention_class, retention_class), (s.c.media, media)):
             if value is not None:
                 where.append(col == value)
+        if since and until and _utc_bound(since, "since") >= _utc_bound(until, "until"):
+            raise UsageError(f"--since {since} is not before --until {until}: the range is empty")
         if since:
             where.append(s.c.opened_utc >= _utc_bound(since, "since"))
         if until:

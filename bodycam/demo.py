@@ -14,6 +14,9 @@ SQLite, served over mutual TLS on loopback).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +128,11 @@ def run_demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Pat
     return report.ok and result.ok
 
 
+def _toml_string(value) -> str:
+    """A TOML basic string (JSON's escapes are a subset TOML accepts): paths may hold quotes."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
 def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str], None]) -> Path | None:
     """Dock the recorder over a local link; the dock commits through the archive
     service (mutual TLS on loopback, embedded store); then label, search and export.
@@ -146,29 +154,32 @@ def _dock_and_archive(workdir: Path, keys: DemoKeys, config, echo: Callable[[str
     receipt_key = pki.issue_keypair(ca, pki.ROLE_ARCHIVE_RECEIPT, "archive-demo", workdir / "keys" / "archive")
     archive_dir = workdir / "archive"
     archive_dir.mkdir()
+    q = _toml_string
+    index_url = f"sqlite:///{archive_dir / 'index.sqlite'}"
     (archive_dir / "archive.toml").write_text(
-        f'state = "{archive_dir / "state"}"\n\n[server]\nlisten = "127.0.0.1"\nport = 0\n'
-        f'key = "{receipt_key}"\ncertificate = "{receipt_key.with_suffix(".crt")}"\n\n'
-        f'[store]\nbackend = "local"\npath = "{archive_dir / "store"}"\n\n'
-        f'[index]\nurl = "sqlite:///{archive_dir / "index.sqlite"}"\n\n'
-        f'[[agencies]]\nid = "{DEMO_AGENCY_ID}"\nname = "{DEMO_AGENCY}"\nca = "{keys.ca_cert}"\n'
-        f'receipt_key = "{receipt_key}"\nreceipt_certificate = "{receipt_key.with_suffix(".crt")}"\n'
-        f'\n[lawful_use.recipient_keys]\n"{DEMO_AGENCY_ID}" = "{keys.archive_identity}"\n')
+        f'state = {q(archive_dir / "state")}\n\n[server]\nlisten = "127.0.0.1"\nport = 0\n'
+        f'key = {q(receipt_key)}\ncertificate = {q(receipt_key.with_suffix(".crt"))}\n\n'
+        f'[store]\nbackend = "local"\npath = {q(archive_dir / "store")}\n\n'
+        f'[index]\nurl = {q(index_url)}\n\n'
+        f'[[agencies]]\nid = {q(DEMO_AGENCY_ID)}\nname = {q(DEMO_AGENCY)}\nca = {q(keys.ca_cert)}\n'
+        f'receipt_key = {q(receipt_key)}\nreceipt_certificate = {q(receipt_key.with_suffix(".crt"))}\n'
+        f'\n[lawful_use.recipient_keys]\n{q(DEMO_AGENCY_ID)} = {q(keys.archive_identity)}\n')
     archive = Archive(load_archive_config(archive_dir / "archive.toml"))
     service = RunningServer(archive).start()
     dock_dir = workdir / "dock"
     dock_dir.mkdir()
+    valid_until = (dt.date.today() + dt.timedelta(days=5 * 365)).isoformat()  # certificates valid 5 more years
     (dock_dir / "officers.csv").write_text(
         "officer_id,name,department,certificate_no,valid_until\n"
-        f"{DEMO_OFFICER},Zhang Wei,{DEMO_SUB_UNIT},LN210123,2030-12-31\n"
-        f"020304,Li Na,{DEMO_SUB_UNIT},LN210456,2030-12-31\n")
+        f"{DEMO_OFFICER},Zhang Wei,{DEMO_SUB_UNIT},LN210123,{valid_until}\n"
+        f"020304,Li Na,{DEMO_SUB_UNIT},LN210456,{valid_until}\n")
     sealing = SealingState.open(keys.state, SystemClock(config.initial_clock_state))
     monitor = HealthMonitor(config, keys.state, sealing.clock)
     link = DockLink(sealing, health=lambda: monitor.read().snapshot())
     port = link.start("127.0.0.1")
     (dock_dir / "dock.toml").write_text(
-        f'key = "{dock_key}"\ncertificate = "{dock_key.with_suffix(".crt")}"\nca = "{keys.ca_cert}"\n'
-        f'state = "{dock_dir / "state"}"\n\n[archive]\nurl = "{service.url}"\n\n'
+        f'key = {q(dock_key)}\ncertificate = {q(dock_key.with_suffix(".crt"))}\nca = {q(keys.ca_cert)}\n'
+        f'state = {q(dock_dir / "state")}\n\n[archive]\nurl = {q(service.url)}\n\n'
         f'[[bays]]\nbay = 1\nusb_path = "demo"\n\n[recorder]\naddress = "127.0.0.1"\nport = {port}\n')
     try:
         daemon = DockDaemon(load_dock_config(dock_dir / "dock.toml"))
@@ -249,6 +260,8 @@ def demo(workdir: Path, seconds: int, segment_seconds: int, config_path: Path | 
     WORKDIR/unsealed.  With --no-dock it stops after recording, verifying and
     unsealing on the recorder, leaving WORKDIR/recorder as it was.
     """
+    # Absolute: the archive config resolves relative paths against its own folder.
+    workdir = workdir.absolute()
     ok = run_demo(workdir, seconds, segment_seconds, config_path, echo=click.echo, dock=not no_dock)
     if ok and not no_dock:
         from bodycam.demo_console import start_demo_console

@@ -6,8 +6,11 @@ with ``bodycam demo --serve``.
 
 from __future__ import annotations
 
+import json
 import secrets
+import shlex
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -38,7 +41,7 @@ def start_demo_console(workdir: Path, echo: Callable[[str], None], *, serve: boo
 
         identity = workdir / "keys" / "archive" / f"{pki.ROLE_ARCHIVE_RECIPIENT}.key"  # enrol_demo's
         agency = load_archive_config(config_path).agencies[0].id
-        config_path.write_text(text + f'\n[lawful_use.recipient_keys]\n"{agency}" = "{identity}"\n')
+        config_path.write_text(text + f'\n[lawful_use.recipient_keys]\n{json.dumps(agency)} = {json.dumps(str(identity))}\n')
     archive = Archive(load_archive_config(config_path))
     running = None
     try:
@@ -55,8 +58,10 @@ def start_demo_console(workdir: Path, echo: Callable[[str], None], *, serve: boo
             extra = ""
             if secret:
                 extra = (f"  TOTP secret {secret} (code now {pyotp.TOTP(secret).now()}; "
-                         f"python3 -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\")")
+                         f"{shlex.quote(sys.executable)} -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\")")
             echo(f"  login      {role:<9} {username:<10} password {password}{extra}")
+        if not serve:
+            echo("  (the console stops when the demo ends: run `bodycam demo --serve` to keep it up)")
         if serve:
             echo("serving the console until Ctrl-C")
             if wait is not None:

@@ -96,6 +96,8 @@ def test_search_by_every_art20_field_and_time(world):
     assert archive.search(party="%") == []  # LIKE wildcards are literal
     with pytest.raises(UsageError, match="since"):
         archive.search(since="last tuesday")
+    with pytest.raises(UsageError, match="not before --until"):  # a reversed range is a mistake, not "none"
+        archive.search(since=opened[1], until=opened[0])
     row = archive.search(case_number="顺市监罚〔2026〕17号")[0]
     assert row["cases"][0]["party"] == "某某餐饮有限公司" and row["retention_class"] == "case"
 

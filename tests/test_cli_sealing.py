@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import struct
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -161,8 +162,13 @@ def test_openssl_verifies_a_device_signature(recording, tmp_path):
     assert bad.returncode != 0
 
 
-def test_demo_command_runs(tmp_path):
-    result = run("demo", "--workdir", tmp_path / "d", "--seconds", "4", "--segment-seconds", "2")
+def test_demo_command_runs(tmp_path, monkeypatch):
+    # As `make demo` calls it: a workdir relative to the current folder (the archive
+    # config it writes resolves relative paths against its own folder), here with a
+    # quote in its name (the config is TOML).
+    monkeypatch.chdir(tmp_path)
+    workdir = Path("demo") / 'run "1"'
+    result = run("demo", "--workdir", workdir, "--seconds", "4", "--segment-seconds", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # What a newcomer follows: recorded and verified on the recorder, docked through the
@@ -172,7 +178,7 @@ def test_demo_command_runs(tmp_path):
     assert any(l.startswith("docked       bay 1: done;") for l in lines), result.output
     assert any(l.startswith("verification VERIFIED from the archive") for l in lines), result.output
     assert "its own verifier says: VERIFIED" in result.output  # the approved export of one case (issue 11)
-    again = run("demo", "--workdir", tmp_path / "d")
+    again = run("demo", "--workdir", workdir)
     assert again.exit_code == 2 and "already holds a demo" in again.output
 
 
@@ -273,6 +279,13 @@ def test_excerpt_verifies_alone_and_names_its_intentional_gaps(recording, agency
         (out / "segments" / f"{names[2]}{suffix}").unlink()
     rec = json.loads(run("verify", "--json", "--ca", agency.ca_cert_path, out).output)["recordings"][0]
     assert rec["segments"][2]["status"] == "missing" and rec["status"] == "failed"
+
+
+def test_excerpt_of_a_segment_the_recording_does_not_hold_is_bad_input(recording, agency, tmp_path):
+    root, names = recording
+    for name in ("NOPE_0000", "../../etc/passwd"):
+        result = run("excerpt", root, "--segment", name, "--out", tmp_path / "x", "--ca", agency.ca_cert_path)
+        assert result.exit_code == 2 and "no segment" in result.output and not (tmp_path / "x").exists()
 
 
 def test_excerpt_refuses_a_segment_that_does_not_verify(recording, agency, tmp_path):

@@ -83,7 +83,10 @@ def make_excerpt(verifier, source: Path, names: list[str], out: Path, purpose: s
     report, _ = verifier.verify_recording(source)
     if not report.seal_log.usable or report.seal_log.head_seq is None:
         raise UsageError(f"{source}: the seal log does not verify; no excerpt can place segments")
+    known = {seg.name for seg in report.segments}
     for name in names:
+        if name not in known:  # a name asked for, not a check that failed: bad input
+            raise UsageError(f"{source}: no segment {name!r} in this recording")
         report.segment(name).require(allow_incomplete=True)
     (out / pki.IDENTITY_DIR).mkdir(parents=True)
     (out / LOG_DIR).mkdir()
