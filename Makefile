@@ -13,6 +13,8 @@ DEMO_DIR    ?= demo/$(shell date +%Y%m%d-%H%M%S)
 APT_PACKAGES := openssl ffmpeg libportaudio2 jackd2 systemd udev iproute2 qemu-user-static debootstrap rsync postgresql openssh-server
 # The archive's evidence packages: PDF text/pages checks, CJK fonts for the report, ISO images.
 APT_PACKAGES += poppler-utils fonts-noto-cjk xorriso
+# WeasyPrint draws the report PDF through Pango (also pulled in by chromium; named for a station without it).
+APT_PACKAGES += libpango-1.0-0 libpangoft2-1.0-0
 # The station console's browser tests: Debian's chromium driven by Playwright.
 APT_PACKAGES += chromium
 # Debian packages: debhelper builds them with a bundled venv; python3-systemd for journald.
