@@ -69,6 +69,20 @@ class Actor:
 current_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("current_actor", default=None)
 
 
+def in_thread_as(actor: Actor, fn, *args, **kw):
+    """``asyncio.to_thread(fn, *args, **kw)`` with ``actor`` as the audited actor
+    (the people's API and the console call the archive this way)."""
+    import asyncio
+
+    def call():
+        token = current_actor.set(actor)
+        try:
+            return fn(*args, **kw)
+        finally:
+            current_actor.reset(token)
+    return asyncio.to_thread(call)
+
+
 def host_actor() -> Actor:
     try:
         return Actor(f"host:{getpass.getuser()}", "host")

@@ -37,7 +37,7 @@ from bodycam.errors import BodycamError
 
 from .access import Access
 from .accounts import AccessDenied, Account, Accounts, LoginFailed, require_role
-from .audit import audit_of, current_actor
+from .audit import audit_of, in_thread_as
 from .grants import Grants
 from .threaded import ThreadedSite
 
@@ -114,14 +114,8 @@ class PeopleAPI:
         return body
 
     def _as(self, account: Account, fn, *args, **kw):
-        """Run ``fn`` in a thread with the account as the audited actor."""
-        def call():
-            token = current_actor.set(account.actor)
-            try:
-                return fn(*args, **kw)
-            finally:
-                current_actor.reset(token)
-        return asyncio.to_thread(call)
+        """Run ``fn`` in a thread with ``account`` as the audited actor."""
+        return in_thread_as(account.actor, fn, *args, **kw)
 
     async def login(self, request: web.Request) -> web.Response:
         body = await self._body(request)

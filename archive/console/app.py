@@ -49,7 +49,7 @@ from bodycam.errors import BodycamError
 from .. import evidence as ev
 from ..access import Access
 from ..accounts import AccessDenied, Account, Accounts, LoginFailed
-from ..audit import audit_of, current_actor
+from ..audit import audit_of, current_actor, in_thread_as
 from ..grants import Grants
 from . import i18n
 from .i18n import _
@@ -241,13 +241,7 @@ class Console:
 
     def as_account(self, account: Account, fn, *args, **kw):
         """Run ``fn`` in a thread with ``account`` as the audited actor."""
-        def call():
-            token = current_actor.set(account.actor)
-            try:
-                return fn(*args, **kw)
-            finally:
-                current_actor.reset(token)
-        return asyncio.to_thread(call)
+        return in_thread_as(account.actor, fn, *args, **kw)
 
     def login_allowed(self, address: str, username: str) -> bool:
         ok_address = self.limiter.hit(self.address_limit, "console-login-address", address)
