@@ -28,11 +28,13 @@ from device.sealing.messages import (AUDIT_ANCHOR_PREFIX, CTX_AUDIT, CTX_AUDIT_H
                                      CTX_GRANT_DECISION, CTX_PACKAGE_ATTESTATION, CTX_RECEIPT, CTX_TOMBSTONE,
                                      sign_message)
 from device.sealing.attestation import sign_attestation
-from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
+from device.sealing.sealer import MANIFEST_SUFFIX, NO_OFFICER, SEGMENT_NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.safeio import read_bounded
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, MAX_LOG_FILE, read_chain
 from device.sealing.unseal import decrypt_fragments
+from device.sealing.report import SegmentStatus
 from device.sealing.verifier import Verifier
+from device.sealing.verify_log import LogEvidence
 
 # Contexts of the archive's own signed records (format.md §19) are the
 # format's (device/sealing/messages.py): same envelope and signature rule as
@@ -73,6 +75,50 @@ class VerifiedRecording:
     segments: dict[str, VerifiedSegment] = field(default_factory=dict)  # receiptable only, by name
     refused: dict[str, str] = field(default_factory=dict)  # name -> why not receiptable
     device_certificate: str | None = None  # SHA-256 fingerprint of identity/device.crt (hex)
+    log_events: list["LogEvent"] = field(default_factory=list)  # OVERSIGHT_EVENTS on the chain, in order
+    gone: list["GoneSegment"] = field(default_factory=list)  # logged segments no longer in the folder
+
+
+# Seal-log kinds the oversight pages read (format §5.1): who had the recorder
+# (assignment), when it recorded, what the officer flagged, and what was lost.
+OVERSIGHT_EVENTS = frozenset({"assignment", "record-start", "record-stop", "notify", "mark", "segment-lost",
+                              "unclean-stop", "deletion", "boot", "shutdown"})
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One seal-log entry of an ``OVERSIGHT_EVENTS`` kind, with the officer the
+    recorder was assigned to when it was written (the data of the latest
+    ``assignment`` entry before it on the chain; None before the first)."""
+
+    seq: int
+    utc: str
+    event: str
+    officer: str | None
+    segment: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GoneSegment:
+    """A segment the seal log names that the folder no longer holds, with
+    what the log proves about its going (format §7.2, §7.3):
+
+    ``how`` is ``receipt`` (a valid archive receipt is logged for its sealed
+    digest; deleted or lost after it), ``deletion-without-receipt`` (a device-
+    signed deletion with no valid receipt before it), ``gone-without-deletion``
+    (sealed, then gone with no deletion logged), ``lost`` (never sealed; the
+    recorder logged it lost or stopped uncleanly), ``gone-unsealed`` (never
+    sealed, nothing logged, and the recorder has restarted since it opened)
+    or ``open`` (never sealed and no restart since: still being recorded)."""
+
+    seq: int
+    name: str
+    opened_utc: str  # the signed time of its segment-opened entry
+    digest: str | None  # the sealed digest, if it was sealed
+    how: str
+    officer: str | None  # the officer in its name, else as LogEvent.officer at its opening
+    receipt_archive: str | None = None  # the receipt signer, when how == "receipt"
 
 
 def now_utc() -> dt.datetime:
@@ -84,7 +130,7 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
 
     Raises nothing for bad footage: problems are in ``log_ok``/``refused``.
     """
-    report, good = Verifier(ca_cert).verify_recording(recording)
+    report, good, evidence = Verifier(ca_cert).inspect_recording(recording)
     log = report.seal_log
     out = VerifiedRecording(device=report.device or "", log_ok=log.usable,
                             log_reasons=list(log.reasons) + list(report.reasons),
@@ -104,7 +150,56 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
             name=seg.name, seq=int(m["segment_seq"]), digest=seg.digest, media=str(m["media"]),
             officer=m.get("officer"), opened_utc=str(m["opened_utc"]), closed_utc=m.get("closed_utc"),
             status=str(m["status"]), events=events, marks=marks)
+    if evidence is not None:
+        gone = {s.seq for s in report.segments
+                if s.seq is not None and s.status in (SegmentStatus.MISSING, SegmentStatus.DELETED)}
+        out.log_events, out.gone = _custody(evidence, gone)
     return out
+
+
+def _custody(evidence: LogEvidence, gone: set[int]) -> tuple[list[LogEvent], list[GoneSegment]]:
+    """The oversight events on the chain and the story of each gone segment."""
+    events: list[LogEvent] = []
+    officer: str | None = None
+    officer_at_open: dict[int, str | None] = {}
+    lost: set[int] = set()
+    boots: list[int] = []  # seqs of boot entries
+    for entry in evidence.chain.entries:
+        data = entry.data if isinstance(entry.data, dict) else {}
+        if entry.event == "assignment" and isinstance(data.get("officer"), str):
+            officer = data["officer"]
+        elif entry.event == "segment-opened" and isinstance(data.get("segment_seq"), int):
+            officer_at_open[data["segment_seq"]] = officer
+        if entry.event in ("segment-lost", "unclean-stop") and isinstance(data.get("segment_seq"), int):
+            lost.add(data["segment_seq"])
+        if entry.event == "boot":
+            boots.append(entry.seq)
+        if entry.event in OVERSIGHT_EVENTS:
+            segment = data.get("segment")
+            events.append(LogEvent(entry.seq, str(entry.obj.get("utc", "")), entry.event, officer,
+                                   segment if isinstance(segment, str) else None, data))
+    out = []
+    for seq in sorted(gone):
+        seg = evidence.segments.get(seq)
+        if seg is None:
+            continue
+        receipt_archive = None
+        if seg.receipt is not None:
+            how = "receipt"
+            receipt_archive = str(seg.receipt.data.get("archive"))
+        elif seg.sealed is not None:
+            how = "deletion-without-receipt" if seq in evidence.unproven_deletions else "gone-without-deletion"
+        elif seq in lost:
+            how = "lost"
+        elif any(b > seg.opened.seq for b in boots):
+            how = "gone-unsealed"
+        else:
+            how = "open"
+        named = seg.name.split("_")[1]  # the officer the recorder stamped into the name (format §3.1)
+        officer = named if named != NO_OFFICER else officer_at_open.get(seq)
+        out.append(GoneSegment(seq, seg.name, str(seg.opened.obj.get("utc", "")), seg.sealed_digest, how,
+                               officer, receipt_archive))
+    return events, out
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 metadata = MetaData()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0004"
+HEAD = "0005"
 
 segments = Table(
     "segments", metadata,
@@ -164,6 +164,33 @@ scrubs = Table(
     Column("report", Text, nullable=False),  # JSON list of problems
 )
 
+# Chain of custody read from each device's seal log at every commit (format §14):
+log_events = Table(  # seal-log entries of the kinds archive/evidence.py OVERSIGHT_EVENTS names
+    "log_events", metadata,
+    Column("device", String(16), primary_key=True),
+    Column("seq", Integer, primary_key=True),  # the entry's seq on the device's chain
+    Column("agency", String(64), nullable=False),
+    Column("utc", String(32), nullable=False),  # the entry's signed time
+    Column("event", String(32), nullable=False),
+    Column("officer", Text),  # the officer the recorder was assigned to then (latest assignment entry)
+    Column("segment", Text),
+    Column("detail", Text, nullable=False),  # JSON: the entry's data
+)
+
+custody_findings = Table(  # logged segments gone from the recorder without a valid archive receipt
+    "custody_findings", metadata,
+    Column("device", String(16), primary_key=True),
+    Column("segment_seq", Integer, primary_key=True),
+    Column("agency", String(64), nullable=False),
+    Column("segment", Text, nullable=False),
+    Column("segment_digest", String(64)),  # the sealed digest, if it was sealed
+    Column("officer", Text),
+    Column("opened_utc", String(32), nullable=False),
+    Column("how", String(32), nullable=False),  # GoneSegment.how
+    Column("found_utc", String(32), nullable=False),  # the commit that first saw it gone
+    Column("source", Text, nullable=False),  # that commit's source (dock:…, import:…)
+)
+
 Index("ix_segments_agency_officer_time", segments.c.agency, segments.c.officer, segments.c.opened_utc)
 Index("ix_segments_agency_time", segments.c.agency, segments.c.opened_utc)
 Index("ix_segments_agency_device_time", segments.c.agency, segments.c.device, segments.c.opened_utc)
@@ -171,6 +198,9 @@ Index("ix_segments_retain", segments.c.retain_until)
 Index("ix_cases_agency_number", cases.c.agency, cases.c.case_number, unique=True)
 Index("ix_case_segments_segment", case_segments.c.segment_digest)
 Index("ix_label_events_segment", label_events.c.segment_digest)
+Index("ix_log_events_agency_officer_time", log_events.c.agency, log_events.c.officer, log_events.c.utc)
+Index("ix_custody_findings_agency_officer_time", custody_findings.c.agency, custody_findings.c.officer,
+      custody_findings.c.opened_utc)
 
 
 def make_engine(url: str) -> Engine:

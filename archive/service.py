@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -291,6 +291,7 @@ class Archive:
                                   head_attestation=head_attestation)
                 conn.execute(update(ix.devices).where(ix.devices.c.device == rec.device).values(**values))
             _insert_ignore(conn, ix.segments, rows, ["segment_digest"])
+            self._record_custody(conn, agency.id, rec, known[0] if known else None, now_text, source)
             stored = {r.segment_digest: r for r in conn.execute(
                 select(ix.segments).where(ix.segments.c.segment_digest.in_([r["segment_digest"] for r in rows])))}
         receipts, receipted = [], set()
@@ -321,6 +322,55 @@ class Archive:
                         "present; the recorder keeps them): %s", source, rec.device, len(unreceipted),
                         ", ".join(unreceipted[:20]) + (" …" if len(unreceipted) > 20 else ""))
         return receipts
+
+    def _record_custody(self, conn: Connection, agency: str, rec: ev.VerifiedRecording, known_head: int | None,
+                        now_text: str, source: str) -> None:
+        """Index the chain of custody a commit's seal log shows (format §14):
+        its oversight entries after ``known_head`` (the head recorded at the
+        previous commit) into ``log_events``, and each logged segment gone from
+        the recording without a valid archive receipt for a digest this
+        archive holds into ``custody_findings`` (first sighting kept).  Entries
+        written before any assignment are attributed to the officer of the
+        device's latest segment opened at or before them (a recorder with a
+        configured officer is never assigned by a dock)."""
+        events = []
+        for e in rec.log_events:
+            if known_head is not None and e.seq <= known_head:
+                continue
+            events.append({"device": rec.device, "seq": e.seq, "agency": agency, "utc": e.utc, "event": e.event,
+                           "officer": e.officer or self._officer_at(conn, agency, rec.device, e.utc),
+                           "segment": e.segment, "detail": json.dumps(e.data, ensure_ascii=False)})
+        _insert_ignore(conn, ix.log_events, events, ["device", "seq"])
+        gone = [g for g in rec.gone if g.how not in ("open", "lost")]
+        s = ix.segments
+        digests, held = [g.digest for g in gone if g.digest], set()
+        for start in range(0, len(digests), 500):  # bounded IN lists
+            held.update(conn.execute(select(s.c.segment_digest).where(
+                s.c.agency == agency, s.c.segment_digest.in_(digests[start:start + 500]))).scalars())
+        findings = []
+        for g in gone:
+            how = g.how
+            if how == "receipt":
+                if g.digest in held:
+                    continue  # receipted by this archive, which holds it: the one allowed deletion
+                how = "receipt-not-held"  # a receipt from elsewhere, for footage this archive never received
+            findings.append({"device": rec.device, "segment_seq": g.seq, "agency": agency, "segment": g.name,
+                             "segment_digest": g.digest,
+                             "officer": g.officer or self._officer_at(conn, agency, rec.device, g.opened_utc),
+                             "opened_utc": g.opened_utc, "how": how, "found_utc": now_text, "source": source})
+        if findings:
+            log.warning("commit from %s: device %s: %d segment(s) gone from the recorder without a receipt "
+                        "of this archive: %s", source, rec.device, len(findings),
+                        ", ".join(f"{f['segment']} ({f['how']})" for f in findings[:20]))
+        _insert_ignore(conn, ix.custody_findings, findings, ["device", "segment_seq"])
+
+    @staticmethod
+    def _officer_at(conn: Connection, agency: str, device: str, utc: str) -> str | None:
+        s = ix.segments
+        return conn.execute(select(s.c.officer).where(s.c.agency == agency, s.c.device == device,
+                                                       s.c.opened_utc <= utc,
+                                                       s.c.officer.is_not(None))
+                            .order_by(s.c.opened_utc.desc()).limit(1)).scalar()
 
     # -- search --------------------------------------------------------------------------------
 

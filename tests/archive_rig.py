@@ -202,6 +202,24 @@ class Postgres:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def start_postgres(root: Path) -> Postgres:
+    """A started cluster under ``root``; fails (CI) or skips the test when it cannot start."""
+    pg = Postgres(root)
+    try:
+        pg.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        unavailable(f"PostgreSQL could not start: {exc} {detail.decode(errors='replace')[-500:]}")
+    return pg
+
+
+def postgres_index(pg: Postgres, name: str) -> str:
+    """A new database ``name`` in ``pg``, as the ``[index]`` line of an archive config."""
+    subprocess.run([pg._bin("psql"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U", "archive", "-d", "archive",
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return f'url = "postgresql+psycopg://archive@/{name}?host={pg.root / "run"}&port={pg.port}"\n'
+
+
 # -- the archive service on loopback ------------------------------------------------------------
 
 

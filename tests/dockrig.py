@@ -43,10 +43,11 @@ class Rig:
     def dock(self, url: str | None = None, **kw):
         return asyncio.run(self.session(url, **kw).run())
 
-    def record(self, segments: int = 2, fragments: int = 4, size: int = 3000) -> list[str]:
+    def record(self, segments: int = 2, fragments: int = 4, size: int = 3000, officer: str | None = "010203"
+               ) -> list[str]:
         names = []
         for _ in range(segments):
-            writer = self.sealing.open_segment("application/octet-stream", "010203")
+            writer = self.sealing.open_segment("application/octet-stream", officer)
             for i in range(fragments):
                 self.clock.advance(1.0)
                 writer.append(fragment_bytes(writer.seq, i, size))

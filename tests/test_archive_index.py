@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import os
 import sqlite3
-import subprocess
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -20,18 +19,13 @@ from bodycam.cli import main
 from bodycam.errors import UsageError
 from device.sealing.clock import ManualClock
 
-from .archive_rig import Postgres, archive_config_toml, unavailable
+from .archive_rig import archive_config_toml, postgres_index, start_postgres
 from .dockrig import make_rig
 
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    try:
-        pg.start()
-    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        unavailable(f"PostgreSQL could not start: {exc} {detail.decode(errors='replace')[-500:]}")
+    pg = start_postgres(tmp_path_factory.mktemp("pg"))
     yield pg
     pg.stop()
 
@@ -45,10 +39,7 @@ def world(request, agency, tmp_path):
     index = ""
     if request.param == "postgresql":
         pg = request.getfixturevalue("postgres")
-        schema_db = f"t{abs(hash(str(tmp_path))) % 10**8}"
-        subprocess.run([pg._bin("psql"), "-h", str(pg.root / "run"), "-p", str(pg.port), "-U", "archive", "-d", "archive",
-                        "-c", f"CREATE DATABASE {schema_db}"], check=True, capture_output=True)
-        index = f'url = "postgresql+psycopg://archive@/{schema_db}?host={pg.root / "run"}&port={pg.port}"\n'
+        index = postgres_index(pg, f"t{abs(hash(str(tmp_path))) % 10**8}")
     rig = make_rig(agency, tmp_path / "rig")
     keys = tmp_path / "rig" / "keys" / "arch"
     clock = ManualClock(dt.datetime.now(dt.timezone.utc))

@@ -4,10 +4,16 @@
 Misuse timeline, for an officer and a shift (local date, duty start and end,
 ``SHIFT_ZONE``), from the segments the archive holds:
 
-- ``late-activation``: first footage later than ``late_minutes`` after duty start;
+- ``late-activation``: first footage later than ``late_minutes`` after the shift began:
+  duty start, or the recorder's assignment to the officer when that came later (the
+  seal log's ``assignment`` entry, written when a dock handed the recorder out);
 - ``gap``: more than ``gap_minutes`` between one segment's end and the next's start during duty;
 - ``outside-duty``: a segment opened before duty start or after duty end;
-- ``unclean-stop``: a segment the recorder sealed by recovery (status ``truncated``) or left open;
+- ``unclean-stop``: a segment the recorder sealed by recovery (status ``truncated``) or left
+  open, or one it logged lost (``segment-lost``: nothing could be sealed);
+- ``deleted-without-receipt``: a logged segment that left the recorder without a valid
+  receipt of this archive (``custody_findings``, read from the seal log at each docking);
+- ``mark-without-recording``: an enforcement mark pressed while nothing was recorded;
 - ``mark-before-notice``: an enforcement mark earlier than the shift's first Art. 22 notice
   (``notice-first`` when the notice came first).
 
@@ -71,27 +77,47 @@ def shift_bounds(day: dt.date, start: dt.time, end: dt.time) -> tuple[dt.datetim
 
 def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.time, end: dt.time, *,
                     late_minutes: float = 30, gap_minutes: float = 20, margin_hours: float = 4) -> Shift:
-    """The flags of one officer's shift (see the module docstring).  Segments
-    from ``margin_hours`` before duty start to as long after duty end are read,
-    so that recording outside duty shows."""
+    """The flags of one officer's shift (see the module docstring).  Segments,
+    seal-log entries and custody findings from ``margin_hours`` before duty
+    start to as long after duty end are read, so that recording outside duty
+    and the assignment before the shift show."""
     duty_a, duty_b = shift_bounds(day, start, end)
-    s = ix.segments
+    s, le, cf = ix.segments, ix.log_events, ix.custody_findings
     lo = ev.utc_text(duty_a - dt.timedelta(hours=margin_hours))
     hi = ev.utc_text(duty_b + dt.timedelta(hours=margin_hours))
     with archive.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(
             select(s).where(s.c.agency == agency, s.c.officer == officer, s.c.opened_utc >= lo, s.c.opened_utc < hi)
             .order_by(s.c.opened_utc, s.c.segment_seq))]
+        entries = [dict(r._mapping) for r in conn.execute(
+            select(le).where(le.c.agency == agency, le.c.officer == officer, le.c.utc >= lo, le.c.utc < hi,
+                             le.c.event.in_(("assignment", "mark", "segment-lost")))
+            .order_by(le.c.utc, le.c.seq))]
+        gone = [dict(r._mapping) for r in conn.execute(
+            select(cf).where(cf.c.agency == agency, cf.c.officer == officer, cf.c.opened_utc >= lo,
+                             cf.c.opened_utc < hi).order_by(cf.c.opened_utc))]
+        digests = [g["segment_digest"] for g in gone if g["segment_digest"]]
+        held = set(conn.execute(select(s.c.segment_digest).where(s.c.segment_digest.in_(digests))).scalars()
+                   ) if digests else set()
     flags: list[Flag] = []
     for r in rows:
         r["events"] = json.loads(r["events"])
         r["marks"] = json.loads(r["marks"])
+    for e in entries:
+        e["detail"] = json.loads(e["detail"])
     on_duty = [r for r in rows if duty_a <= _utc(r["opened_utc"]) < duty_b]
+    # The shift begins at duty start, or at the recorder's hand-out to the officer if later.
+    first_footage = _utc(on_duty[0]["opened_utc"]) if on_duty else duty_b
+    handed = [e for e in entries if e["event"] == "assignment" and _utc(e["utc"]) <= first_footage
+              and _utc(e["utc"]) < duty_b]
+    began, began_by = duty_a, "duty-start"
+    if handed and _utc(handed[-1]["utc"]) > duty_a:
+        began, began_by = _utc(handed[-1]["utc"]), "assignment"
     if on_duty:
-        first = _utc(on_duty[0]["opened_utc"])
-        late = (first - duty_a).total_seconds() / 60
+        late = (first_footage - began).total_seconds() / 60
         if late > late_minutes:
-            flags.append(Flag(on_duty[0]["opened_utc"], "late-activation", on_duty[0]["name"], round(late, 1)))
+            flags.append(Flag(on_duty[0]["opened_utc"], "late-activation", on_duty[0]["name"], round(late, 1),
+                              detail={"from": began_by, "from_utc": ev.utc_text(began)}))
     else:
         flags.append(Flag(ev.utc_text(duty_a), "no-footage"))
     for prev, nxt in zip(on_duty, on_duty[1:]):
@@ -106,6 +132,14 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
         if r["status"] in ("truncated", "open") or not r["closed_utc"]:
             flags.append(Flag(r["closed_utc"] or r["opened_utc"], "unclean-stop", r["name"],
                               detail={"status": r["status"]}))
+    for e in entries:
+        if e["event"] == "segment-lost":
+            flags.append(Flag(e["utc"], "unclean-stop", e["segment"], detail={"status": "lost",
+                                                                            "device": e["device"]}))
+    for g in gone:
+        flags.append(Flag(g["opened_utc"], "deleted-without-receipt", g["segment"], detail={
+            "how": g["how"], "device": g["device"], "archived": g["segment_digest"] in held,
+            "found_utc": g["found_utc"]}))
     notices, marks = [], []
     for r in on_duty:
         for e in r["events"]:
@@ -115,8 +149,13 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
                 notices.append((e["utc"], r["name"]))
             elif e.get("event") == "mark":
                 marks.append((e["utc"], r["name"], e.get("kind")))
+    for e in entries:  # a mark pressed while not recording is in the seal log only
+        if e["event"] == "mark" and e["detail"].get("recording") is False and duty_a <= _utc(e["utc"]) < duty_b:
+            flags.append(Flag(e["utc"], "mark-without-recording", None, detail={"kind": e["detail"].get("kind"),
+                                                                                "device": e["device"]}))
+            marks.append((e["utc"], None, e["detail"].get("kind")))
     if marks:
-        first_mark = min(marks)
+        first_mark = min(marks, key=lambda m: m[0])
         first_notice = min(notices) if notices else None
         if first_notice is None or first_mark[0] < first_notice[0]:
             flags.append(Flag(first_mark[0], "mark-before-notice", first_mark[1],

@@ -87,6 +87,16 @@ class Verifier:
         """Verify one recording folder (a whole recording or an excerpt, §10);
         never raises for what the folder holds.  With ``attestation`` (an
         archive's signed log head, §12.1) also check the log reaches it."""
+        report, good, _evidence = self.inspect_recording(root, attestation)
+        return report, good
+
+    def inspect_recording(
+        self, root: Path, attestation: Attestation | None = None
+    ) -> tuple[RecordingReport, list[VerifiedSegment], LogEvidence | None]:
+        """:meth:`verify_recording`, plus what the seal log says of each
+        segment (receipts, deletions, unproven deletions, the chain's entries)
+        for readers that audit custody; the evidence is None when no
+        certificate or log could be read."""
         report = RecordingReport(str(root))
         good: list[VerifiedSegment] = []
         cert_path = root / pki.IDENTITY_DIR / pki.DEVICE_CERT
@@ -103,7 +113,7 @@ class Verifier:
                 raise TrustError(f"{cert_path}: device key is not Ed25519")
         except (TrustError, InputError) as exc:
             report.reasons.append(str(exc))
-            return report, good
+            return report, good, None
         report.device = device_id
         report.device_certificate = pki.fingerprint(cert)
         report.certificate_trusted = True
@@ -119,7 +129,7 @@ class Verifier:
             report.seal_log.status = LogStatus.FAILED
             report.seal_log.reasons.append(str(exc))
             report.conclude()
-            return report, good
+            return report, good, None
         report.reasons.extend(evidence.problems)
         seal_may_be_torn = report.seal_log.status is LogStatus.TRUNCATED
         ctx = SegmentContext(device_id, public, cert, revoked_at, seal_may_be_torn)
@@ -134,7 +144,7 @@ class Verifier:
         if attestation is not None:
             check_attestation(attestation, report, evidence.chain.entries)
         report.conclude()
-        return report, good
+        return report, good, evidence
 
     def _segments(
         self,
