@@ -291,7 +291,7 @@ class Archive:
                                   head_attestation=head_attestation)
                 conn.execute(update(ix.devices).where(ix.devices.c.device == rec.device).values(**values))
             _insert_ignore(conn, ix.segments, rows, ["segment_digest"])
-            self._record_custody(conn, agency.id, rec, known[0] if known else None, now_text, source)
+            self._record_custody(conn, agency.id, rec, now_text, source)
             stored = {r.segment_digest: r for r in conn.execute(
                 select(ix.segments).where(ix.segments.c.segment_digest.in_([r["segment_digest"] for r in rows])))}
         receipts, receipted = [], set()
@@ -323,19 +323,22 @@ class Archive:
                         ", ".join(unreceipted[:20]) + (" …" if len(unreceipted) > 20 else ""))
         return receipts
 
-    def _record_custody(self, conn: Connection, agency: str, rec: ev.VerifiedRecording, known_head: int | None,
-                        now_text: str, source: str) -> None:
+    def _record_custody(self, conn: Connection, agency: str, rec: ev.VerifiedRecording, now_text: str,
+                        source: str) -> None:
         """Index the chain of custody a commit's seal log shows (format §14):
-        its oversight entries after ``known_head`` (the head recorded at the
-        previous commit) into ``log_events``, and each logged segment gone from
+        its oversight entries after the last one indexed for the device (all
+        of them at its first commit since revision 0005) into ``log_events``,
+        and each logged segment gone from
         the recording without a valid archive receipt for a digest this
         archive holds into ``custody_findings`` (first sighting kept).  Entries
         written before any assignment are attributed to the officer of the
         device's latest segment opened at or before them (a recorder with a
         configured officer is never assigned by a dock)."""
+        le = ix.log_events
+        indexed = conn.execute(select(func.max(le.c.seq)).where(le.c.device == rec.device)).scalar()
         events = []
         for e in rec.log_events:
-            if known_head is not None and e.seq <= known_head:
+            if indexed is not None and e.seq <= indexed:
                 continue
             events.append({"device": rec.device, "seq": e.seq, "agency": agency, "utc": e.utc, "event": e.event,
                            "officer": e.officer or self._officer_at(conn, agency, rec.device, e.utc),

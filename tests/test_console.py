@@ -372,6 +372,47 @@ def test_the_misuse_timeline_shows_a_shift_as_an_auditor(rig, page):
     assert read and len(read[-1]["segments"]) == 3
 
 
+def test_the_misuse_timeline_shows_footage_deleted_without_a_receipt(rig, page):
+    """Someone deletes a sealed segment from the recorder's card; at the next
+    commit the archive finds it gone from the seal log's account, and the
+    auditor sees it on the officer's shift."""
+    from archive.console.oversight import SHIFT_ZONE
+    from device.sealing.state import SealingState
+
+    from .lawful_rig import fmp4_fragments
+
+    law = rig.law
+    sealing = SealingState.open(law.state, law.clock)
+    try:
+        law.clock.advance(600)
+        writer = sealing.open_segment("video/mp4", "010203", {"hw_config": "sim", "mode": "video"})
+        for fragment in fmp4_fragments():
+            law.clock.advance(0.5)
+            writer.append(fragment)
+        writer.close({"events": []})
+    finally:
+        sealing.close()
+    for suffix in (".bcseg", ".bcman"):  # by hand, from a card reader: the seal log says nothing
+        (law.state / "segments" / f"{writer.name}{suffix}").unlink()
+    law.archive.commit_recording(None, law.state, law.names, source="test")
+
+    opened = min(r["opened_utc"] for r in law.archive.search(None, officer="010203"))
+    local = dt.datetime.fromisoformat(opened.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
+    sign_in(page, rig, "auditor")
+    page.goto(f"{rig.url}/misuse")
+    page.fill("input[name=officer]", "010203")
+    page.fill("input[name=day]", local.date().isoformat())
+    page.fill("input[name=start]", (local - dt.timedelta(minutes=5)).strftime("%H:%M"))
+    page.fill("input[name=end]", (local + dt.timedelta(hours=2)).strftime("%H:%M"))
+    page.click("#show")
+    row = page.locator("#flags tbody tr[data-kind='deleted-without-receipt']")
+    assert row.count() == 1
+    text = row.inner_text()
+    assert writer.name in text and "音像记录未经回执被删除" in text and "本归档库无副本" in text
+    assert "无删除记录" in text  # sealed, then gone with no deletion logged
+    screenshot(page, "07-misuse-deleted")
+
+
 def test_a_keeper_checks_a_docked_recorder_out_to_a_certified_officer(rig, page, tmp_path):
     from dock.checkout_inbox import apply_checkout_requests
     from dock.daemon import StatusBoard

@@ -221,3 +221,16 @@ def test_a_mark_pressed_while_not_recording_is_flagged(rig):
     kinds = [f.kind for f in flags_of(rig.archive, RECORDED_BY, mark["utc"])]
     assert "mark-without-recording" in kinds and "mark-before-notice" in kinds
     assert names and findings(rig.archive) == []
+
+
+def test_a_device_docked_before_revision_0005_has_its_history_read_at_its_next_docking(rig):
+    for _ in range(2):
+        rig.registry.checkout(1, RECORDED_BY)
+        rig.record(1)
+        assert rig.dock().outcome == "done"
+    with rig.archive.engine.begin() as conn:  # as an index upgraded from 0004 holds it: nothing read yet
+        conn.execute(ix.log_events.delete())
+    rig.clock.advance(60)
+    assert rig.dock().outcome == "done"
+    assert [e["officer"] for e in log_events(rig.archive, "assignment")] == [RECORDED_BY, RECORDED_BY]
+    assert len(log_events(rig.archive, "deletion")) == 2
