@@ -68,6 +68,10 @@ class Progress:
     readiness: list[str] = field(default_factory=list)
     outcome: str | None = None
     clock_offset_ms: float | None = None
+    # Who has the recorder: the officer it came back from, then the one it was handed out to
+    # (from the dock's officer registry, format §17; None when the registry does not know them).
+    officer: str | None = None
+    officer_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,8 @@ class DockSession:
         self._phase("archiving")
         good = [n for n in names if n not in bad]
         officer = self.registry.officer(info.get("officer") or next((s.officer for s in report.segments if s.officer), ""))
+        if officer is not None:
+            self.progress.officer, self.progress.officer_name = officer.officer, officer.name
         receipts = await asyncio.to_thread(
             self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
             department=officer.department if officer else None)
@@ -417,6 +423,7 @@ class DockSession:
             if status != 200:
                 raise SessionError(f"recorder refused the assignment: HTTP {status} {text}")
             self.registry.clear_checkout(self.bay)
+            self.progress.officer, self.progress.officer_name = pending.officer, pending.name
         self._phase("done")
 
     def _prune(self, folder: Path, offered: set[str]) -> None:

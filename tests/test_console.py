@@ -265,7 +265,11 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
     from .dockrig import make_rig
 
     dock = make_rig(agency, tmp_path / "dockrig", device_id="D000077")
-    dock.record(segments=3)
+    dock.record(segments=3)  # worn by 010203, whom the dock's officer registry names
+    registry_csv = tmp_path / "officers.csv"
+    valid = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    registry_csv.write_text(f"officer_id,name,department,certificate_no,valid_until\n010203,张伟,一股,LN0102,{valid}\n")
+    dock.registry.import_csv(registry_csv)
     board = StatusBoard(rig.board)
     gate, seen = threading.Event(), threading.Event()
 
@@ -293,6 +297,7 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
         assert result["p"].phase == "done" and result["p"].segments_archived == 3
         text = page.inner_text("#bays")
         assert "已归档 3 / 3 个片段" in text
+        assert page.inner_text("tr[data-bay$='/1'] .officer") == "010203 张伟"
         screenshot(page, "02-docks")
     finally:
         gate.set()

@@ -160,7 +160,8 @@ class Bay:
     outcome: str | None = None
     clock_offset_ms: float | None = None
     updated: str | None = None
-    officer: str | None = None
+    officer: str | None = None  # the board's (dock registry), else the officer on the device's latest segment
+    officer_name: str | None = None  # the board's, from the dock's officer registry
     checkout_pending: dict[str, Any] | None = None
     checkout_result: dict[str, Any] | None = None
 
@@ -208,7 +209,9 @@ def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
                 flagged=[str(x) for x in p.get("flagged") or [] if isinstance(x, str)],
                 outcome=p.get("outcome") if isinstance(p.get("outcome"), str) else None,
                 clock_offset_ms=p.get("clock_offset_ms") if isinstance(p.get("clock_offset_ms"), (int, float)) else None,
-                updated=p.get("updated") if isinstance(p.get("updated"), str) else None))
+                updated=p.get("updated") if isinstance(p.get("updated"), str) else None,
+                officer=p.get("officer") if isinstance(p.get("officer"), str) else None,
+                officer_name=p.get("officer_name") if isinstance(p.get("officer_name"), str) else None))
     return bays, problems
 
 

@@ -102,7 +102,8 @@ def add_routes(app: web.Application, console: Console) -> None:
             info = known.get(b.device or "")
             if info is not None and info["agency"] != account.agency:
                 continue  # another agency's recorder in a shared dock
-            b.officer = info["officer"] if info else None
+            if b.officer is None:
+                b.officer = info["officer"] if info else None
             pending, results = inboxes.get(b.dock_index, ({}, {}))
             b.checkout_pending, b.checkout_result = pending.get(b.bay), results.get(b.bay)
             shown.append(b)
