@@ -44,11 +44,12 @@ class ConsoleRig:
         return pyotp.TOTP(self.accounts.totp_secret(username)).at(self.law.clock.utc_now())
 
 
-def make_console(agency, root: Path) -> ConsoleRig:
+def make_console(agency, root: Path, *, index: str = "") -> ConsoleRig:
+    """The console over an archive of real footage; ``index`` as for make_archive."""
     from archive.console.app import RunningConsole
     from archive.console.tls import make_web_certificate
 
-    law = make_archive(agency, root / "law")
+    law = make_archive(agency, root / "law", index=index)
     accounts = Accounts(law.archive)
     for username, name, role in PEOPLE:
         accounts.add(None, username, name, role, PASSWORD, by="admin")

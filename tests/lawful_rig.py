@@ -142,7 +142,9 @@ def make_c2pa_credential(root: Path) -> tuple[Path, Path]:
 
 
 def make_archive(agency, root: Path, *, tsa_url: str | None = None, tsa_cert: Path | None = None,
-                 videos: int = 2, c2pa: bool = False) -> LawRig:
+                 videos: int = 2, c2pa: bool = False, index: str = "") -> LawRig:
+    """An archive holding real footage (two videos and a still); ``index`` is
+    its config's ``[index]`` body (tests/archive_rig.py postgres_index), SQLite if empty."""
     from archive.config import load_archive_config
     from archive.service import Archive
 
@@ -159,7 +161,7 @@ def make_archive(agency, root: Path, *, tsa_url: str | None = None, tsa_cert: Pa
         chain, key = make_c2pa_credential(root / "c2pa")
         extra += f'\n[lawful_use.c2pa]\ncertificate_chain = "{chain}"\nkey = "{key}"\nalg = "es256"\n'
     path = archive_config_toml(root / "archive", agency.ca_cert_path, receipt, receipt.with_suffix(".crt"),
-                               extra=extra)
+                               extra=extra, index=index)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     clock = ManualClock(start=now)
     state = root / "recorder"

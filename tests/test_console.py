@@ -16,6 +16,7 @@ import pytest
 from archive.audit import audit_of
 from archive.console import queries
 
+from .archive_rig import postgres_index, start_postgres
 from .console_rig import CASE, PASSWORD, launch_chromium, make_console, screenshot, sign_in
 
 try:
@@ -25,15 +26,24 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 
 @pytest.fixture(scope="module")
-def rig(agency, tmp_path_factory):
-    rig = make_console(agency, tmp_path_factory.mktemp("console"))
+def postgres(tmp_path_factory):
+    pg = start_postgres(tmp_path_factory.mktemp("pg"))
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def rig(request, agency, tmp_path_factory):
+    """The console over an archive whose index is SQLite, then PostgreSQL: every page test runs on both."""
+    index = postgres_index(request.getfixturevalue("postgres"), "console") if request.param == "postgresql" else ""
+    rig = make_console(agency, tmp_path_factory.mktemp("console"), index=index)
     yield rig
     rig.running.stop()
     rig.law.close()
 
 
 @pytest.fixture(scope="module")
-def browser(rig):
+def browser():
     if sync_playwright is None:
         from .archive_rig import unavailable
         unavailable("playwright is not installed (pip install -e '.[test]')")
