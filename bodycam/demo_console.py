@@ -60,6 +60,9 @@ def start_demo_console(workdir: Path, echo: Callable[[str], None], *, serve: boo
                 extra = (f"  TOTP secret {secret} (code now {pyotp.TOTP(secret).now()}; "
                          f"{shlex.quote(sys.executable)} -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\")")
             echo(f"  login      {role:<9} {username:<10} password {password}{extra}")
+        shift = _first_shift(archive)
+        if shift:
+            echo(f"  try        misuse timeline (as sun.shen): {running.url}/misuse?{shift}")
         if not serve:
             echo("  (the console stops when the demo ends: run `bodycam demo --serve` to keep it up)")
         if serve:
@@ -76,3 +79,26 @@ def start_demo_console(workdir: Path, echo: Callable[[str], None], *, serve: boo
         if running is not None:
             running.stop()
         archive.close()
+
+
+def _first_shift(archive) -> str | None:
+    """The query string of the misuse timeline for the demo officer's shift:
+    from 10 minutes before their first footage, eight hours (Beijing time)."""
+    import datetime as dt
+    from urllib.parse import urlencode
+
+    from sqlalchemy import func, select
+
+    from archive import index as ix
+    from archive.console.oversight import SHIFT_ZONE
+    from bodycam.demo import DEMO_OFFICER
+
+    s = ix.segments
+    with archive.engine.connect() as conn:
+        first = conn.execute(select(func.min(s.c.opened_utc)).where(s.c.officer == DEMO_OFFICER)).scalar()
+    if first is None:
+        return None
+    start = (dt.datetime.fromisoformat(first.replace("Z", "+00:00")).astimezone(SHIFT_ZONE)
+             - dt.timedelta(minutes=10))
+    return urlencode({"officer": DEMO_OFFICER, "day": start.date().isoformat(), "start": start.strftime("%H:%M"),
+                      "end": (start + dt.timedelta(hours=8)).strftime("%H:%M")})

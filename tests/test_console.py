@@ -496,12 +496,25 @@ def test_the_demo_prints_the_console_and_a_login_per_role_that_work(browser, tmp
         page.goto(f"{url}/search")
         seen["rows"] = page.locator("#results tbody tr").count()
         context.close()
+        context = browser.new_context(ignore_https_errors=True)  # the auditor, at the printed misuse address
+        page = context.new_page()
+        page.goto(f"{url}/login")
+        page.fill("input[name=username]", "sun.shen")
+        page.fill("input[name=password]", logins["sun.shen"])
+        page.click("#sign-in")
+        page.wait_for_load_state()
+        page.goto(re.search(r"misuse timeline \(as sun.shen\): (\S+)", text).group(1))
+        seen["shift"] = page.inner_text("#shift")
+        seen["flags"] = page.locator("#flags tbody tr").count()
+        context.close()
 
     url = start_demo_console(tmp_path / "demo", lines.append, serve=True, wait=visit)
     assert url.startswith("https://127.0.0.1:")
     assert "A123456" in seen["docks"] and "完成" in seen["docks"]
+    assert "020304 Li Na" in seen["docks"]  # handed out at the docking, named from the dock's registry
     videos, photos = map(int, re.search(r"segments +(\d+) video segments .* plus (\d+) photo", "\n".join(lines)).groups())
     assert seen["rows"] == videos + photos
+    assert f"读取 {videos + photos} 个片段" in seen["shift"] and seen["flags"] >= 1
 
 
 def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(rig, browser, tmp_path):
