@@ -217,6 +217,7 @@ def run() -> list[tuple[str, str, str]]:
                 ("playback page under a grant", f"/play/{digest}?grant={grant.id}", "reviewer"),
                 ("review: the reviewer's samples + statistics", "/review", "reviewer"),
                 ("misuse timeline: officer, one shift", f"/misuse?officer={officer}&day={since}", "auditor"),
+                ("misuse: newest custody findings", "/misuse", "auditor"),
                 ("audit trail (newest 200)", "/audit", "auditor"),
                 ("audit trail by person", "/audit?actor=user7", "auditor"),
             ]

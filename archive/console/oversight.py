@@ -166,6 +166,29 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
     return Shift(officer, ev.utc_text(duty_a), ev.utc_text(duty_b), rows, flags)
 
 
+def recent_custody_findings(archive, agency: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` custody findings of ``agency`` (format §14), newest
+    sighting first, each with ``archived`` (whether this archive holds its
+    sealed digest) and ``shift``: the query string of the misuse timeline of
+    its officer's day (Beijing time, duty 00:00 to 23:59) to open it in."""
+    from urllib.parse import urlencode
+
+    cf, s = ix.custody_findings, ix.segments
+    with archive.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(
+            select(cf).where(cf.c.agency == agency).order_by(cf.c.found_utc.desc(), cf.c.device, cf.c.segment_seq)
+            .limit(limit))]
+        digests = [r["segment_digest"] for r in rows if r["segment_digest"]]
+        held = set(conn.execute(select(s.c.segment_digest).where(s.c.segment_digest.in_(digests))).scalars()
+                   ) if digests else set()
+    for r in rows:
+        r["archived"] = r["segment_digest"] in held
+        day = _utc(r["opened_utc"]).astimezone(SHIFT_ZONE).date()
+        r["shift"] = urlencode({"officer": r["officer"] or "", "day": day.isoformat(), "start": "00:00",
+                                "end": "23:59"}) if r["officer"] else None
+    return rows
+
+
 # -- Art. 24 review ------------------------------------------------------------------------
 # Sampling, the view request for the sample and the findings are archive/review.py's;
 # the console adds the statistics for the yearly assessment.

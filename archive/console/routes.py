@@ -385,7 +385,10 @@ def add_routes(app: web.Application, console: Console) -> None:
                                     segments=[r["segment_digest"] for r in shift.segments],
                                     detail={"console": "misuse timeline", "officer": form.officer.data,
                                             "day": form.day.data.isoformat()})
-        return aiohttp_jinja2.render_template("misuse.html", request, {"form": form, "shift": shift})
+        recent = [] if shift else await asyncio.to_thread(oversight.recent_custody_findings, c.archive,
+                                                          account.agency)
+        return aiohttp_jinja2.render_template("misuse.html", request, {"form": form, "shift": shift,
+                                                                       "recent": recent})
 
     # -- review (Art. 24): archive/review.py samples, files the request, keeps findings ------
 
