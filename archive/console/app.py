@@ -56,6 +56,7 @@ from .i18n import _
 from ..threaded import ThreadedSite
 
 log = logging.getLogger(__name__)
+CONSOLE_KEY: web.AppKey["Console"] = web.AppKey("console")  # the running Console, for handlers that need it
 HERE = Path(__file__).resolve().parent
 ACCOUNT: web.RequestKey = web.RequestKey("console_account", object)
 LOGIN_LIMIT = "5/minute"  # wrong or right, per username and address
@@ -142,7 +143,7 @@ class Console:
         env.filters["seconds"] = lambda s: "" if s is None else f"{s:.1f}"
         env.filters["utc"] = lambda t: (t or "")[:19].replace("T", " ")
         env.filters["mb"] = lambda n: f"{(n or 0) / 1e6:.1f}"
-        app["console"] = self
+        app[CONSOLE_KEY] = self
         routes.add_routes(app, self)
         app.router.add_static("/static/", HERE / "static", name="static")
         return app
