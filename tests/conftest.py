@@ -112,3 +112,14 @@ def recording(pristine, tmp_path):
         if p.is_file():
             p.chmod(0o644)
     return dst, names
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A throwaway PostgreSQL cluster for one test module (tests/archive_rig.py);
+    give each test its own database with ``archive_rig.postgres_index``."""
+    from .archive_rig import start_postgres
+
+    pg = start_postgres(tmp_path_factory.mktemp("pg"))
+    yield pg
+    pg.stop()

@@ -19,15 +19,8 @@ from bodycam.cli import main
 from bodycam.errors import UsageError
 from device.sealing.clock import ManualClock
 
-from .archive_rig import archive_config_toml, postgres_index, start_postgres
+from .archive_rig import archive_config_toml, postgres_index
 from .dockrig import make_rig
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    pg = start_postgres(tmp_path_factory.mktemp("pg"))
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

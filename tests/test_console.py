@@ -16,20 +16,13 @@ import pytest
 from archive.audit import audit_of
 from archive.console import queries
 
-from .archive_rig import postgres_index, start_postgres
+from .archive_rig import postgres_index
 from .console_rig import CASE, PASSWORD, launch_chromium, make_console, screenshot, sign_in
 
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    pg = start_postgres(tmp_path_factory.mktemp("pg"))
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -27,18 +27,11 @@ from device.sealing import pki
 from device.sealing.seallog import scan_log
 from dock.session import DockSession
 
-from .archive_rig import archive_config_toml, postgres_index, start_postgres
+from .archive_rig import archive_config_toml, postgres_index
 from .dockrig import make_rig
 from .test_dock import VALID_UNTIL, _csv
 
 RECORDED_BY = "010203"  # the officer tests/dockrig.py's record() puts in each manifest
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    pg = start_postgres(tmp_path_factory.mktemp("pg"))
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
