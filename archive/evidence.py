@@ -77,6 +77,7 @@ class VerifiedRecording:
     device_certificate: str | None = None  # SHA-256 fingerprint of identity/device.crt (hex)
     log_events: list["LogEvent"] = field(default_factory=list)  # OVERSIGHT_EVENTS on the chain, in order
     gone: list["GoneSegment"] = field(default_factory=list)  # logged segments no longer in the folder
+    present: set[int] = field(default_factory=set)  # segment_seq of logged segments the folder holds
 
 
 # Seal-log kinds the oversight pages read (format §5.1): who had the recorder
@@ -154,6 +155,7 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
         gone = {s.seq for s in report.segments
                 if s.seq is not None and s.status in (SegmentStatus.MISSING, SegmentStatus.DELETED)}
         out.log_events, out.gone = _custody(evidence, gone)
+        out.present = {s.seq for s in report.segments if s.seq is not None and s.seq not in gone}
     return out
 
 

@@ -189,6 +189,8 @@ custody_findings = Table(  # logged segments gone from the recorder without a va
     Column("how", String(32), nullable=False),  # GoneSegment.how
     Column("found_utc", String(32), nullable=False),  # the commit that first saw it gone
     Column("source", Text, nullable=False),  # that commit's source (dock:…, import:…)
+    Column("resolved_utc", String(32)),  # a later commit whose folder held the segment again
+    Column("resolved_by", Text),  # that commit's source
 )
 
 Index("ix_segments_agency_officer_time", segments.c.agency, segments.c.officer, segments.c.opened_utc)

@@ -330,7 +330,9 @@ class Archive:
         of them at its first commit since revision 0005) into ``log_events``,
         and each logged segment gone from
         the recording without a valid archive receipt for a digest this
-        archive holds into ``custody_findings`` (first sighting kept).  Entries
+        archive holds into ``custody_findings`` (first sighting kept; a
+        finding whose segment a later commit's folder holds again is marked
+        resolved by that commit, never deleted).  Entries
         written before any assignment are attributed to the officer of the
         device's latest segment opened at or before them (a recorder with a
         configured officer is never assigned by a dock)."""
@@ -366,6 +368,11 @@ class Archive:
                         "of this archive: %s", source, rec.device, len(findings),
                         ", ".join(f"{f['segment']} ({f['how']})" for f in findings[:20]))
         _insert_ignore(conn, ix.custody_findings, findings, ["device", "segment_seq"])
+        cf, present = ix.custody_findings, sorted(rec.present)
+        for start in range(0, len(present), 500):  # held again (restored, or an earlier partial copy)
+            conn.execute(update(cf).where(cf.c.device == rec.device, cf.c.segment_seq.in_(present[start:start + 500]),
+                                          cf.c.resolved_utc.is_(None))
+                         .values(resolved_utc=now_text, resolved_by=source))
 
     @staticmethod
     def _officer_at(conn: Connection, agency: str, device: str, utc: str) -> str | None:

@@ -227,3 +227,24 @@ def test_a_device_docked_before_revision_0005_has_its_history_read_at_its_next_d
     assert rig.dock().outcome == "done"
     assert [e["officer"] for e in log_events(rig.archive, "assignment")] == [RECORDED_BY, RECORDED_BY]
     assert len(log_events(rig.archive, "deletion")) == 2
+
+
+def test_a_segment_back_on_the_card_resolves_its_finding_and_the_row_stays(rig, tmp_path):
+    names = rig.record(2)
+    keep = tmp_path / "backup"
+    keep.mkdir()
+    for suffix in (".bcseg", ".bcman"):
+        (keep / f"{names[0]}{suffix}").write_bytes((rig.state / "segments" / f"{names[0]}{suffix}").read_bytes())
+    delete_by_hand(rig, names[0])
+    assert rig.dock().outcome == "done"
+    [found] = findings(rig.archive)
+    assert found["resolved_utc"] is None
+    for suffix in (".bcseg", ".bcman"):  # someone puts the files back
+        (rig.state / "segments" / f"{names[0]}{suffix}").write_bytes((keep / f"{names[0]}{suffix}").read_bytes())
+    rig.clock.advance(60)
+    progress = rig.dock()
+    assert progress.outcome == "done" and progress.segments_archived == 1
+    [found] = findings(rig.archive)
+    assert found["resolved_utc"] is not None and found["resolved_by"].startswith("dock:")
+    assert "deleted-without-receipt" not in [f.kind for f in flags_of(rig.archive, RECORDED_BY, found["opened_utc"])]
+    assert oversight.recent_custody_findings(rig.archive, rig.archive.agency(None).id) == []

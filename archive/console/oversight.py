@@ -95,7 +95,7 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
             .order_by(le.c.utc, le.c.seq))]
         gone = [dict(r._mapping) for r in conn.execute(
             select(cf).where(cf.c.agency == agency, cf.c.officer == officer, cf.c.opened_utc >= lo,
-                             cf.c.opened_utc < hi).order_by(cf.c.opened_utc))]
+                             cf.c.opened_utc < hi, cf.c.resolved_utc.is_(None)).order_by(cf.c.opened_utc))]
         digests = [g["segment_digest"] for g in gone if g["segment_digest"]]
         held = set(conn.execute(select(s.c.segment_digest).where(s.c.segment_digest.in_(digests))).scalars()
                    ) if digests else set()
@@ -167,7 +167,7 @@ def misuse_timeline(archive, agency: str, officer: str, day: dt.date, start: dt.
 
 
 def recent_custody_findings(archive, agency: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest ``limit`` custody findings of ``agency`` (format §14), newest
+    """The newest ``limit`` unresolved custody findings of ``agency`` (format §14), newest
     sighting first, each with ``archived`` (whether this archive holds its
     sealed digest) and ``shift``: the query string of the misuse timeline of
     its officer's day (Beijing time, duty 00:00 to 23:59) to open it in."""
@@ -176,7 +176,8 @@ def recent_custody_findings(archive, agency: str, limit: int = 50) -> list[dict[
     cf, s = ix.custody_findings, ix.segments
     with archive.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(
-            select(cf).where(cf.c.agency == agency).order_by(cf.c.found_utc.desc(), cf.c.device, cf.c.segment_seq)
+            select(cf).where(cf.c.agency == agency, cf.c.resolved_utc.is_(None))
+            .order_by(cf.c.found_utc.desc(), cf.c.device, cf.c.segment_seq)
             .limit(limit))]
         digests = [r["segment_digest"] for r in rows if r["segment_digest"]]
         held = set(conn.execute(select(s.c.segment_digest).where(s.c.segment_digest.in_(digests))).scalars()

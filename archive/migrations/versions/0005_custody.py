@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.Column("how", sa.String(32), nullable=False),
         sa.Column("found_utc", sa.String(32), nullable=False),
         sa.Column("source", sa.Text, nullable=False),
+        sa.Column("resolved_utc", sa.String(32)),
+        sa.Column("resolved_by", sa.Text),
     )
     op.create_index("ix_custody_findings_agency_officer_time", "custody_findings",
                     ["agency", "officer", "opened_utc"])
