@@ -281,14 +281,17 @@ def register_command(ctx, agency, as_json) -> None:
 
 
 @click.command("disc")
-@click.argument("package", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("package", type=click.Path(path_type=Path, readable=False))
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="ISO image to write.")
 @click.option("--label", default="BODYCAM_EVIDENCE", show_default=True, help="Volume label (A-Z, 0-9, _).")
 def disc_command(package, out, label) -> None:
     """Write a package to an ISO 9660 + UDF + Joliet image for long-term media (Art. 13), then
     read it back and verify it."""
+    from device.sealing.safeio import check_folder
+
     from .disc import verify_image, write_image
 
+    check_folder(package, "evidence package")
     if out.exists():
         raise click.UsageError(f"{out} exists")
     written = write_image(package, out, label=label)

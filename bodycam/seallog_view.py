@@ -173,7 +173,9 @@ def read_seal_log(root: Path, ca_cert) -> SealLogView:
     """Snapshot, parse and verify the seal log of a recorder's state or an
     evidence export.  Raises InputError for a folder that is not a recording."""
 
-    root = Path(root)
+    from device.sealing.safeio import check_folder
+
+    root = check_folder(Path(root), "recorder state or evidence export")
     if not root.joinpath(*IDENTITY_CERT).is_file():
         raise InputError(f"{root}: no identity/device.crt; not a recorder's state or an evidence export")
     if not (root / LOG_DIR).is_dir():
@@ -321,8 +323,7 @@ def problems(view: SealLogView) -> list[str]:
 
 
 @click.command("log")
-@click.argument("recording", metavar="STATE_OR_EXPORT",
-                type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("recording", metavar="STATE_OR_EXPORT", type=click.Path(path_type=Path, readable=False))
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False),
               help="Agency CA certificate to trust (default $BODYCAM_CA or /etc/bodycam/agency-ca.crt).")
 @click.option("--event", "events", multiple=True, metavar="KIND",
@@ -348,7 +349,9 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
     2 for bad input.
     """
     from device.sealing.cli import load_trust_anchor
+    from device.sealing.safeio import check_folder
 
+    check_folder(recording, "recorder state or evidence export")  # before the CA: what was typed last
     ca_cert = load_trust_anchor(ca)
     window = {"events": events, "since": parse_time(since, "--since") if since else None,
               "until": parse_time(until, "--until") if until else None, "segment": segment}
