@@ -107,7 +107,7 @@ def test_a_fifo_or_a_folder_is_refused_without_waiting(tmp_path):
 
     os.mkfifo(fifo)
     result = check(fifo)
-    assert result.exit_code == 2 and f"{fifo}: not a regular file" in result.output
+    assert result.exit_code == 2 and f"{fifo}: config is a FIFO, not a regular file" in result.output
 
 
 def test_the_example_dock_config_passes():
@@ -165,3 +165,76 @@ def test_a_refused_config_writes_nothing_to_the_state(agency, tmp_path):
     assert result.exit_code == 2 and "Asia/Beijing" in result.output and "Traceback" not in result.output
     after = sorted(p.name for p in (state / "seallog").iterdir()) if (state / "seallog").exists() else []
     assert after == before
+
+
+# -- the archive config: the same error text as the other two (device/sealing/configfile.py) --
+
+ARCHIVE_EXAMPLE = REPO / "archive" / "example.toml"
+S3_STORE = ('[store]\nbackend = "s3"\nbucket = "evidence"\naccess_key_id = "AKIA"\n'
+            'secret_access_key = "{secret}"\n')
+
+
+def archive_variant(tmp_path, old: str, new: str) -> Path:
+    text = ARCHIVE_EXAMPLE.read_text()
+    assert old in text, old
+    path = tmp_path / "archive.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("port = 8444", 'port = "http"', "server.port: Input should be a valid integer, unable to parse string as "
+     "an integer (found 'http')"),
+    ("port = 8444", "port = 70000", "server.port: Input should be less than or equal to 65535 (found 70000)"),
+    ("patrol_days = 183", "patrol_days = 30", "retention.patrol_days: Input should be greater than or equal to "
+     "183 (found 30)"),
+    ("duty_hours = 12", "duty_hours = [12]", "watch.duty_hours: Input should be a valid number (found an array of 1)"),
+    ('url = "sqlite:///index.sqlite"', 'url = "mysql://archive:hunter2@db/archive"',
+     "index.url: String should match pattern"),
+    ('id = "shuncheng-market"', 'id = "顺城"', "agencies.0.id: String should match pattern"),
+    ('backend = "local"', 'backend = "local"\ncolour = "blue"', "store.colour: unknown key"),
+])
+def test_archive_config_errors_show_the_value_found(tmp_path, old, new, message):
+    path = archive_variant(tmp_path, old, new)
+    result = check(path)
+    assert result.exit_code == 2, result.output
+    assert f"{path}: invalid archive config" in result.output and message in result.output, result.output
+
+
+def test_config_errors_hide_secrets_and_whole_tables(tmp_path):
+    """A URL's password is masked, a secret key's value never shown, and a check over a whole
+    table (two agencies with one id, two bays with one number) shows no table."""
+    path = archive_variant(tmp_path, 'url = "sqlite:///index.sqlite"', 'url = "mysql://archive:hunter2@db/archive"')
+    output = check(path).output
+    assert "found 'mysql://archive:***@db/archive'" in output and "hunter2" not in output, output
+    text = ARCHIVE_EXAMPLE.read_text()
+    store = text[text.index("[store]"):text.index("[index]")]
+    path.write_text(text.replace(store, S3_STORE.format(secret="x") + "part_size_mb = 1\n\n")
+                    .replace('secret_access_key = "x"', "secret_access_key = 12345678"))
+    output = check(path).output
+    assert "store.secret_access_key: Input should be a valid string (found a int, not shown)" in output, output
+    assert "store.part_size_mb: Input should be greater than or equal to 5 (found 1)" in output
+    assert "12345678" not in output
+    agency = text[text.index("[[agencies]]"):]
+    path.write_text(text + "\n" + agency)
+    output = check(path).output
+    assert "(top level): Value error, agency ids must be unique: ['shuncheng-market', 'shuncheng-market']\n" \
+        in output, output
+    assert "顺城区市场监督管理局" not in output
+    dock = dock_variant(tmp_path, "bay = 2", "bay = 1")
+    output = check(dock).output
+    assert "two bays have bay 1\n" in output and "usb_path" not in output, output
+
+
+def test_an_archive_config_fifo_or_folder_is_refused_without_waiting(tmp_path):
+    import os
+
+    fifo = tmp_path / "archive.toml"
+    os.mkfifo(fifo)
+    from archive.config import load_archive_config
+    from bodycam.errors import InputError
+
+    with pytest.raises(InputError, match="archive config is a FIFO, not a regular file"):
+        load_archive_config(fifo)
+    with pytest.raises(InputError, match="archive config is a folder, not a regular file"):
+        load_archive_config(tmp_path)
