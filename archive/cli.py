@@ -380,7 +380,8 @@ def attach(ctx: click.Context, files, agency, case_number, kind, who, as_json) -
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Store, index, last scrub and alerts (recorders overdue at the dock, bad objects)."""
-    s = _archive(ctx).status()
+    archive = _archive(ctx)
+    s = archive.status()
     if as_json:
         _emit(True, s)
         return
@@ -394,9 +395,30 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo("scrub    never" if sc is None else
                f"scrub    {sc['finished_utc'][:19]}: {sc['objects']} objects, {sc['bad']} bad")
     for alert in s["alerts"]:
-        click.echo(f"ALERT    {alert['message']}")
+        click.echo(f"ALERT    {alert_line(alert, archive.watch, s['store'].get('error'))}")
     if not s["alerts"]:
         click.echo("alerts   none")
+
+
+def alert_line(alert: dict[str, Any], watch, store_error: str | None = None) -> str:
+    """An alert of ``Archive.alerts()``/``status()`` in English for the technician's terminal,
+    from its fields; its ``message`` is the Chinese text for agency staff (pages, reports,
+    ``--json``).  ``watch``: the archive config's [watch] (hours); ``store_error``: the
+    status's ``store.error``, what a store-unreachable alert is about.  A kind this does not know
+    is shown by its kind and fields, never by the Chinese message."""
+    kind = alert.get("kind")
+    if kind == "not-docked":
+        return (f"recorder {alert['device']} not docked within {watch.dock_within_hours:g} h of its duty end "
+                f"(last docked {alert['last_docked_utc']}, due {alert['due_utc']})")
+    if kind == "scrub-bad":
+        return f"the last scrub found {alert['count']} stored object(s) damaged (bodycam archive scrub)"
+    if kind == "scrub-overdue":
+        return (f"no scrub of the store for over {watch.scrub_every_hours:g} h "
+                f"(last {alert.get('last_scrub_utc') or 'never'})")
+    if kind == "store-unreachable":
+        return f"the store cannot be reached: {store_error or 'see bodycam archive status --json'}"
+    fields = ", ".join(f"{key} {value}" for key, value in alert.items() if key not in ("kind", "message"))
+    return f"{kind}: {fields}" if fields else str(kind)
 
 
 commands = (archive_group,)
