@@ -152,7 +152,8 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--media", help="Media type, exact.")
 @click.option("--since", help="Opened at or after (2026-11-27 or ISO 8601, UTC if no zone).")
 @click.option("--until", help="Opened before (same forms).")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000),
+              help="At most this many segments, oldest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.pass_context
 def search(ctx: click.Context, agency, sub_unit, device, officer, party, case_number, cause, act_type, mark,

@@ -56,6 +56,10 @@ ca_option = click.option(
     help="Agency CA certificate to trust (default $BODYCAM_CA or /etc/bodycam/agency-ca.crt).",
 )
 identity_option_help = "Archive recipient private key (X25519 PEM)"
+ca_dir_option = click.option(
+    "--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+    help="The agency CA's folder (ca.key, ca.crt, crl.pem) made by `bodycam pki init-ca`.",
+)
 
 
 # --------------------------------------------------------------------------
@@ -208,7 +212,8 @@ def pki_group() -> None:
 
 
 @pki_group.command("init-ca")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the new CA's key and certificate (created); keep it offline.")
 @click.option("--agency", required=True, help="Agency name, e.g. 'Shuncheng District Market Regulation'.")
 def init_ca(ca_dir: Path, agency: str) -> None:
     """Create the agency CA (ca.key, ca.crt) in CA_DIR; keep it offline."""
@@ -219,11 +224,16 @@ def init_ca(ca_dir: Path, agency: str) -> None:
 
 
 @pki_group.command("issue")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--role", required=True,
-              type=click.Choice([pki.ROLE_DOCK, pki.ROLE_ARCHIVE_RECIPIENT, pki.ROLE_ARCHIVE_RECEIPT]))
+              type=click.Choice([pki.ROLE_DOCK, pki.ROLE_ARCHIVE_RECIPIENT, pki.ROLE_ARCHIVE_RECEIPT]),
+              help="dock: a dock's TLS and signing key (Ed25519); archive-recipient: the X25519 key "
+                   "recorders encrypt footage to; archive-receipt: the archive's TLS and receipt-signing "
+                   "key (Ed25519).")
 @click.option("--id", "entity_id", required=True, help="ID of the dock or archive.")
-@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the key (mode 0600) and its certificate (created; a key there is never "
+                   "overwritten).")
 def issue(ca_dir: Path, role: str, entity_id: str, out_dir: Path) -> None:
     """Generate a dock or archive key in OUT_DIR and certify it."""
     key_path = pki.issue_keypair(pki.load_ca(ca_dir), role, entity_id, out_dir)
@@ -231,7 +241,7 @@ def issue(ca_dir: Path, role: str, entity_id: str, out_dir: Path) -> None:
 
 
 @pki_group.command("enrol-device")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--state", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="The recorder's state directory; its key is generated here.")
 @click.option("--device-id", required=True, help="7-character device serial, e.g. A123456.")
@@ -258,7 +268,7 @@ def show(cert: Path) -> None:
 
 
 @pki_group.command("revoke")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--cert", "cert_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The device certificate to revoke (identity/device.crt of the lost recorder).")
 @click.option("--at", "at_text", default=None,
