@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,6 @@ from .config import load_archive_config
 SEGMENTS_HELP = "Segments by digest or name (repeat, or several arguments)."
 
 log = logging.getLogger(__name__)
-
-
-def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
-    """Send ``message`` (e.g. "READY=1\nSTATUS=…") to systemd's notification
-    socket, as sd_notify(3) does: one datagram to the AF_UNIX address in
-    $NOTIFY_SOCKET (a leading "@" is the abstract namespace).  Returns whether
-    it was sent; False, and nothing else, outside a Type=notify unit or when
-    nothing listens.  (The archive may not import the recorder's notifier.)"""
-    address = (os.environ if env is None else env).get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        try:
-            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
-        except OSError as exc:
-            log.warning("sd_notify %r to %s: %s", message.split("\n", 1)[0], address.lstrip("\0"), exc)
-            return False
-    return True
 
 
 def _archive(ctx: click.Context):
@@ -116,8 +95,11 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     (Type=notify) it says READY=1 once both listeners are up and STOPPING=1
     when it stops.
     """
+    from device.sealing.systemd_notify import SystemdNotifier
+
     from .server import serve_forever
 
+    notifier = SystemdNotifier()
     if config_path is not None:
         ctx.find_object(dict)["config"] = config_path
     archive = _archive(ctx)
@@ -127,12 +109,12 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
         click.echo(status, err=True)
         # bodycam-archive.service is Type=notify: the docks' ordering waits for this.
         # serve_forever() has installed its stop handlers before calling back.
-        sd_notify(f"READY=1\nSTATUS={status}")
+        notifier.ready(status)
 
     try:
         serve_forever(archive, on_ready=ready)
     finally:
-        sd_notify("STOPPING=1")
+        notifier.stopping()
         log.info("archive service stopped")
 
 

@@ -34,7 +34,7 @@ def dock_group(ctx: click.Context, config_path: Path) -> None:
         daemon = DockDaemon(load_dock_config(config_path))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stop.set())
-        from device.daemon import SystemdNotifier
+        from device.sealing.systemd_notify import SystemdNotifier
 
         SystemdNotifier().ready(f"watching {len(daemon.config.bays)} bays")
         daemon.run()
