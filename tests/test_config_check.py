@@ -27,12 +27,24 @@ def test_every_shipped_config_passes():
     assert result.output.count(": OK") == len(SHIPPED)
 
 
-def variant(tmp_path, old: str, new: str, base: str = "pi4-camera3-ina219.toml") -> Path:
-    text = (REPO / "hw-configs" / base).read_text()
+def refused(path: Path, *messages: str) -> None:
+    """`config check` exits 2 naming the file and saying each of ``messages``."""
+    result = check(path)
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and all(m in result.output for m in messages), result.output
+
+
+def edited(source: Path, tmp_path, old: str, new: str, name: str) -> Path:
+    """A copy of the config ``source`` named ``name`` in ``tmp_path`` with ``old`` replaced once."""
+    text = source.read_text()
     assert old in text, old
-    path = tmp_path / "bad.toml"
+    path = tmp_path / name
     path.write_text(text.replace(old, new, 1))
     return path
+
+
+def variant(tmp_path, old: str, new: str, base: str = "pi4-camera3-ina219.toml") -> Path:
+    return edited(REPO / "hw-configs" / base, tmp_path, old, new, "bad.toml")
 
 
 @pytest.mark.parametrize("old,new,message", [
@@ -87,10 +99,7 @@ DOCK_EXAMPLE = REPO / "dock" / "dock.example.toml"
     ("[recording]", "[docklink]\nenabled = 1\n\n[recording]", "docklink.enabled: Input should be a valid boolean"),
 ])
 def test_values_the_program_would_fail_on_are_refused(tmp_path, old, new, message):
-    path = variant(tmp_path, old, new)
-    result = check(path)
-    assert result.exit_code == 2, result.output
-    assert str(path) in result.output and message in result.output, result.output
+    refused(variant(tmp_path, old, new), message)
 
 
 def test_deep_nesting_is_a_clear_error_not_a_crash(tmp_path):
@@ -117,11 +126,7 @@ def test_the_example_dock_config_passes():
 
 
 def dock_variant(tmp_path, old: str, new: str) -> Path:
-    text = DOCK_EXAMPLE.read_text()
-    assert old in text, old
-    path = tmp_path / "dock.toml"
-    path.write_text(text.replace(old, new, 1))
-    return path
+    return edited(DOCK_EXAMPLE, tmp_path, old, new, "dock.toml")
 
 
 @pytest.mark.parametrize("old,new,message", [
@@ -143,10 +148,7 @@ def dock_variant(tmp_path, old: str, new: str) -> Path:
      "archive.url: required key is missing"),
 ])
 def test_bad_dock_configs_are_refused(tmp_path, old, new, message):
-    path = dock_variant(tmp_path, old, new)
-    result = check(path)
-    assert result.exit_code == 2, result.output
-    assert str(path) in result.output and message in result.output, result.output
+    refused(dock_variant(tmp_path, old, new), message)
 
 
 def test_neither_kind_of_config(tmp_path):
@@ -175,11 +177,7 @@ S3_STORE = ('[store]\nbackend = "s3"\nbucket = "evidence"\naccess_key_id = "AKIA
 
 
 def archive_variant(tmp_path, old: str, new: str) -> Path:
-    text = ARCHIVE_EXAMPLE.read_text()
-    assert old in text, old
-    path = tmp_path / "archive.toml"
-    path.write_text(text.replace(old, new, 1))
-    return path
+    return edited(ARCHIVE_EXAMPLE, tmp_path, old, new, "archive.toml")
 
 
 @pytest.mark.parametrize("old,new,message", [
@@ -196,9 +194,7 @@ def archive_variant(tmp_path, old: str, new: str) -> Path:
 ])
 def test_archive_config_errors_show_the_value_found(tmp_path, old, new, message):
     path = archive_variant(tmp_path, old, new)
-    result = check(path)
-    assert result.exit_code == 2, result.output
-    assert f"{path}: invalid archive config" in result.output and message in result.output, result.output
+    refused(path, f"{path}: invalid archive config\n", message)
 
 
 def test_config_errors_hide_secrets_and_whole_tables(tmp_path):
