@@ -204,7 +204,7 @@ CONFIG_KINDS: dict[str, tuple[str, Callable[[Path], object], Callable[[object], 
 
 def _check_one(path: Path) -> str:
     """Validate one config file as the program will use it; returns its summary line."""
-    from .config import read_toml
+    from .sealing.configfile import read_toml
 
     data = read_toml(path, "config")
     if "board" in data:
