@@ -77,7 +77,7 @@ def bad_files():
                                          ":3: field department: not valid CSV: field larger than field limit"),
         "huge extra field": ([HEADER, f"010203,张伟,市场监督管理局,LN1,{VALID},{long}"],
                              ":2: field #6 (of 5): not valid CSV: field larger than field limit"),
-        "text after a closing quote": ([HEADER, ROWS[0], f'020304,李娜,市场监督管理局,"LN1"2,{VALID}'],
+        "text after a closing quote": ([HEADER, ROWS[0], f'020304,"李, ""娜""",市场监督管理局,"LN1"2,{VALID}'],
                                        ":3: field certificate_no: not valid CSV: ',' expected after '\"'"),
         "impossible date": ([HEADER, "010203,张伟,市场监督管理局,LN210123,2030-99-99"],
                             ":2: field valid_until '2030-99-99' is not a date"),
