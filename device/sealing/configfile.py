@@ -57,7 +57,7 @@ def shown_value(value: Any, secret: bool = False) -> str:
     """A bad value as an error shows it: its repr cut at SHOWN_VALUE characters, a URL's
     password masked; a table or an array by its kind and size; a ``secret`` only by its type."""
     if secret:
-        return f"a {type(value).__name__}, not shown"
+        return f"a value of type {type(value).__name__}, not shown"
     if isinstance(value, dict):
         return f"a table of {len(value)} key(s)"
     if isinstance(value, (list, tuple)):
