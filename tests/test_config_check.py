@@ -208,7 +208,8 @@ def test_config_errors_hide_secrets_and_whole_tables(tmp_path):
     path.write_text(text.replace(store, S3_STORE.format(secret="x") + "part_size_mb = 1\n\n")
                     .replace('secret_access_key = "x"', "secret_access_key = 12345678"))
     output = check(path).output
-    assert "store.secret_access_key: Input should be a valid string (found a value of type int, not shown)" in output, output
+    assert ("store.secret_access_key: Input should be a valid string (found a value of type int, not shown)"
+            in output), output
     assert "store.part_size_mb: Input should be greater than or equal to 5 (found 1)" in output
     assert "12345678" not in output
     agency = text[text.index("[[agencies]]"):]

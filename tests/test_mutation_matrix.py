@@ -684,7 +684,8 @@ def test_distinct_checkpoint_problems_are_distinct_reasons(recording, agency):
     bad = by_name(verify(root, agency, identity=False), names[2])
     assert bad.status == "failed"
     assert len(bad.reasons) == 2, bad.reasons
-    assert bad.reasons[0] == f"checkpoint at offset {checkpoints[1].offset} (after fragment 2): signature does not verify"
+    assert bad.reasons[0] == (f"checkpoint at offset {checkpoints[1].offset} (after fragment 2): "
+                              "signature does not verify")
     assert bad.reasons[1].startswith(f"2 of 5 checkpoints, at offsets {checkpoints[3].offset} … "
                                      f"{checkpoints[4].offset} (after fragments 4 … 5): chain differs")
     assert bad.reasons[1].endswith("the first altered fragment is fragment 4 (counted from 1)")
