@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,6 @@ from .config import load_archive_config
 SEGMENTS_HELP = "Segments by digest or name (repeat, or several arguments)."
 
 log = logging.getLogger(__name__)
-
-
-def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
-    """Send ``message`` (e.g. "READY=1\nSTATUS=…") to systemd's notification
-    socket, as sd_notify(3) does: one datagram to the AF_UNIX address in
-    $NOTIFY_SOCKET (a leading "@" is the abstract namespace).  Returns whether
-    it was sent; False, and nothing else, outside a Type=notify unit or when
-    nothing listens.  (The archive may not import the recorder's notifier.)"""
-    address = (os.environ if env is None else env).get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        try:
-            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
-        except OSError as exc:
-            log.warning("sd_notify %r to %s: %s", message.split("\n", 1)[0], address.lstrip("\0"), exc)
-            return False
-    return True
 
 
 def _archive(ctx: click.Context):
@@ -116,8 +95,11 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
     (Type=notify) it says READY=1 once both listeners are up and STOPPING=1
     when it stops.
     """
+    from device.sealing.systemd_notify import SystemdNotifier
+
     from .server import serve_forever
 
+    notifier = SystemdNotifier()
     if config_path is not None:
         ctx.find_object(dict)["config"] = config_path
     archive = _archive(ctx)
@@ -127,12 +109,12 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
         click.echo(status, err=True)
         # bodycam-archive.service is Type=notify: the docks' ordering waits for this.
         # serve_forever() has installed its stop handlers before calling back.
-        sd_notify(f"READY=1\nSTATUS={status}")
+        notifier.ready(status)
 
     try:
         serve_forever(archive, on_ready=ready)
     finally:
-        sd_notify("STOPPING=1")
+        notifier.stopping()
         log.info("archive service stopped")
 
 
@@ -152,7 +134,8 @@ def serve(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--media", help="Media type, exact.")
 @click.option("--since", help="Opened at or after (2026-11-27 or ISO 8601, UTC if no zone).")
 @click.option("--until", help="Opened before (same forms).")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000),
+              help="At most this many segments, oldest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.pass_context
 def search(ctx: click.Context, agency, sub_unit, device, officer, party, case_number, cause, act_type, mark,
@@ -380,7 +363,8 @@ def attach(ctx: click.Context, files, agency, case_number, kind, who, as_json) -
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Store, index, last scrub and alerts (recorders overdue at the dock, bad objects)."""
-    s = _archive(ctx).status()
+    archive = _archive(ctx)
+    s = archive.status()
     if as_json:
         _emit(True, s)
         return
@@ -394,9 +378,30 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo("scrub    never" if sc is None else
                f"scrub    {sc['finished_utc'][:19]}: {sc['objects']} objects, {sc['bad']} bad")
     for alert in s["alerts"]:
-        click.echo(f"ALERT    {alert['message']}")
+        click.echo(f"ALERT    {alert_line(alert, archive.watch, s['store'].get('error'))}")
     if not s["alerts"]:
         click.echo("alerts   none")
+
+
+def alert_line(alert: dict[str, Any], watch, store_error: str | None = None) -> str:
+    """An alert of ``Archive.alerts()``/``status()`` in English for the technician's terminal,
+    from its fields; its ``message`` is the Chinese text for agency staff (pages, reports,
+    ``--json``).  ``watch``: the archive config's [watch] (hours); ``store_error``: the
+    status's ``store.error``, what a store-unreachable alert is about.  A kind this does not know
+    is shown by its kind and fields, never by the Chinese message."""
+    kind = alert.get("kind")
+    if kind == "not-docked":
+        return (f"recorder {alert['device']} not docked within {watch.dock_within_hours:g} h of its duty end "
+                f"(last docked {alert['last_docked_utc']}, due {alert['due_utc']})")
+    if kind == "scrub-bad":
+        return f"the last scrub found {alert['count']} stored object(s) damaged (bodycam archive scrub)"
+    if kind == "scrub-overdue":
+        return (f"no scrub of the store for over {watch.scrub_every_hours:g} h "
+                f"(last {alert.get('last_scrub_utc') or 'never'})")
+    if kind == "store-unreachable":
+        return f"the store cannot be reached: {store_error or 'see bodycam archive status --json'}"
+    fields = ", ".join(f"{key} {value}" for key, value in alert.items() if key not in ("kind", "message"))
+    return f"{kind}: {fields}" if fields else str(kind)
 
 
 commands = (archive_group,)

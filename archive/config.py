@@ -31,13 +31,13 @@ named (like the hw-configs).  Example (docs: archive.toml in the README)::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bodycam.errors import ConfigError, InputError
+from bodycam.errors import ConfigError
+from device.sealing.configfile import read_toml, validation_error_text
 
 from .lawful_config import LawfulUseConfig
 
@@ -126,29 +126,26 @@ class ArchiveConfig(Strict):
         return self
 
 
+STORE_TAGS = frozenset({"local", "s3"})  # the store's tagged union: tags, not keys, in an error's location
+SECRET_KEYS = frozenset({"store.secret_access_key"})  # never shown in an error
+
+
 def load_archive_config(path: Path) -> ArchiveConfig:
-    """Read and validate; ConfigError names the file and every bad key.
+    """Read and validate; ConfigError names the file, every bad key and the value found
+    (device/sealing/configfile.py, as for the hw-config and the dock config); InputError a
+    file that cannot be read (missing, a FIFO, a folder).
 
     Relative paths in the file are taken relative to the file's folder.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: archive config not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not an archive config") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "archive config")
     try:
         config = ArchiveConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: invalid archive config"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"] if not str(p) in ("local", "s3"))
-            lines.append(f"  {key or '(top level)'}: "
-                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(validation_error_text(path, "archive config", exc.errors(),
+                                                hidden_locations=STORE_TAGS, secrets=SECRET_KEYS)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid archive config: values nested too deeply") from None
     return _relative_to(config, path.parent)
 
 

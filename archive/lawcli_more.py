@@ -55,7 +55,10 @@ def account_group() -> None:
 @click.argument("username")
 @click.option("--name", required=True, help="The person's name (shown in the audit log and watermarks).")
 @click.option("--role", required=True, type=click.Choice(["officer", "keeper", "approver", "reviewer", "auditor",
-                                                          "recipient"]))
+                                                          "recipient"]),
+              help="officer: searches and requests access to footage; keeper: labels, holds, exports; "
+                   "approver: the agency head who decides requests (TOTP); reviewer: the justice bureau's "
+                   "samples (Art. 24); auditor: reads the audit trail; recipient: receives packages.")
 @click.option("--agency", help="Agency ID (required when several share the archive).")
 @click.option("--by", "who", required=True, help="Who creates the account (recorded).")
 @click.option("--password", envvar="BODYCAM_NEW_PASSWORD", prompt=True, hide_input=True,
@@ -73,8 +76,9 @@ def account_add(ctx, username, name, role, agency, who, password, totp) -> None:
 
 
 @click.command("login")
-@click.option("--username", required=True)
-@click.option("--password", envvar="BODYCAM_PASSWORD", prompt=True, hide_input=True)
+@click.option("--username", required=True, help="Your account's user name (`bodycam archive account add`).")
+@click.option("--password", envvar="BODYCAM_PASSWORD", prompt=True, hide_input=True,
+              help="Your password (default $BODYCAM_PASSWORD, else prompted without echo).")
 @click.option("--totp", help="The 6-digit code (approvers).")
 @remote
 def login_command(username, password, totp, url, ca_path, token) -> None:
@@ -94,7 +98,8 @@ def grant_group() -> None:
 @click.argument("segments", nargs=-1)
 @click.option("--case", "case_number", help="The whole case (instead of SEGMENTS).")
 @click.option("--for", "grantee", help="Who gets access (default: yourself; keepers may name a recipient).")
-@click.option("--action", "actions", multiple=True, required=True, type=click.Choice(["view", "export"]))
+@click.option("--action", "actions", multiple=True, required=True, type=click.Choice(["view", "export"]),
+              help="view: watermarked playback; export: an evidence package (Art. 18). Repeat for both.")
 @click.option("--reason", required=True, help="Why (recorded, shown to the approver).")
 @click.option("--hours", required=True, type=click.IntRange(1, 24 * 90), help="How long the grant lasts.")
 @remote
@@ -126,7 +131,7 @@ grant_group.command("refuse")(_decide(False))
 
 @grant_group.command("revoke")
 @click.argument("grant_id", type=int)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help="Why the grant ends now (recorded in the audit trail).")
 @remote
 def grant_revoke(grant_id, reason, url, ca_path, token) -> None:
     """End an approved grant now."""
@@ -135,7 +140,7 @@ def grant_revoke(grant_id, reason, url, ca_path, token) -> None:
 
 
 @grant_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the grants as JSON.")
 @remote
 def grant_list(as_json, url, ca_path, token) -> None:
     """Requests and grants you may see."""
@@ -236,7 +241,8 @@ def review_group() -> None:
 @click.option("--mark", help="Only segments with this mark (mark, refusal).")
 @click.option("--since", help="Opened at or after (date or ISO 8601).")
 @click.option("--until", help="Opened before.")
-@click.option("--hours", default=72, show_default=True, type=click.IntRange(1, 24 * 90))
+@click.option("--hours", default=72, show_default=True, type=click.IntRange(1, 24 * 90),
+              help="How long the view grant for the sample lasts once approved.")
 @remote
 def review_sample(size, officer, sub_unit, act_type, mark, since, until, hours, url, ca_path, token) -> None:
     """Draw a random sample and file the view request for it (the agency head approves)."""
@@ -251,7 +257,8 @@ def review_sample(size, officer, sub_unit, act_type, mark, since, until, hours, 
 
 @review_group.command("finding")
 @click.argument("segment")
-@click.option("--result", required=True, type=click.Choice(["conforms", "problem"]))
+@click.option("--result", required=True, type=click.Choice(["conforms", "problem"]),
+              help="conforms: the recording meets the rules; problem: it does not (say what in --note).")
 @click.option("--note", required=True, help="What was found (recorded).")
 @click.option("--grant", "grant_id", type=int, help="The sample's grant.")
 @remote
@@ -264,7 +271,7 @@ def review_finding(segment, result, note, grant_id, url, ca_path, token) -> None
 
 @click.command("register")
 @click.option("--agency", help="Agency ID (required when several share the archive).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the register as JSON.")
 @click.pass_context
 def register_command(ctx, agency, as_json) -> None:
     """The register of disclosures (Art. 18): what went to which recipient, with the retained copy."""
@@ -281,14 +288,17 @@ def register_command(ctx, agency, as_json) -> None:
 
 
 @click.command("disc")
-@click.argument("package", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("package", type=click.Path(path_type=Path, readable=False))
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="ISO image to write.")
 @click.option("--label", default="BODYCAM_EVIDENCE", show_default=True, help="Volume label (A-Z, 0-9, _).")
 def disc_command(package, out, label) -> None:
     """Write a package to an ISO 9660 + UDF + Joliet image for long-term media (Art. 13), then
     read it back and verify it."""
+    from device.sealing.safeio import check_folder
+
     from .disc import verify_image, write_image
 
+    check_folder(package, "evidence package")
     if out.exists():
         raise click.UsageError(f"{out} exists")
     written = write_image(package, out, label=label)

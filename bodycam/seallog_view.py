@@ -18,9 +18,11 @@ exactly the bytes that are listed.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import tempfile
@@ -171,7 +173,9 @@ def read_seal_log(root: Path, ca_cert) -> SealLogView:
     """Snapshot, parse and verify the seal log of a recorder's state or an
     evidence export.  Raises InputError for a folder that is not a recording."""
 
-    root = Path(root)
+    from device.sealing.safeio import check_folder
+
+    root = check_folder(Path(root), "recorder state or evidence export")
     if not root.joinpath(*IDENTITY_CERT).is_file():
         raise InputError(f"{root}: no identity/device.crt; not a recorder's state or an evidence export")
     if not (root / LOG_DIR).is_dir():
@@ -237,15 +241,52 @@ def select(entries: Iterable[ShownEntry], *, events: tuple[str, ...] = (), since
 # -- output -----------------------------------------------------------------------------------
 
 
+LONG_TOKEN = 48
+"""Characters beyond which a text without spaces (base64, a PEM body, hex other than a digest)
+is summarised in the table as its size and a digest prefix."""
+LONG_TEXT = 120
+"""Characters beyond which prose (a reason, a message) is cut in the table, its size given."""
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _summary(text: str) -> str:
+    raw = text.encode("utf-8", "surrogatepass")
+    return f"<{len(raw)} bytes sha256:{hashlib.sha256(raw).hexdigest()[:12]}…>"
+
+
+def shorten(value: Any) -> Any:
+    """``value`` as the human table shows it; the JSON output is never shortened.
+
+    A hex SHA-256 becomes its first 16 digits and "…"; a text spanning lines
+    (a PEM certificate) or a long one without spaces (base64 of a signed
+    message) becomes ``<N bytes sha256:0123456789ab…>`` (its UTF-8 size and
+    the digest of those bytes, so that rows can still be told apart and matched
+    with --json); prose over LONG_TEXT characters is cut there with its size
+    given.  Lists and objects are shortened inside; other values are returned
+    unchanged."""
+    if isinstance(value, dict):
+        return {key: shorten(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shorten(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    if DIGEST_RE.fullmatch(value):
+        return value[:16] + "…"
+    if not value.isprintable() or (len(value) > LONG_TOKEN and " " not in value):
+        return _summary(value)
+    if len(value) > LONG_TEXT:
+        return f"{value[:LONG_TEXT]}… <{len(value.encode('utf-8', 'surrogatepass'))} bytes>"
+    return value
+
+
 def _details(e: ShownEntry) -> str:
     parts = []
     for key, value in e.data.items():
         if key in ("segment",):
             continue
+        value = shorten(value)
         if isinstance(value, (dict, list)):
             value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        elif isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
-            value = value[:16] + "…"  # a digest: the JSON output has it whole
         parts.append(f"{key}={value}")
     return " ".join(parts)
 
@@ -282,8 +323,7 @@ def problems(view: SealLogView) -> list[str]:
 
 
 @click.command("log")
-@click.argument("recording", metavar="STATE_OR_EXPORT",
-                type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("recording", metavar="STATE_OR_EXPORT", type=click.Path(path_type=Path, readable=False))
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False),
               help="Agency CA certificate to trust (default $BODYCAM_CA or /etc/bodycam/agency-ca.crt).")
 @click.option("--event", "events", multiple=True, metavar="KIND",
@@ -309,7 +349,9 @@ def log_command(recording: Path, ca: Path | None, events: tuple[str, ...], since
     2 for bad input.
     """
     from device.sealing.cli import load_trust_anchor
+    from device.sealing.safeio import check_folder
 
+    check_folder(recording, "recorder state or evidence export")  # before the CA: what was typed last
     ca_cert = load_trust_anchor(ca)
     window = {"events": events, "since": parse_time(since, "--since") if since else None,
               "until": parse_time(until, "--until") if until else None, "segment": segment}

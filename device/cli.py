@@ -15,6 +15,8 @@ import click
 from .config import load_hw_config
 from .sealing.pki import check_officer_id
 
+HW_CONFIG_HELP = "hw-config file, e.g. hw-configs/sim.toml (docs/format.md §18)."
+
 
 def _officer(value: str | None) -> str | None:
     return check_officer_id(value) if value else None
@@ -22,7 +24,7 @@ def _officer(value: str | None) -> str | None:
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="hw-config file, e.g. hw-configs/sim.toml.")
+              help=HW_CONFIG_HELP)
 @click.option("--state", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="The recorder's enrolled state directory.")
 @click.option("--seconds", type=click.FloatRange(0, 86400),
@@ -86,7 +88,8 @@ def record(config_path: Path, state: Path, seconds: float | None, standby: bool,
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help=HW_CONFIG_HELP)
 @click.option("--state", type=click.Path(path_type=Path, file_okay=False),
               help="The recorder's state directory: also check its key and certificate, and test its storage.")
 @click.option("--unattended", is_flag=True,
@@ -135,7 +138,8 @@ def selftest(config_path: Path, state: Path | None, unattended: bool, as_json: b
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help=HW_CONFIG_HELP)
 @click.option("--state", type=click.Path(path_type=Path, file_okay=False), default=Path("/var/lib/bodycam"),
               show_default=True, help="Where the footage is stored (for free space).")
 @click.option("--json", "as_json", is_flag=True, help="Print the health snapshot as JSON.")
@@ -200,7 +204,7 @@ CONFIG_KINDS: dict[str, tuple[str, Callable[[Path], object], Callable[[object], 
 
 def _check_one(path: Path) -> str:
     """Validate one config file as the program will use it; returns its summary line."""
-    from .config import read_toml
+    from .sealing.configfile import read_toml
 
     data = read_toml(path, "config")
     if "board" in data:

@@ -7,24 +7,21 @@ settings.  Errors name the file, the key and what is allowed.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bodycam.errors import ConfigError, InputError
+from bodycam.errors import ConfigError
+
+from .sealing.configfile import read_toml, validation_error_text
 
 
 class Strict(BaseModel):
     # strict: a TOML string is not a number, a number is not a bool; what is
     # written is what the program uses.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-# Largest config file read; a hw-config is about 2 kB.
-MAX_CONFIG_BYTES = 256 * 1024
 
 
 def check_timezone(value: str) -> str:
@@ -227,40 +224,6 @@ class HwConfig(Strict):
         return (video + audio) / 8
 
 
-def _format_error(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid hw-config"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-        elif err["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
-        else:
-            lines.append(f"  {key}: {err['msg']} (found {err.get('input')!r})")
-    return "\n".join(lines)
-
-
-def read_toml(path: Path, what: str) -> dict:
-    """A config file's TOML, with errors that name the file (and never a traceback)."""
-    path = Path(path)
-    try:
-        if not path.is_file():
-            raise InputError(f"{path}: {what} not found" if not path.exists() else f"{path}: not a regular file")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a {what} is at most {MAX_CONFIG_BYTES}")
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{path}: cannot read {what} ({exc})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not a {what}: arrays or tables nested too deeply") from None
-
-
 def load_hw_config(path: Path) -> HwConfig:
     """Read and validate a hw-config; ``ConfigError``/``InputError`` name the file and key."""
     path = Path(path)
@@ -268,6 +231,6 @@ def load_hw_config(path: Path) -> HwConfig:
     try:
         return HwConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
+        raise ConfigError(validation_error_text(path, "hw-config", exc.errors())) from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid hw-config: values nested too deeply") from None

@@ -1,58 +1,7 @@
-"""A tiny sd_notify: READY=1, WATCHDOG=1, STOPPING=1, STATUS=…
-
-Outside systemd (no $NOTIFY_SOCKET) every call does nothing.  Datagrams go
-to the socket named in the environment; a leading '@' is the abstract
-namespace, as sd_notify(3) documents.
-"""
+"""The recorder's name for the shared sd_notify helper (device/sealing/systemd_notify.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import time
+from .sealing.systemd_notify import SystemdNotifier
 
-
-class SystemdNotifier:
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        self.address = env.get("NOTIFY_SOCKET") or None
-        usec = env.get("WATCHDOG_USEC", "")
-        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() else None
-        self._last_watchdog = float("-inf")
-        self.sent: list[str] = []
-
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    def send(self, message: str) -> bool:
-        if self.address is None:
-            return False
-        address = "\0" + self.address[1:] if self.address.startswith("@") else self.address
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            try:
-                # Never block the main loop on a busy listener: drop instead.
-                sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
-            except OSError:
-                return False
-        self.sent.append(message)
-        return True
-
-    def ready(self, status: str = "") -> bool:
-        return self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
-
-    def status(self, text: str) -> bool:
-        return self.send(f"STATUS={text}")
-
-    def watchdog(self, now: float | None = None) -> bool:
-        """Ping at half the configured interval, from the main loop only."""
-        if self.watchdog_interval is None:
-            return False
-        now = time.monotonic() if now is None else now
-        if now - self._last_watchdog < self.watchdog_interval:
-            return False
-        self._last_watchdog = now
-        return self.send("WATCHDOG=1")
-
-    def stopping(self) -> bool:
-        return self.send("STOPPING=1")
+__all__ = ["SystemdNotifier"]

@@ -34,14 +34,14 @@ def dock_group(ctx: click.Context, config_path: Path) -> None:
         daemon = DockDaemon(load_dock_config(config_path))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: daemon.stop.set())
-        from device.daemon import SystemdNotifier
+        from device.sealing.systemd_notify import SystemdNotifier
 
         SystemdNotifier().ready(f"watching {len(daemon.config.bays)} bays")
         daemon.run()
 
 
 @dock_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print each bay's progress as JSON (the dock's status.json).")
 @click.pass_obj
 def status(config_path: Path, as_json: bool) -> None:
     """Progress and outcome per bay."""
@@ -62,7 +62,8 @@ def status(config_path: Path, as_json: bool) -> None:
 
 
 @dock_group.command("checkout")
-@click.option("--bay", required=True, type=click.IntRange(1, 64))
+@click.option("--bay", required=True, type=click.IntRange(1, 64),
+              help="The bay (1-64, [[bays]] of the dock config) holding the recorder.")
 @click.option("--officer", required=True, help="Officer ID from the registry.")
 @click.pass_obj
 def checkout(config_path: Path, bay: int, officer: str) -> None:
@@ -91,7 +92,8 @@ def import_officers(config_path: Path, csv_file: Path) -> None:
 
 
 @dock_group.command("pull")
-@click.option("--bay", default=1, type=click.IntRange(1, 64))
+@click.option("--bay", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="The bay number the docking is reported under (status, check-out).")
 @click.option("--url", required=True, help="The recorder's dock link, e.g. https://[fe80::ff:fe00:1%25usb1]:8443")
 @click.option("--device", help="Expected device ID.")
 @click.pass_obj

@@ -4,38 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bodycam.errors import ConfigError, InputError
+from bodycam.errors import ConfigError
+from device.sealing.configfile import read_toml, validation_error_text
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-MAX_CONFIG_BYTES = 256 * 1024
-
-
-def read_toml(path: Path) -> dict:
-    """The dock config's TOML, with errors that name the file (and never a traceback)."""
-    try:
-        if not path.is_file():
-            raise InputError(f"{path}: dock config not found" if not path.exists() else f"{path}: not a regular file")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a dock config is at most {MAX_CONFIG_BYTES}")
-        return tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not a dock config: arrays or tables nested too deeply") from None
-    except OSError as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{path}: cannot read dock config ({exc.strerror or exc})") from None
 
 
 # A path written as a TOML string (strict models take no str for a Path otherwise).
@@ -124,20 +103,11 @@ class DockConfig(Strict):
 def load_dock_config(path: Path) -> DockConfig:
     """Read and validate a dock config; ``ConfigError``/``InputError`` name the file and key."""
     path = Path(path)
-    data = read_toml(path)
+    data = read_toml(path, "dock config")
     try:
         return DockConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: invalid dock config"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"  {key}: unknown key")
-            elif err["type"] == "missing":
-                lines.append(f"  {key}: required key is missing")
-            else:
-                lines.append(f"  {key}: {err['msg']} (found {err.get('input')!r})")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(validation_error_text(path, "dock config", exc.errors())) from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid dock config: values nested too deeply") from None
 

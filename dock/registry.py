@@ -38,25 +38,46 @@ ENCODINGS = ("utf-8", "gb18030")
 
 
 def decode_officer_csv(path: Path, raw: bytes) -> str:
-    """The text of an officer CSV, whatever encoding a Chinese office saved it in."""
+    """The text of an officer CSV, whatever encoding a Chinese office saved it in.
+
+    Raises ConfigError naming the file, line and field of the bad byte: the
+    place where the encoding that decodes furthest stops (UTF-8 for a UTF-8
+    file with one bad byte, GB18030 for a GBK file)."""
     if raw.startswith(codecs.BOM_UTF8):
         encodings: tuple[str, ...] = ("utf-8-sig",)
     elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encodings = ("utf-16",)
     else:
         encodings = ENCODINGS
+    last: UnicodeDecodeError | None = None
     for encoding in encodings:
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError as exc:
-            last = exc
+            if last is None or exc.start > last.start:
+                last = exc
+    assert last is not None
     line = raw[: last.start].count(b"\n") + 1
-    raise ConfigError(f"{path}:{line}: not text in {' or '.join(encodings)} "
+    # The field: the separators before the bad byte on its line (decoded as far as it decodes).
+    before = raw[raw.rfind(b"\n", 0, last.start) + 1: last.start].decode(last.encoding, "replace")
+    delimiter = "\t" if "\t" in before and "," not in before else ","
+    index = field_at_fault(before, delimiter, len(before) + 1)
+    raise ConfigError(f"{path}:{line}: field {column_name(index)}: not text in {' or '.join(encodings)} "
                       f"(byte 0x{raw[last.start]:02x} at offset {last.start}); save it as CSV UTF-8 or GBK")
 
 
+def column_name(index: int) -> str:
+    """The name of the field at ``index`` (from 0) of a row, or its number when past the columns."""
+    return COLUMNS[index] if index < len(COLUMNS) else f"#{index + 1} (of {len(COLUMNS)})"
+
+
 def read_officer_rows(path: Path):
-    """(line number, 5 values) per data row; the header is checked; errors name file and line."""
+    """(line number, 5 values) per data row; the header is checked.
+
+    Raises ConfigError naming the file and line, and the field where one is at
+    fault: a malformed quote or a field longer than Python csv's
+    ``field_size_limit()`` (131072 characters by default) names the record's
+    first line and its field, like every other error of the import."""
     if not path.is_file():
         raise ConfigError(f"{path}: not a regular file")
     size = path.stat().st_size
@@ -66,20 +87,61 @@ def read_officer_rows(path: Path):
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first and "," not in first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1  # the first line of the record being read
     try:
         header = next(reader, None)
         if [h.strip() for h in header or []] != COLUMNS:
             raise ConfigError(f"{path}:1: header must be {','.join(COLUMNS)}, found {header}")
+        start = reader.line_num + 1
         for row in reader:
             line = reader.line_num
             if not row or all(not v.strip() for v in row):
+                start = reader.line_num + 1
                 continue  # a blank line (Excel leaves some at the end)
             if len(row) != len(COLUMNS):
                 raise ConfigError(f"{path}:{line}: {len(row)} fields, expected {len(COLUMNS)} "
                                   f"({','.join(COLUMNS)})")
             yield line, row
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise ConfigError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+        lines = io.StringIO(text, newline="").readlines()  # as the reader counts them
+        index = field_at_fault("".join(lines[start - 1:]), delimiter, csv.field_size_limit())
+        raise ConfigError(f"{path}:{start}: field {column_name(index)}: not valid CSV: {exc}") from None
+
+
+def field_at_fault(record: str, delimiter: str, limit: int) -> int:
+    """The index (from 0) of the field where Python's csv reader (strict, RFC 4180
+    quoting) stops in ``record``, the text from a record's first line on: the
+    first field longer than ``limit``, with a character other than a separator
+    after its closing quote, or whose quote never closes.  For naming the field in
+    an error only; the reading itself is the csv module's."""
+    index, length, quoted, after_quote = 0, 0, False, False
+    for char in record:
+        if quoted:
+            if char == '"':
+                quoted, after_quote = False, True
+            else:
+                length += 1
+        elif after_quote:
+            if char == '"':  # a doubled quote inside quotes
+                quoted, after_quote, length = True, False, length + 1
+            elif char == delimiter:
+                index, length, after_quote = index + 1, 0, False
+            elif char in "\r\n":
+                return index
+            else:
+                return index  # strict: a separator must follow the closing quote
+        elif char == delimiter:
+            index, length = index + 1, 0
+        elif char in "\r\n":
+            return index
+        elif char == '"' and length == 0:
+            quoted = True
+        else:
+            length += 1
+        if length > limit:
+            return index
+    return index  # the data ended inside quotes
 
 
 @dataclass(frozen=True)

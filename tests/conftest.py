@@ -123,3 +123,19 @@ def postgres(tmp_path_factory):
     pg = start_postgres(tmp_path_factory.mktemp("pg"))
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory):
+    """A real SeaweedFS S3 server with Object Lock (``weed mini`` on loopback, tests/archive_rig.py),
+    one per test module; under CI a server that cannot start fails the tests instead of skipping."""
+    from .archive_rig import Seaweed, unavailable
+
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        server.stop()
+        unavailable(f"SeaweedFS could not start: {exc}")
+    yield server
+    server.stop()

@@ -376,3 +376,32 @@ def test_the_migrated_schema_is_the_one_the_code_queries(world):
     with archive.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), ix.metadata)
     assert diffs == []
+
+
+def test_status_alerts_are_english_on_the_technicians_terminal(world):
+    """`bodycam archive status` prints each alert in English from its fields (the Chinese
+    `message` is for pages and --json): overdue docking, scrub overdue, damaged objects."""
+    import re
+
+    rig, archive, clock = world
+    commit(rig, archive, rig.record(1))
+    clock.advance(37 * 3600)  # 12 h duty + 24 h to dock, and a bit
+    kinds = ["not-docked", "scrub-overdue"]
+    if archive.store.backend == "local":
+        victim = archive.store.path(archive.search()[0]["segment_blob"])
+        os.chmod(victim, 0o644)
+        victim.write_bytes(b"rot")
+        archive.scrub()
+        kinds = ["not-docked", "scrub-bad"]
+    assert [a["kind"] for a in archive.alerts()] == kinds
+    result = CliRunner().invoke(main, ["archive", "status"], obj={"archive": archive})
+    assert result.exit_code == 0, result.output
+    alerts = [line for line in result.output.splitlines() if line.startswith("ALERT")]
+    docked = archive.alerts()[0]
+    assert alerts[0] == (f"ALERT    recorder D000001 not docked within 24 h of its duty end "
+                         f"(last docked {docked['last_docked_utc']}, due {docked['due_utc']})")
+    assert alerts[1] == ("ALERT    the last scrub found 1 stored object(s) damaged (bodycam archive scrub)"
+                         if "scrub-bad" in kinds else "ALERT    no scrub of the store for over 24 h (last never)")
+    assert not re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", result.output), result.output
+    doc = json.loads(CliRunner().invoke(main, ["archive", "status", "--json"], obj={"archive": archive}).output)
+    assert "记录仪 D000001" in doc["alerts"][0]["message"]  # the staff's text stays in the JSON

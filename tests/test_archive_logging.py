@@ -126,20 +126,6 @@ def test_expiry_outcomes_are_logged(world, caplog):
 # -- S3 errors, against a real SeaweedFS ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory):
-    from .archive_rig import Seaweed, unavailable
-
-    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        server.start()
-    except Exception as exc:  # noqa: BLE001 - reported as the reason
-        server.stop()
-        unavailable(f"SeaweedFS could not start: {exc}")
-    yield server
-    server.stop()
-
-
 def s3(seaweed, bucket: str, secret: str):
     from archive.blobstore import open_store
     from archive.config import S3StoreConfig

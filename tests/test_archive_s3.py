@@ -20,22 +20,10 @@ from archive.blobstore import StoreError
 from device.sealing.clock import ManualClock
 from dock.archive_client import ArchiveUnavailable
 
-from .archive_rig import ACCESS_KEY, SECRET_KEY, Seaweed, start_service, unavailable
+from .archive_rig import ACCESS_KEY, SECRET_KEY, start_service
 from .dockrig import make_rig
 
 BUCKET = "evidence"
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory):
-    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        server.start()
-    except Exception as exc:  # noqa: BLE001 - reported as the reason
-        server.stop()
-        unavailable(f"SeaweedFS could not start: {exc}")
-    yield server
-    server.stop()
 
 
 def s3_store(seaweed, bucket=BUCKET) -> str:

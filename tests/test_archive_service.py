@@ -356,7 +356,8 @@ def test_an_unreachable_index_or_store_is_a_clear_error(agency, tmp_path):
             assert result.exit_code == 2, result.output
             assert "bodycam: error:" in result.output and words in result.output and "pw@" not in result.output
         else:  # the store is down: status says so as an alert
-            assert result.exit_code == 0 and "ALERT" in result.output and "S3" in result.output, result.output
+            assert result.exit_code == 0 and "ALERT    the store cannot be reached: " in result.output, result.output
+            assert "S3" in result.output and "存储" not in result.output, result.output  # English on the terminal
 
 
 def test_a_stalled_upload_is_cut_off_and_resumable_not_a_hang(agency, tmp_path, service):

@@ -50,12 +50,12 @@ def test_verify_json_report(recording, agency):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["verify", "--ca", "{ca}", "/nonexistent/rec"], "not a recording folder"),
+        (["verify", "--ca", "{ca}", "/nonexistent/rec"], "/nonexistent/rec: recording folder does not exist"),
         (["verify", "--ca", "/nonexistent/ca.crt", "{root}"], "no trust anchor"),
         (["verify", "--ca", "{garbage}", "{root}"], "not a well-formed PEM X.509"),
         (["verify", "--ca", "{devcert}", "{root}"], "not an agency CA certificate"),
         (["verify", "--ca", "{ca}", "--identity", "{devkey}", "{root}"], "must be X25519"),
-        (["verify", "--ca", "{ca}", "{segfile}"], "not a recording folder"),
+        (["verify", "--ca", "{ca}", "{segfile}"], ".bcseg: recording folder is a regular file, not a folder"),
         (["verify", "--ca", "{ca}"], "Missing argument"),
         (["unseal", "--ca", "{ca}", "{root}", "--out", "{out}"], "Missing option '--identity'"),
         (["pki", "enrol-device", "--ca-dir", "{cadir}", "--state", "{out}", "--device-id", "bad id",

@@ -68,7 +68,17 @@ def bad_files():
                       ":4: field officer_id 010203 is a duplicate of line 2"),
         "short row": ([HEADER, ROWS[0], "020304,李娜,市场监督管理局"], ":3: 3 fields, expected 5"),
         "long row": ([HEADER, ROWS[0] + ",extra"], ":2: 6 fields, expected 5"),
-        "huge field": ([HEADER, f"010203,{long},市场监督管理局,LN1,{VALID}"], ":2: "),
+        # a field longer than Python csv's field_size_limit (131072): named like any other error
+        "huge field": ([HEADER, f"010203,{long},市场监督管理局,LN1,{VALID}"],
+                       ":2: field name: not valid CSV: field larger than field limit (131072)"),
+        "huge last field": ([HEADER, ROWS[0], f"020304,李娜,市场监督管理局,LN1,{long}"],
+                            ":3: field valid_until: not valid CSV: field larger than field limit"),
+        "huge quoted field over lines": ([HEADER, ROWS[0], f'020304,李娜,"市场\n监督,{long}",LN1,{VALID}'],
+                                         ":3: field department: not valid CSV: field larger than field limit"),
+        "huge extra field": ([HEADER, f"010203,张伟,市场监督管理局,LN1,{VALID},{long}"],
+                             ":2: field #6 (of 5): not valid CSV: field larger than field limit"),
+        "text after a closing quote": ([HEADER, ROWS[0], f'020304,"李, ""娜""",市场监督管理局,"LN1"2,{VALID}'],
+                                       ":3: field certificate_no: not valid CSV: ',' expected after '\"'"),
         "impossible date": ([HEADER, "010203,张伟,市场监督管理局,LN210123,2030-99-99"],
                             ":2: field valid_until '2030-99-99' is not a date"),
         "31 February": ([HEADER, "010203,张伟,市场监督管理局,LN210123,2031-02-31"], ":2: field valid_until"),
@@ -77,7 +87,8 @@ def bad_files():
         "bad id": ([HEADER, f"01 02,张伟,市场监督管理局,LN210123,{VALID}"], ":2: field officer_id"),
         "wrong header": (["id,name", "1,2"], ":1: header must be"),
         "nul byte": ([HEADER, f"010203,张\0伟,市场监督管理局,LN210123,{VALID}"], ":2: "),
-        "unclosed quote": ([HEADER, f'010203,"张伟,市场监督管理局,LN210123,{VALID}'], ":2: not valid CSV"),
+        "unclosed quote": ([HEADER, f'010203,"张伟,市场监督管理局,LN210123,{VALID}'],
+                           ":2: field name: not valid CSV"),
     }
 
 
@@ -105,7 +116,11 @@ def test_undecodable_bytes_and_a_fifo(dock, tmp_path):
     path = tmp_path / "officers.csv"
     path.write_bytes((HEADER + "\n").encode() + b"010203,\x80\xff\x80,X,LN1," + VALID.encode() + b"\n")
     result = dock(path)
-    assert result.exit_code == 2 and f"{path}:2: not text in utf-8 or gb18030" in result.output
+    assert result.exit_code == 2 and f"{path}:2: field name: not text in utf-8 or gb18030" in result.output
+    path.write_bytes((HEADER + "\n" + ROWS[0] + "\n").encode() + b'020304,"Li, Na",X,LN1\x80\xff\x80,'
+                     + VALID.encode() + b"\n")
+    result = dock(path)
+    assert result.exit_code == 2 and f"{path}:3: field certificate_no: not text in" in result.output
     fifo = tmp_path / "officers.fifo"
     os.mkfifo(fifo)
     result = dock(fifo)  # never opened for reading: that would wait forever

@@ -193,3 +193,68 @@ def test_keys_and_certificates_of_other_algorithms_are_named(recording, agency, 
         result = bodycam("verify", *args, root)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+# Every command that reads a recording or package folder named on its command line says what is
+# wrong with that path (device/sealing/safeio.py check_folder), exit 2, no traceback, no hang.
+FOLDER_COMMANDS = {
+    "verify": (["verify", "--ca", "{ca}"], "recording folder"),
+    "unseal": (["unseal", "--ca", "{ca}", "--identity", "{identity}", "--out", "{out}"], "recording folder"),
+    "excerpt": (["excerpt", "--ca", "{ca}", "--segment", "A123456_x", "--out", "{out}"], "recording folder"),
+    "log": (["log", "--ca", "{ca}"], "recorder state or evidence export"),
+    "archive disc": (["archive", "disc", "--out", "{out}.iso"], "evidence package"),
+}
+FOLDER_FAULTS = {
+    "missing": "does not exist",
+    "under a file": "does not exist (a parent is not a folder)",
+    "file": "is a regular file, not a folder",
+    "fifo": "is a FIFO, not a folder",
+    "dangling link": "is a symbolic link to ",
+    "unreadable": "cannot read {what}: Permission denied",
+}
+
+
+def _bad_folder(kind: str, base: Path) -> Path:
+    path = base / "recording"
+    if kind == "under a file":
+        (base / "file").write_text("x")
+        return base / "file" / "recording"
+    if kind == "file":
+        path.write_text("not a folder")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dangling link":
+        path.symlink_to(base / "gone")
+    elif kind == "unreadable":
+        path.mkdir(mode=0o300)  # searchable by its owner, not listable
+    return path
+
+
+@pytest.mark.parametrize("kind", FOLDER_FAULTS)
+@pytest.mark.parametrize("command", FOLDER_COMMANDS)
+def test_folder_arguments_say_what_is_wrong_with_which_path(agency, tmp_path, command, kind):
+    """Missing, under a file, a file, a FIFO, a dangling link, a folder it may not list (run as
+    nobody: root lists any folder)."""
+    import tempfile
+
+    args, what = FOLDER_COMMANDS[command]
+    base = Path(tempfile.mkdtemp(prefix="bodycam-folder-"))
+    try:
+        base.chmod(0o755)
+        path = _bad_folder(kind, base)
+        argv = [sys.executable, "-m", "bodycam"]
+        argv += [a.format(ca=agency.ca_cert_path, identity=agency.identity_path, out=base / "out") for a in args]
+        argv.append(str(path))
+        if kind == "unreadable":
+            os.chown(path, 65534, 65534)
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(base)})
+    finally:
+        shutil.rmtree(base)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    fault = FOLDER_FAULTS[kind].format(what=what)
+    expected = f"bodycam: error: {path}: {fault}" if kind == "unreadable" else \
+        f"bodycam: error: {path}: {what} {fault}"
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (base / "out").exists()

@@ -643,3 +643,66 @@ def test_recorder_records_with_its_clock_before_its_certificates_notbefore(agenc
     report = verify(root, agency)
     assert report.status == "failed"
     assert any("certificate" in r for r in report.reasons + [x for s in report.segments for x in s.reasons])
+
+
+# -- one reason per distinct problem ------------------------------------------------------
+
+
+def _checkpoints_and_fragments(path: Path):
+    kinds = records(path)
+    return [r for r in kinds if r.rtype == REC_CHECKPOINT], [r for r in kinds if r.rtype == 0x46]
+
+
+@pytest.mark.parametrize("fragment", [0, 2, 4])
+def test_an_altered_fragment_is_one_reason_naming_the_checkpoints_it_breaks(recording, agency, fragment):
+    """The chain is cumulative: one altered fragment makes every later checkpoint differ. The
+    report says so once, with how many checkpoints and which fragments, not once per checkpoint."""
+    root, names = recording
+    target = seg(root, names[1])
+    checkpoints, fragments = _checkpoints_and_fragments(target)
+    assert len(checkpoints) == len(fragments) == 5  # one checkpoint after each fragment
+    flip_byte(target, fragments[fragment].end - 40)
+    bad = by_name(verify(root, agency, identity=False), names[1])
+    assert bad.status == "failed"
+    broken = checkpoints[fragment:]
+    if len(broken) == 1:
+        where = f"checkpoint at offset {broken[0].offset} (after fragment {fragment + 1})"
+    else:
+        where = (f"{len(broken)} of 5 checkpoints, at offsets {broken[0].offset} … {broken[-1].offset} "
+                 f"(after fragments {fragment + 1} … 5)")
+    assert bad.reasons == [f"{where}: chain differs from the fragments before it (altered data); the first "
+                           f"altered fragment is fragment {fragment + 1} (counted from 1)"]
+
+
+def test_distinct_checkpoint_problems_are_distinct_reasons(recording, agency):
+    """A forged checkpoint signature and, after it, an altered fragment: two reasons, each once."""
+    root, names = recording
+    target = seg(root, names[2])
+    checkpoints, fragments = _checkpoints_and_fragments(target)
+    flip_byte(target, checkpoints[1].end - 10)  # inside the signature of the second checkpoint
+    flip_byte(target, fragments[3].end - 40)
+    bad = by_name(verify(root, agency, identity=False), names[2])
+    assert bad.status == "failed"
+    assert len(bad.reasons) == 2, bad.reasons
+    assert bad.reasons[0] == (f"checkpoint at offset {checkpoints[1].offset} (after fragment 2): "
+                              "signature does not verify")
+    assert bad.reasons[1].startswith(f"2 of 5 checkpoints, at offsets {checkpoints[3].offset} … "
+                                     f"{checkpoints[4].offset} (after fragments 4 … 5): chain differs")
+    assert bad.reasons[1].endswith("the first altered fragment is fragment 4 (counted from 1)")
+
+
+def test_an_altered_fragment_between_sparse_checkpoints_names_the_range(recording, agency):
+    """Checkpoints after fragments 1, 3, 4, 5 (the one after fragment 2 cut out) and fragment 2
+    altered: the first altered fragment is among fragments 2–3, reported once."""
+    root, names = recording
+    target = seg(root, names[0])
+    checkpoints, _ = _checkpoints_and_fragments(target)
+    data = target.read_bytes()
+    target.write_bytes(data[:checkpoints[1].offset] + data[checkpoints[1].end:])
+    checkpoints, fragments = _checkpoints_and_fragments(target)
+    assert len(checkpoints) == 4 and len(fragments) == 5
+    flip_byte(target, fragments[1].end - 40)
+    bad = by_name(verify(root, agency, identity=False), names[0])
+    assert bad.reasons == [f"3 of 4 checkpoints, at offsets {checkpoints[1].offset} … {checkpoints[3].offset} "
+                           "(after fragments 3 … 5): chain differs from the fragments before it (altered data); "
+                           "the first altered fragment is among fragments 2–3 (counted from 1)"]

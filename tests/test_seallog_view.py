@@ -281,3 +281,49 @@ def test_follow_reports_a_log_that_stops_verifying(agency, recording):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 1
+
+
+def test_long_values_are_shortened_in_the_table_and_whole_in_json(agency, tmp_path):
+    """A dock-signed message (PEM certificate, base64 payload and signature), a
+    long reason and a multi-line value: the table shows each as a size and a
+    digest prefix (or cut prose), one row per entry; --json keeps them whole."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from device.sealing import pki
+    from device.sealing.messages import sign_message
+
+    state = agency.enrol(tmp_path / "rec", "L000001")
+    cert = pki.load_cert(state / "identity" / "device.crt")
+    message = sign_message(Ed25519PrivateKey.generate(), cert, {"ctx": "bodycam/clock-sync", "offset_ns": "5"})
+    reason = "the dock refused the message because " + "the signer's certificate is not trusted " * 6
+    sealing = SealingState.open(state, ManualClock(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
+    try:
+        sealing.log_event("clock-set", {"offset_ns": "5", "dock": "dock-1", "sync": message})
+        sealing.log_event("alarm", {"kind": "refused-message", "reason": reason, "note": "two\nlines",
+                                    "token": "A" * 49, "short": "B" * 48})
+    finally:
+        sealing.close()
+
+    result = run_log(agency, state)
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = {line.split()[2]: line for line in result.stdout.splitlines()[2:]}
+    assert len(result.stdout.splitlines()) == 2 + len(rows)  # no value spills onto a line of its own
+    clock_set, alarm = rows["clock-set"], rows["alarm"]
+    assert "BEGIN CERTIFICATE" not in clock_set and message["payload"] not in clock_set
+    pem = message["certificate"].encode()
+    assert f'"certificate":"<{len(pem)} bytes sha256:{hashlib.sha256(pem).hexdigest()[:12]}…>"' in clock_set
+    signature = message["signature"].encode()
+    assert f'"signature":"<{len(signature)} bytes sha256:{hashlib.sha256(signature).hexdigest()[:12]}…>"' \
+        in clock_set
+    assert "dock=dock-1" in clock_set and "offset_ns=5" in clock_set  # short values stay whole
+    assert f"reason={reason[:120]}… <{len(reason)} bytes>" in alarm
+    assert "note=<9 bytes sha256:" in alarm and "two" not in alarm
+    assert f"token=<49 bytes sha256:{hashlib.sha256(b'A' * 49).hexdigest()[:12]}…>" in alarm
+    assert f"short={'B' * 48}" in alarm
+
+    _, doc = as_json(agency, state)
+    data = {e["event"]: e["data"] for e in doc["entries"]}
+    assert data["clock-set"]["sync"] == message
+    assert data["alarm"]["reason"] == reason and data["alarm"]["note"] == "two\nlines"

@@ -133,27 +133,48 @@ def _notify_listener(path: Path):
     return sock
 
 
-def test_sd_notify_of_the_archive_reaches_a_real_socket_and_is_quiet_outside_systemd(tmp_path):
-    from archive.cli import sd_notify
+def test_sd_notify_reaches_a_real_socket_and_is_quiet_outside_systemd(tmp_path, caplog):
+    """The one sd_notify of the recorder, dock and archive (device/sealing/systemd_notify.py)."""
+    from device.sealing.systemd_notify import SystemdNotifier
 
     with _notify_listener(tmp_path / "notify") as sock:
-        assert sd_notify("READY=1\nSTATUS=up", {"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        assert SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "notify")}).ready("up")
         assert sock.recv(4096) == b"READY=1\nSTATUS=up"
-    assert not sd_notify("READY=1", {})  # not under systemd: nothing sent, no error
-    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    assert not SystemdNotifier({}).ready()  # not under systemd: nothing sent, no error
+    nobody = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    with caplog.at_level("DEBUG", logger="device.sealing.systemd_notify"):
+        assert not nobody.ready() and not nobody.stopping() and nobody.sent == []
+    assert [r.levelname for r in caplog.records] == ["WARNING", "DEBUG"]  # warned once, not per ping
+    assert "nobody-listens" in caplog.records[0].getMessage()
 
 
-def test_sd_notify_of_the_archive_reaches_an_abstract_socket():
+def test_sd_notify_reaches_an_abstract_socket():
     import socket
 
-    from archive.cli import sd_notify
+    from device.sealing.systemd_notify import SystemdNotifier
 
     name = f"bodycam-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         sock.settimeout(10)
-        assert sd_notify("STOPPING=1", {"NOTIFY_SOCKET": "@" + name})
+        assert SystemdNotifier({"NOTIFY_SOCKET": "@" + name}).stopping()
         assert sock.recv(4096) == b"STOPPING=1"
+
+
+def test_one_sd_notify_for_every_program():
+    """The recorder, the dock and the archive share one implementation (none of their own)."""
+    import ast
+
+    from device.daemon import SystemdNotifier as recorders
+    from device.sealing.systemd_notify import SystemdNotifier
+
+    assert recorders is SystemdNotifier
+    for path in sorted(REPO.glob("*/**/*.py")):
+        if ".venv" in path.parts or path.name == "systemd_notify.py" or path.parts[len(REPO.parts)] == "tests":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert "NOTIFY_SOCKET" not in node.value, f"{path}: a second sd_notify"
 
 
 def test_archive_serve_as_the_unit_runs_it_says_ready_then_stopping(agency, tmp_path):

@@ -15,6 +15,7 @@ from . import pki
 from .attestation import load_attestation
 from .excerpt import make_excerpt
 from .report import Report
+from .safeio import check_folder
 from .revocation import RevocationList, load_crl, revoke
 from .unseal import unseal_recordings
 from .verifier import Verifier
@@ -35,16 +36,17 @@ def load_trust_anchor(ca: Path | None) -> x509.Certificate:
 
 
 def check_recording_dirs(paths: tuple[Path, ...]) -> list[Path]:
+    """The recording folders named on a command line, each checked by ``check_folder``
+    (click's own checks are off, ``readable=False``, so that one message says what is wrong
+    with which path) and holding identity/device.crt.  Raises InputError (exit 2)."""
     out = []
     for path in paths:
-        if not path.is_dir():
-            raise InputError(
-                f"{path}: not a recording folder (expected identity/device.crt, seallog/, "
-                "segments/ as in a recorder's state or an evidence export)"
-            )
+        check_folder(path, "recording folder")
         cert = path / pki.IDENTITY_DIR / pki.DEVICE_CERT
         if not cert.exists() and not cert.is_symlink():
-            raise InputError(f"{path}: no identity/device.crt; not a recording folder")
+            raise InputError(f"{path}: no identity/device.crt; not a recording folder (expected "
+                             "identity/device.crt, seallog/, segments/ as in a recorder's state or an "
+                             "evidence export)")
         out.append(path)
     return out
 
@@ -54,6 +56,10 @@ ca_option = click.option(
     help="Agency CA certificate to trust (default $BODYCAM_CA or /etc/bodycam/agency-ca.crt).",
 )
 identity_option_help = "Archive recipient private key (X25519 PEM)"
+ca_dir_option = click.option(
+    "--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+    help="The agency CA's folder (ca.key, ca.crt, crl.pem) made by `bodycam pki init-ca`.",
+)
 
 
 # --------------------------------------------------------------------------
@@ -96,7 +102,7 @@ def load_revocations(crl: Path | None, anchor: x509.Certificate) -> RevocationLi
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/format.md §8).")
 @click.option("--identity", type=click.Path(path_type=Path, dir_okay=False),
               help=f"{identity_option_help}: also decrypt and check the plaintext.")
@@ -126,10 +132,11 @@ def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Pa
     failed or is truncated (power loss); 2 bad usage, or an input named on
     the command line (--ca, --identity, --crl, a PATH) unusable.
     """
+    roots = check_recording_dirs(paths)  # the paths first: they are what was typed last
     anchor = load_trust_anchor(ca)
     key = pki.load_x25519_key(identity) if identity else None
     attested = load_attestation(attestation, anchor) if attestation else None
-    report = Verifier(anchor, key, load_revocations(crl, anchor)).verify(check_recording_dirs(paths), attested)
+    report = Verifier(anchor, key, load_revocations(crl, anchor)).verify(roots, attested)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -142,7 +149,7 @@ def verify(paths: tuple[Path, ...], as_json: bool, identity: Path | None, ca: Pa
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path, readable=False))
 @click.option("--identity", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help=identity_option_help)
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -157,9 +164,9 @@ def unseal(src: Path, identity: Path, out: Path, ca: Path | None, unsafe_skip_ve
     verification result) for every segment.  A recording that does not
     verify is refused unless --unsafe-skip-verification is given.
     """
+    (root,) = check_recording_dirs((src,))
     anchor = load_trust_anchor(ca)
     key = pki.load_x25519_key(identity)
-    (root,) = check_recording_dirs((src,))
     result = unseal_recordings(Verifier(anchor, key), root, out, unsafe=unsafe_skip_verification)
     for line in result.lines:
         click.echo(line)
@@ -171,7 +178,7 @@ def unseal(src: Path, identity: Path, out: Path, ca: Path | None, unsafe_skip_ve
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path, readable=False))
 @click.option("--segment", "names", multiple=True, required=True,
               help="A segment to include (its name, e.g. A123456_010203_20261127091500_0042); repeat.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -185,8 +192,8 @@ def excerpt(src: Path, names: tuple[str, ...], out: Path, purpose: str, ca: Path
     segment of the device is reported as `excluded` (an intentional gap).
     See docs/format.md §10.
     """
-    anchor = load_trust_anchor(ca)
     (root,) = check_recording_dirs((src,))
+    anchor = load_trust_anchor(ca)
     make_excerpt(Verifier(anchor), root, list(names), out, purpose)
     click.echo(f"excerpt of {len(names)} segment(s) in {out}")
 
@@ -205,7 +212,8 @@ def pki_group() -> None:
 
 
 @pki_group.command("init-ca")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the new CA's key and certificate (created); keep it offline.")
 @click.option("--agency", required=True, help="Agency name, e.g. 'Shuncheng District Market Regulation'.")
 def init_ca(ca_dir: Path, agency: str) -> None:
     """Create the agency CA (ca.key, ca.crt) in CA_DIR; keep it offline."""
@@ -216,11 +224,16 @@ def init_ca(ca_dir: Path, agency: str) -> None:
 
 
 @pki_group.command("issue")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--role", required=True,
-              type=click.Choice([pki.ROLE_DOCK, pki.ROLE_ARCHIVE_RECIPIENT, pki.ROLE_ARCHIVE_RECEIPT]))
+              type=click.Choice([pki.ROLE_DOCK, pki.ROLE_ARCHIVE_RECIPIENT, pki.ROLE_ARCHIVE_RECEIPT]),
+              help="dock: a dock's TLS and signing key (Ed25519); archive-recipient: the X25519 key "
+                   "recorders encrypt footage to; archive-receipt: the archive's TLS and receipt-signing "
+                   "key (Ed25519).")
 @click.option("--id", "entity_id", required=True, help="ID of the dock or archive.")
-@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the key (mode 0600) and its certificate (created; a key there is never "
+                   "overwritten).")
 def issue(ca_dir: Path, role: str, entity_id: str, out_dir: Path) -> None:
     """Generate a dock or archive key in OUT_DIR and certify it."""
     key_path = pki.issue_keypair(pki.load_ca(ca_dir), role, entity_id, out_dir)
@@ -228,7 +241,7 @@ def issue(ca_dir: Path, role: str, entity_id: str, out_dir: Path) -> None:
 
 
 @pki_group.command("enrol-device")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--state", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="The recorder's state directory; its key is generated here.")
 @click.option("--device-id", required=True, help="7-character device serial, e.g. A123456.")
@@ -255,7 +268,7 @@ def show(cert: Path) -> None:
 
 
 @pki_group.command("revoke")
-@click.option("--ca-dir", required=True, type=click.Path(path_type=Path, file_okay=False))
+@ca_dir_option
 @click.option("--cert", "cert_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="The device certificate to revoke (identity/device.crt of the lost recorder).")
 @click.option("--at", "at_text", default=None,

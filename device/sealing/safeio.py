@@ -131,6 +131,36 @@ def map_bounded(path: Path | str, limit: int, what: str) -> memoryview:
         os.close(fd)
 
 
+def check_folder(path: Path, what: str) -> Path:
+    """``path`` when it is a folder this process can list; a link to one is followed (the
+    caller named it).  Nothing in it is opened, and a FIFO is never opened.
+
+    Raises InputError naming ``what``, the path and the fault: it does not
+    exist (or a link's target does not), a parent is not a folder, it is a
+    regular file, FIFO, socket or device, or it cannot be listed (permission).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"{path}: {what} is a symbolic link to {os.readlink(path)}, "
+                             "which does not exist") from None
+        raise InputError(f"{path}: {what} does not exist") from None
+    except NotADirectoryError:
+        raise InputError(f"{path}: {what} does not exist (a parent is not a folder)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot reach {what}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a regular file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+        raise InputError(f"{path}: {what} is {kind}, not a folder")
+    try:
+        with os.scandir(path) as it:
+            next(it, None)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return path
+
+
 def list_folder(folder: Path, what: str) -> tuple[list[str], list[str]]:
     """Names in ``folder`` split into (regular files, anything else).
 

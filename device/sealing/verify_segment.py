@@ -118,19 +118,7 @@ def verify_segment(
     check_signed_time(rep, ctx, "opening", header.opened_utc)
     check_dock_bounds(rep, ctx, ev)
 
-    covered = 0
-    for cp in scan.checkpoints:
-        obj = cp.payload
-        where = f"checkpoint at offset {cp.offset}"
-        if not cp.signed.verify(ctx.public):
-            rep.fail(f"{where}: signature does not verify")
-        elif obj.device != ctx.device_id or obj.segment_seq != rep.seq:
-            rep.fail(f"{where}: belongs to another device or segment")
-        elif obj.fragments != cp.seen or obj.chain != cp.chain_at.hex():
-            rep.fail(f"{where}: covers {obj.fragments} fragments but {cp.seen} precede it, or "
-                     "its chain differs (altered data)")
-        else:
-            covered = cp.seen
+    covered = check_checkpoints(rep, scan, ctx)
     if rep.failed:
         return None
 
@@ -158,6 +146,52 @@ def verify_segment(
             rep.reasons.append(f"bytes from offset {scan.corrupt.offset} do not parse (not covered)")
     rep.fragments = covered
     return VerifiedSegment(rep, scan, manifest, covered)
+
+
+CP_SIGNATURE = "signature does not verify"
+CP_FOREIGN = "belongs to another device or segment"
+CP_COUNT = "fragment count differs from the fragments before it (fragments removed or inserted)"
+CP_CHAIN = "chain differs from the fragments before it (altered data)"
+
+
+def check_checkpoints(rep: SegmentReport, scan: SegmentScan, ctx: SegmentContext) -> int:
+    """Every checkpoint's signature, owner, fragment count and chain (§7.4 item 3).
+
+    Returns how many fragments the last good checkpoint covers.  Fails ``rep``
+    with one reason per distinct problem, naming how many checkpoints it
+    concerns and their offsets, not one per checkpoint: the chain is cumulative,
+    so one altered fragment makes every later checkpoint differ."""
+    covered = 0
+    problems: dict[str, list] = {}  # problem -> its checkpoints, in file order
+    first_chain_break: int | None = None  # fragments covered by the last good checkpoint before it
+    for cp in scan.checkpoints:
+        obj = cp.payload
+        if not cp.signed.verify(ctx.public):
+            problem = CP_SIGNATURE
+        elif obj.device != ctx.device_id or obj.segment_seq != rep.seq:
+            problem = CP_FOREIGN
+        elif obj.fragments != cp.seen:
+            problem = CP_COUNT
+        elif obj.chain != cp.chain_at.hex():
+            problem = CP_CHAIN
+            if first_chain_break is None:
+                first_chain_break = covered
+        else:
+            covered = cp.seen
+            continue
+        problems.setdefault(problem, []).append(cp)
+    for problem, cps in problems.items():
+        if len(cps) == 1:
+            where = f"checkpoint at offset {cps[0].offset} (after fragment {cps[0].seen})"
+        else:
+            where = (f"{len(cps)} of {len(scan.checkpoints)} checkpoints, at offsets {cps[0].offset} … "
+                     f"{cps[-1].offset} (after fragments {cps[0].seen} … {cps[-1].seen})")
+        if problem == CP_CHAIN:
+            low, high = first_chain_break + 1, cps[0].seen  # counted from 1
+            problem += (f"; the first altered fragment is fragment {high}" if low == high else
+                        f"; the first altered fragment is among fragments {low}–{high}") + " (counted from 1)"
+        rep.fail(f"{where}: {problem}")
+    return covered
 
 
 def check_manifest(
