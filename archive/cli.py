@@ -398,6 +398,9 @@ def alert_line(alert: dict[str, Any], watch, store_error: str | None = None) -> 
     if kind == "scrub-overdue":
         return (f"no scrub of the store for over {watch.scrub_every_hours:g} h "
                 f"(last {alert.get('last_scrub_utc') or 'never'})")
+    if kind == "custody":
+        return (f"recorder {alert['device']}: {alert['count']} segment(s) gone from the recorder without an "
+                f"archive receipt, found since {alert['since_utc']} (console misuse timeline; format.md §14)")
     if kind == "store-unreachable":
         return f"the store cannot be reached: {store_error or 'see bodycam archive status --json'}"
     fields = ", ".join(f"{key} {value}" for key, value in alert.items() if key not in ("kind", "message"))

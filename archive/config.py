@@ -98,6 +98,7 @@ class WatchConfig(Strict):
     duty_hours: float = Field(12, gt=0, le=48, description="a shift after a docking lasts this long")
     dock_within_hours: float = Field(24, gt=0, le=240, description="Art. 11 / Liaoning practice: 24 h")
     scrub_every_hours: float = Field(24, gt=0, le=24 * 90)
+    custody_alert_days: float = Field(7, gt=0, le=366, description="alert on custody findings this recent")
 
 
 class AgencyConfig(Strict):

@@ -893,7 +893,9 @@ class Archive:
         return result
 
     def alerts(self) -> list[dict[str, Any]]:
-        """Recorders not docked within ``dock_within_hours`` of their duty end (Art. 11).
+        """Recorders not docked within ``dock_within_hours`` of their duty end (Art. 11);
+        recorders with unresolved custody findings (footage gone without a receipt,
+        format §14) first seen within ``custody_alert_days``.
 
         Duty end is taken as the last docking (when the recorder went out
         again) plus ``duty_hours``; also blobs the last scrub found bad, and
@@ -917,6 +919,16 @@ class Archive:
                 ix.blobs.c.scrub_status == "bad", ix.blobs.c.deleted_utc.is_(None))).scalar()
             if bad:
                 out.append({"kind": "scrub-bad", "count": bad, "message": f"巡检发现 {bad} 个存储对象校验失败"})
+            cf = ix.custody_findings
+            since = ev.utc_text(now - dt.timedelta(days=self.watch.custody_alert_days))
+            for agency, device, count in conn.execute(
+                    select(cf.c.agency, cf.c.device, func.count()).where(cf.c.found_utc >= since,
+                                                                         cf.c.resolved_utc.is_(None))
+                    .group_by(cf.c.agency, cf.c.device).order_by(cf.c.agency, cf.c.device)):
+                out.append({"kind": "custody", "agency": agency, "device": device, "count": count,
+                            "since_utc": since,
+                            "message": f"记录仪 {device} 有 {count} 个音像记录片段未经归档回执即从记录仪消失"
+                                       f"（{self.watch.custody_alert_days:g} 天内发现，见违规使用时间线）"})
             last = conn.execute(select(func.max(ix.scrubs.c.finished_utc))).scalar()
             stored = conn.execute(select(func.count()).select_from(ix.blobs)).scalar()
             if stored and (last is None or ev.utc_text(now - dt.timedelta(hours=self.watch.scrub_every_hours)) > last):

@@ -17,12 +17,14 @@ import datetime as dt
 import json
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from archive import index as ix
 from archive.config import load_archive_config
 from archive.console import oversight
 from archive.store import LocalArchive
+from bodycam.cli import main
 from device.sealing import pki
 from device.sealing.seallog import scan_log
 from dock.session import DockSession
@@ -124,6 +126,12 @@ def test_footage_deleted_by_hand_is_found_at_the_next_docking(rig):
     flags = [f for f in flags_of(rig.archive, RECORDED_BY, found["opened_utc"]) if f.kind == "deleted-without-receipt"]
     assert [(f.segment, f.detail["how"], f.detail["archived"]) for f in flags] == [
         (names[1], "gone-without-deletion", False)]
+    # The keeper's terminal is told (English; the Chinese text is for pages and --json).
+    [alert] = [a for a in rig.archive.alerts() if a["kind"] == "custody"]
+    assert (alert["device"], alert["count"]) == ("D000001", 1) and "记录仪 D000001" in alert["message"]
+    result = CliRunner().invoke(main, ["archive", "status"], obj={"archive": rig.archive})
+    assert ("ALERT    recorder D000001: 1 segment(s) gone from the recorder without an archive receipt"
+            in result.output), result.output
     # Seen again at later dockings, it stays one finding with its first sighting.
     rig.clock.advance(60)
     assert rig.dock().outcome == "done"
@@ -248,3 +256,4 @@ def test_a_segment_back_on_the_card_resolves_its_finding_and_the_row_stays(rig, 
     assert found["resolved_utc"] is not None and found["resolved_by"].startswith("dock:")
     assert "deleted-without-receipt" not in [f.kind for f in flags_of(rig.archive, RECORDED_BY, found["opened_utc"])]
     assert oversight.recent_custody_findings(rig.archive, rig.archive.agency(None).id) == []
+    assert [a for a in rig.archive.alerts() if a["kind"] == "custody"] == []
