@@ -51,6 +51,39 @@ def _describe_archive_config(config) -> str:
             f"{len(config.agencies)} agency(ies)")
 
 
+# Abbreviations that end in a full stop inside a sentence ("Art. 19", "e.g. a dock").
+_ABBREVIATIONS = ("Art.", "Arts.", "e.g.", "i.e.", "cf.", "No.")
+
+
+def short_help_of(text: str | None, limit: int = 60) -> str:
+    """The first sentence of a command's help for the list of commands: click's
+    own rule ends it at the first word ending in a full stop, which cuts
+    "Find segments by any Art. 20 field" after "Art."; this one does not end
+    it at the abbreviations above, and shortens at a word boundary."""
+    words = (text or "").split("\n\n", 1)[0].split()
+    out: list[str] = []
+    for word in words:
+        out.append(word)
+        if word.endswith(".") and word.lstrip("(") not in _ABBREVIATIONS:
+            break
+    sentence = " ".join(out).rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    kept = sentence[:limit].rsplit(" ", 1)[0].split(" ")
+    while len(kept) > 1 and kept[-1].lstrip("(") in _ABBREVIATIONS:  # never end on "(Art."
+        kept.pop()
+    return " ".join(kept) + " …"
+
+
+def _set_short_help(command: click.Command) -> None:
+    """Give ``command`` and its subcommands a short help by :func:`short_help_of`
+    unless they set their own."""
+    if command.short_help is None and command.help:
+        command.short_help = short_help_of(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _set_short_help(sub)
+
+
 class BodycamGroup(click.Group):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +101,7 @@ class BodycamGroup(click.Group):
             self._unavailable[module] = exc.name or str(exc)
             return
         for command in commands:
+            _set_short_help(command)
             self.add_command(command)
         if module == "device.cli":
             _add_config_kinds()

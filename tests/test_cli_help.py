@@ -52,3 +52,27 @@ def test_every_help_page_renders():
         for param in command.params:
             if isinstance(param, click.Option) and not param.hidden:
                 assert param.opts[0] in result.output, (path, param.opts)
+
+
+def test_command_lists_never_cut_a_summary_at_an_abbreviation():
+    """Click ends a summary at the first word ending in a full stop, which cut
+    "Find segments by any Art. 20 field" to "Find segments by any Art." in the
+    list of commands; every list shows whole words past such abbreviations."""
+    import re
+
+    from bodycam.cli import short_help_of
+
+    assert short_help_of("Find segments by any Art. 20 field and a time range.") == (
+        "Find segments by any Art. 20 field and a time range")
+    assert short_help_of("Seal written records (Art. 5-6) into a case. More.") == (
+        "Seal written records (Art. 5-6) into a case")
+    assert not short_help_of("Re-read every stored object: its SHA-256 and its lock (Art. 10).",
+                             limit=55).endswith("(Art. …")
+    groups = [path for path, command, _ in every_command() if isinstance(command, click.Group)]
+    assert len(groups) >= 3
+    for path in groups:
+        output = CliRunner().invoke(main, [*path[1:], "--help"]).output
+        listed = output.split("Commands:", 1)[1].splitlines() if "Commands:" in output else []
+        for line in listed:
+            assert not re.search(r"\b(Art|e\.g|i\.e)\.?\s*(…)?$", line.strip()), (path, line)
+            assert not re.search(r"\(Art\.? …$", line.strip()), (path, line)
