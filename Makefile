@@ -34,7 +34,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/bodycam demo --workdir $(DEMO_DIR)
+	$(BIN)/bodycam demo --workdir $(DEMO_DIR) $(if $(SERVE),--serve)
 
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
