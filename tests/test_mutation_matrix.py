@@ -362,7 +362,7 @@ from cryptography import x509  # noqa: E402
 
 from device.sealing.messages import CTX_RECEIPT, sign_message  # noqa: E402
 from device.sealing.segment_file import read_manifest  # noqa: E402
-from device.sealing.seallog import EV_DELETION, EV_RECEIPT  # noqa: E402
+from device.sealing.seallog import EV_DELETION, EV_RECEIPT, scan_log  # noqa: E402
 
 
 def _delete_with(root: Path, name: str, seq: int, *, receipt: dict | None, digest: str | None = None,
@@ -548,10 +548,42 @@ def test_recorder_starts_after_a_corrupt_byte_in_an_old_log_file(recording, agen
     by_seq = {s.seq: s.status for s in report.segments if s.seq is not None}
     assert by_seq[0] == "verified" and by_seq[1] == "verified"  # in the prefix
     assert by_seq[max(by_seq)] == "verified"  # recorded after the restart
-    # What the break cut off was moved aside, never deleted.
+    # What the break cut off was moved aside, never deleted: segments with their manifests.
     assert sorted((root / "segments" / "incomplete").iterdir())
+    segments = root / "segments"
+    assert [m.name for m in segments.glob("*.bcman") if not m.with_suffix(".bcseg").exists()] == []
     # And the recorder starts again, and again.
     SealingState.open(root, ManualClock()).close()
+
+
+def test_a_segment_cut_off_by_a_broken_log_never_blocks_a_new_one_of_the_same_name(tmp_path, agency):
+    """The recorder names a segment by its seq and its opening second; after a
+    break cuts sealed segments off the chain, the next one reuses their seq.
+    With the clock at the same second (an RTC set back, a restart within the
+    second) the new name is the old one: the old files must already be aside."""
+    import datetime as dt
+
+    root = agency.enrol(tmp_path / "R", "R123456")
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    record_segments(root, ManualClock(start=start), segments=3, fragments=2)
+    record_segments(root, ManualClock(start=start + dt.timedelta(hours=1)), segments=1)
+    first = sorted((root / "seallog").iterdir())[0]
+    entries = [e for e, _ in scan_log(root / "seallog").entries]
+    opened = next(e for e in entries if e.event == "segment-opened" and e.data["segment_seq"] == 1)
+    assert entries.index(opened) < len(records(first))  # in the first run's file
+    flip_byte(first, records(first)[entries.index(opened)].offset + 40)  # segments 1 and 2 are cut off
+    name = opened.data["segment"]
+    state = SealingState.open(root, ManualClock(start=start + dt.timedelta(seconds=2)))  # segment 1's second
+    try:
+        writer = state.open_segment("application/octet-stream", "010203")
+        assert writer.name == name  # the very same name
+        writer.append(fragment_bytes(writer.seq, 0))
+        writer.close({})
+    finally:
+        state.close()
+    moved = sorted(p.name for p in (root / "segments" / "incomplete").iterdir())
+    assert f"{name}.bcseg" in {n.rsplit(".", 1)[0] for n in moved} and f"{name}.bcman" in {
+        n.rsplit(".", 1)[0] for n in moved}
 
 
 @pytest.mark.parametrize("damage", ["torn-middle-of-file", "garbage-file", "bad-magic", "fifo", "link-to-zero",

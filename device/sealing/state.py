@@ -285,9 +285,12 @@ class SealingState:
         they are kept (never deleted) in segments/incomplete/.
         """
         known = {e.data.get("segment") for e in self._opened.values()}
-        for path in sorted(self.segments_dir.glob(f"*{SEGMENT_SUFFIX}")):
-            if path.stem in known:
-                continue
+        orphans = [p for p in sorted(self.segments_dir.glob(f"*{SEGMENT_SUFFIX}")) if p.stem not in known]
+        # A manifest goes with its segment (a log cut by a broken record can leave sealed
+        # ones): left behind, it would block a later segment of the same name.
+        orphans += [p for p in sorted(self.segments_dir.glob(f"*{MANIFEST_SUFFIX}"))
+                    if p.name[: -len(MANIFEST_SUFFIX)] not in known]
+        for path in orphans:
             target_dir = self.segments_dir / INCOMPLETE_DIR
             _make_folder(target_dir)
             target = target_dir / f"{path.name}.{self.log.run}"
