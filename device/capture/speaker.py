@@ -1,4 +1,4 @@
-"""Speaker seam: plays the Art. 22 announcement through sounddevice."""
+"""Speaker seam: plays the Art. 22 announcement through sounddevice (in a child process)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bodycam.errors import ConfigError
+from bodycam.errors import ConfigError, DeviceError
 
 from ..config import SpeakerConfig
+from .portaudio_process import PLAY_GRACE_SECONDS, PortAudioChild
+
+# Seconds the child may take to start playing (Python, PortAudio, the device).
+OPEN_SECONDS = 5.0
 
 RATE = 48_000
 DEFAULT_ANNOUNCEMENT = Path(__file__).resolve().parent.parent / "assets" / "announcement-zh.wav"
@@ -75,31 +79,25 @@ class Speaker:
             self._thread.join()
 
     def _play(self, announcement: Announcement) -> None:
-        import sounddevice as sd
-
-        samples = announcement.samples
-        position = [0]
-        done = threading.Event()
-
-        def feed(outdata, frames, time_info, status) -> None:
-            chunk = samples[position[0] : position[0] + frames]
-            outdata[: len(chunk), 0] = chunk
-            outdata[len(chunk) :, 0] = 0
-            position[0] += frames
-            if position[0] >= len(samples):
-                raise sd.CallbackStop
-
+        # PortAudio runs in a child of its own for each announcement
+        # (portaudio_process): a fresh PortAudio each time, so that the notice
+        # is heard again once an audio server that died is back, and a
+        # microphone restart never disturbs it.
+        child = PortAudioChild("play", self.cfg.device)
         try:
-            # Callback mode: PortAudio's blocking writes are fragile on JACK.
-            with sd.OutputStream(samplerate=RATE, channels=1, dtype="float32",
-                                 device=self.cfg.device, callback=feed,
-                                 finished_callback=done.set):
-                done.wait(timeout=len(samples) / RATE + 5)
+            child.send(announcement.samples.astype("<f4").tobytes())
+            child.wait_ready(OPEN_SECONDS)
+            if not child.done.wait(announcement.seconds + PLAY_GRACE_SECONDS + OPEN_SECONDS):
+                raise DeviceError(f"{child.what()}: the announcement did not finish playing")
+            if child.error is not None or child.proc.wait(2) != 0:
+                raise DeviceError(f"{child.what()}: {child.error or f'exited with {child.proc.returncode}'}")
             self.played += 1
         except Exception as exc:  # a missing amplifier must not stop the recording
             self.error = exc
             if self.faults is not None:  # the seal log says the notice may not have been heard
                 self.faults.report("speaker", "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            child.end(1)
 
     @property
     def playing(self) -> bool:
