@@ -1,0 +1,153 @@
+"""Viewing copies of audio-only segments: a video of the viewer's watermark over
+black, with the segment's sound, that a browser plays and that names its viewer.
+
+The segments are the recorder's own: the real Recorder in audio mode (PyAV's
+AAC encoder, the segmenter's fragmented MP4), sealed, then unsealed; and one
+recorded in video mode while its camera is down (``video_missing``).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from archive.watermark import AUDIO_PICTURE, _stamp, viewing_media, watermark, watermark_text
+from device.config import CameraConfig
+from device.recorder import Recorder
+from device.sealing import pki
+from device.sealing.unseal import unseal_recordings
+from device.sealing.verifier import Verifier
+
+from .test_recording import sim_config
+
+VIEWER = watermark_text("陈平(chen.ping)", "2026-11-29T15:00:00.000Z")
+OTHER = watermark_text("李娜(li.na)", "2026-11-29T15:00:00.000Z")
+
+
+def record_audio_only(agency, root, device_id: str, seconds: float = 2.5, **camera) -> tuple:
+    """Record with the real recorder until an audio-only segment is sealed; returns
+    (state, [(name, media, meta)], unsealed folder).  ``camera``: a camera that fails."""
+    config = sim_config(mode="video" if camera else "audio", segment_seconds=2, preroll_seconds=0)
+    if camera:
+        config = config.model_copy(update={"camera": CameraConfig(**camera)})
+    state = agency.enrol(root / "rec", device_id)
+    recorder = Recorder(config, state, config_name="sim.toml", officer="010203")
+    try:
+        recorder.power_on()
+        if camera:  # the camera could not start: liveness has it down before recording starts
+            assert "camera" in recorder.check_sources() and recorder.liveness.down() == {"camera"}
+        recorder.start()
+        deadline = time.monotonic() + 60
+        while len(recorder.segmenter.sealed) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(max(0.0, seconds - 2))
+        recorder.stop()
+    finally:
+        recorder.shutdown()
+    verifier = Verifier(pki.load_cert(agency.ca_cert_path), pki.load_x25519_key(agency.identity_path))
+    out = root / "plain"
+    assert unseal_recordings(verifier, state, out).ok
+    _report, good = verifier.verify_recording(state)
+    segments = [(g.manifest.signed.obj["segment"], g.report.media, g.manifest.signed.obj["meta"]) for g in good]
+    return state, segments, out
+
+
+@pytest.fixture(scope="module")
+def audio_segment(agency, tmp_path_factory):
+    """The plaintext of an audio-only segment of the recorder in audio mode."""
+    _state, segments, out = record_audio_only(agency, tmp_path_factory.mktemp("audio"), "W000001")
+    name, media, meta = segments[0]
+    assert media == "audio/mp4" and meta["mode"] == "audio"
+    return (out / f"{name}.m4a").read_bytes()
+
+
+def decoded_audio(data: bytes) -> tuple[np.ndarray, int]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        frames = [f.to_ndarray()[0] for f in container.decode(stream)]
+        return np.concatenate(frames), stream.codec_context.sample_rate
+
+
+def pictures(data: bytes) -> list[av.VideoFrame]:
+    with av.open(io.BytesIO(data)) as container:
+        return [f for f in container.decode(video=0)]
+
+
+def luma(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("L"), np.float32)
+
+
+def mark_boxes(text: str) -> list[tuple[int, int, int, int]]:
+    """Where the mark is drawn on the copy's picture: (y0, y1, x0, x1) of each box."""
+    drawn = luma(_stamp(Image.new("RGB", AUDIO_PICTURE, (0, 0, 0)), text)) > 10
+    h = AUDIO_PICTURE[1]
+    boxes = []
+    for y0, y1 in ((0, h // 3), (2 * h // 3, h)):  # top right and bottom left
+        ys, xs = np.nonzero(drawn[y0:y1])
+        boxes.append((y0 + int(ys.min()), y0 + int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
+    return boxes
+
+
+def test_an_audio_only_segment_gets_a_video_copy_with_its_sound_and_the_viewers_mark(audio_segment):
+    copy = watermark(audio_segment, "audio/mp4", VIEWER)
+    assert viewing_media("audio/mp4") == "video/mp4"
+    with av.open(io.BytesIO(copy)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert container.metadata.get("comment") == VIEWER
+    # the sound: as long as the segment's (AAC's priming frame aside), and the tone still the tone
+    original, rate = decoded_audio(audio_segment)
+    copied, copy_rate = decoded_audio(copy)
+    assert copy_rate == rate == 48000
+    assert abs(copied.size - original.size) <= 2 * 1024, (copied.size, original.size)
+    assert original.size >= 2 * rate
+    peak_hz = np.argmax(np.abs(np.fft.rfft(copied[: rate]))) * rate / rate  # 1 Hz bins over one second
+    assert abs(peak_hz - 440) <= 2, peak_hz
+    # the picture: one every half second for as long as the sound, each carrying the mark
+    frames = pictures(copy)
+    seconds = copied.size / rate
+    assert abs(len(frames) - seconds * 2) <= 2, (len(frames), seconds)
+    assert (frames[-1].pts + 1) * frames[-1].time_base >= original.size / rate  # the picture lasts as long
+    for frame in (frames[0], frames[-1]):
+        y = luma(frame.to_image())
+        assert (frame.width, frame.height) == AUDIO_PICTURE
+        for y0, y1, x0, x1 in mark_boxes(VIEWER):
+            box = y[y0:y1, x0:x1]
+            assert box.max() > 150 and box.std() > 20, (box.max(), box.std())  # text, not black
+        assert np.median(y) < 20  # the rest is black
+    # it is this viewer's mark: the picture matches their rendering far better than another's
+    seen = luma(frames[len(frames) // 2].to_image())
+    own = np.abs(seen - luma(_stamp(Image.new("RGB", AUDIO_PICTURE), VIEWER))).mean()
+    other = np.abs(seen - luma(_stamp(Image.new("RGB", AUDIO_PICTURE), OTHER))).mean()
+    assert own * 2 < other, (own, other)
+
+
+def test_an_audio_segment_recorded_while_the_camera_was_down_plays_too(agency, tmp_path):
+    """The other way audio-only segments are made: a video recorder whose camera never delivers."""
+    _state, segments, out = record_audio_only(
+        agency, tmp_path, "W000002", seconds=4.5,
+        backend="pyav", source=str(tmp_path / "no-such-camera.y4m"), width=320, height=240, fps=30)
+    audio = [(n, meta) for n, media, meta in segments if media == "audio/mp4"]
+    assert audio, segments
+    name, meta = audio[0]
+    assert meta["video_missing"] == "camera down"
+    data = (out / f"{name}.m4a").read_bytes()
+    copy = watermark(data, "audio/mp4", VIEWER)
+    copied, rate = decoded_audio(copy)
+    assert abs(copied.size - decoded_audio(data)[0].size) <= 2 * 1024
+    y = luma(pictures(copy)[0].to_image())
+    for y0, y1, x0, x1 in mark_boxes(VIEWER):
+        assert y[y0:y1, x0:x1].max() > 150
+
+
+def test_media_without_a_viewing_copy_is_refused_by_name():
+    with pytest.raises(ValueError, match="application/octet-stream"):
+        watermark(b"\0" * 100, "application/octet-stream", VIEWER)
+    with pytest.raises(ValueError, match="application/octet-stream"):
+        viewing_media("application/octet-stream")
