@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -164,31 +165,39 @@ def watermark_audio(data: bytes, text: str) -> bytes:
         vout = dst.add_stream("libx264", rate=AUDIO_PICTURE_FPS)
         vout.width, vout.height = AUDIO_PICTURE
         vout.pix_fmt = "yuv420p"
-        vout.options = {"crf": "23", "preset": "veryfast", "g": str(AUDIO_PICTURE_FPS)}
+        vout.options = {"crf": "23", "preset": "veryfast", "g": str(AUDIO_PICTURE_FPS), "bf": "0"}
+        # Picture times counted in samples, so that the last picture ends with the sound.
+        vout.codec_context.time_base = Fraction(1, rate)
+        step = rate // AUDIO_PICTURE_FPS
         aout = dst.add_stream("aac", rate=rate)
         picture = _audio_picture(text)
-        frames = 0  # pictures sent, one per 1/AUDIO_PICTURE_FPS s of sound
+        sent = 0  # pictures sent; picture k shows from sample k * step
+        end: int | None = None  # the sound's length in samples, once known
 
-        def pictures_until(samples: int) -> None:
-            nonlocal frames
-            while frames * rate <= samples * AUDIO_PICTURE_FPS:
-                picture.pts = frames
-                for packet in vout.encode(picture):
-                    dst.mux(packet)
-                frames += 1
+        def mux_pictures(packets) -> None:
+            for packet in packets:
+                packet.duration = step if end is None else min(step, end - packet.pts)
+                dst.mux(packet)
+
+        def pictures_before(samples: int) -> None:
+            nonlocal sent
+            while sent * step < samples:
+                picture.pts = sent * step
+                mux_pictures(vout.encode(picture))
+                sent += 1
 
         samples = 0
         for frame in src.decode(ain):
-            pictures_until(samples)
+            pictures_before(samples + 1)  # a picture for the first sample of this frame
             samples += frame.samples
             frame.pts = None
             for packet in aout.encode(frame):
                 dst.mux(packet)
-        pictures_until(max(samples - 1, 0))  # the picture lasts as long as the sound
+        end = max(samples, 1)
+        pictures_before(end)  # the picture lasts as long as the sound
         for packet in aout.encode():
             dst.mux(packet)
-        for packet in vout.encode():
-            dst.mux(packet)
+        mux_pictures(vout.encode())
     return out.getvalue()
 
 
