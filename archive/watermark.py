@@ -138,14 +138,17 @@ AUDIO_PICTURE_FPS = 2
 AUDIO_ONLY_LABEL = "仅录音 · 无画面"
 
 
-def _audio_picture(text: str) -> "av.VideoFrame":
+def audio_only_picture(text: str | None = None) -> Image.Image:
+    """The picture of an audio-only segment (``AUDIO_PICTURE``, RGB): black, a
+    grey ``AUDIO_ONLY_LABEL`` in the middle, and ``text`` stamped as on video
+    copies when given (thumbnails of the originals carry none)."""
     width, height = AUDIO_PICTURE
     img = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(img)
     font = _font(height // 12)
     w = draw.textlength(AUDIO_ONLY_LABEL, font=font)
     draw.text(((width - w) / 2, height / 2 - height // 24), AUDIO_ONLY_LABEL, font=font, fill=(110, 110, 110))
-    return av.VideoFrame.from_image(_stamp(img, text)).reformat(format="yuv420p")
+    return img if text is None else _stamp(img, text)
 
 
 def watermark_audio(data: bytes, text: str) -> bytes:
@@ -170,7 +173,7 @@ def watermark_audio(data: bytes, text: str) -> bytes:
         vout.codec_context.time_base = Fraction(1, rate)
         step = rate // AUDIO_PICTURE_FPS
         aout = dst.add_stream("aac", rate=rate)
-        picture = _audio_picture(text)
+        picture = av.VideoFrame.from_image(audio_only_picture(text)).reformat(format="yuv420p")
         sent = 0  # pictures sent; picture k shows from sample k * step
         end: int | None = None  # the sound's length in samples, once known
 

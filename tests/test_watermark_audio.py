@@ -155,3 +155,53 @@ def test_media_without_a_viewing_copy_is_refused_by_name():
         watermark(b"\0" * 100, "application/octet-stream", VIEWER)
     with pytest.raises(ValueError, match="application/octet-stream"):
         viewing_media("application/octet-stream")
+
+
+def test_an_evidence_package_of_an_audio_only_segment_has_its_thumbnail_and_viewing_copy(agency, tmp_path):
+    """The package's viewing/ copies and thumbnails are made for audio-only segments too."""
+    import json
+    import subprocess
+    import sys
+
+    import pyotp
+
+    from archive.accounts import Accounts
+    from archive.grants import Grants
+    from archive.package import export_package
+
+    from .lawful_rig import make_archive
+
+    rig = make_archive(agency, tmp_path / "a")
+    try:
+        state, segments, _plain = record_audio_only(agency, tmp_path, "W000004")
+        names = [name for name, media, _meta in segments if media == "audio/mp4"]
+        rig.archive.commit_recording(None, state, names, source="test")
+        acc = Accounts(rig.archive)
+        keeper, _ = acc.add(None, "li.na", "李娜", "keeper", "correct horse battery", by="admin")
+        head, _ = acc.add(None, "head", "王局长", "approver", "correct horse battery", by="admin")
+        rig.archive.label(None, names, case_number="顺市监罚〔2026〕34号", party="某某商店", cause="录音取证",
+                          act_type="inspection", who="li.na")
+        grants = Grants(rig.archive)
+        g = grants.request(keeper, grantee="li.na", actions=["export"], reason="法院调取证据", hours=24,
+                           case_number="顺市监罚〔2026〕34号")
+        g = grants.decide(head, g.id, approve=True, totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+        result = export_package(rig.archive, keeper, g.id, tmp_path / "package", recipient="顺城区人民法院")
+    finally:
+        rig.close()
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert sorted(s["name"] for s in manifest["segments"]) == sorted(names)
+    for seg in manifest["segments"]:
+        assert seg["media"] == "audio/mp4" and seg["media_file"].endswith(".m4a")
+        thumb = Image.open(result.path / seg["thumbnail"])
+        assert thumb.format == "JPEG" and luma(thumb).max() > 60  # the "no picture" line, not a blank
+        viewing = result.path / "viewing" / f"{seg['name']}-viewing.mp4"
+        copy = viewing.read_bytes()
+        with av.open(io.BytesIO(copy)) as container:
+            assert [s.type for s in container.streams] == ["video", "audio"]
+            assert "顺城区人民法院" in container.metadata["comment"]
+        y = luma(pictures(copy)[0].to_image())
+        for y0, y1, x0, x1 in mark_boxes(container.metadata["comment"]):
+            assert y[y0:y1, x0:x1].max() > 150
+    done = subprocess.run([sys.executable, "-I", str(result.path / "verify_package.py"), str(result.path)],
+                          capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0 and done.stdout.strip().endswith("VERIFIED"), done.stdout + done.stderr
