@@ -231,6 +231,11 @@ def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(ag
         wait_for(lambda: not service.speaker.playing, "the first notice")
         assert service.speaker.error is None and service.speaker.played == 1
         die(service, clock, jack_server)
+        service.notify()  # while the server is away: not heard, and the seal log says so
+        wait_for(lambda: not service.speaker.playing, "the notice that cannot play")
+        assert service.speaker.error is not None and service.speaker.played == 1
+        service.tick()
+        assert ("speaker", "failed") in source_faults(state)
         jack_server.start()
         restart(service, clock)  # the first restart (after 1 s) finds the server back
         seg = service.recorder.segmenter
@@ -246,6 +251,7 @@ def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(ag
         service.stop()
     finally:
         service.shutdown("test")
+        service.speaker.close()
     audio = unsealed_audio(agency, state, tmp_path, seg.sealed[sealed_before:])
     ref = load_announcement(wav).samples[4800:]  # skip what played before the routing
     corr = np.correlate(audio, ref, mode="valid")

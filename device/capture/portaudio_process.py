@@ -28,7 +28,9 @@ parent on stdout, each ``kind`` (1 byte) + payload length (uint32 LE) + payload:
 
 ``capture`` delivers blocks of ``BLOCK`` samples until its stdin closes (the
 parent stopped it, or died), then exits.  ``play`` reads float32 LE mono
-samples at ``RATE`` from stdin until EOF, plays them, and exits.
+samples at ``RATE`` from stdin until EOF, and only then initialises PortAudio,
+plays them, and exits (nothing to play: it exits without touching PortAudio,
+so a player can be started ahead of the press).
 """
 
 from __future__ import annotations
@@ -136,10 +138,12 @@ def capture(device: str | None, writer: _Writer) -> None:
 
 
 def play(device: str | None, writer: _Writer) -> None:
-    import numpy as np
-    import sounddevice as sd
+    import numpy as np  # loaded while the child waits, started ahead of a press
 
     samples = np.frombuffer(sys.stdin.buffer.read(), dtype="<f4").astype(np.float32)
+    if not samples.size:  # a player started ahead and never used: PortAudio never touched
+        return
+    import sounddevice as sd  # PortAudio initialised now, seeing the audio server as it is
     position = [0]
     done = threading.Event()
 
