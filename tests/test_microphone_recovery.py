@@ -137,8 +137,8 @@ def restart(service, clock) -> None:
 
 def recover(service, clock, server, source_prefix: str = "beeper") -> None:
     """With the server back: restart, route the sound in, and see the microphone deliver again."""
-    restart(service, clock)
-    assert service.recorder.liveness.states["microphone"].state == "starting"
+    restart(service, clock)  # started: "starting", or "up" if it delivered before that tick
+    assert service.recorder.liveness.states["microphone"].state in ("starting", "up")
     server.connect(source_prefix)
     mic = service.recorder.taps["microphone"]
     count = mic.packets
@@ -257,3 +257,67 @@ def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(ag
     corr = np.correlate(audio, ref, mode="valid")
     energy = np.sqrt(np.convolve(audio ** 2, np.ones(len(ref)), mode="valid") * np.sum(ref ** 2))
     assert np.max(corr / np.maximum(energy, 1e-9)) > 0.8
+
+
+def test_a_microphone_child_that_dies_is_noticed_and_restarted(agency, tmp_path, jack_server):
+    """The other way PortAudio's process can go: killed (out of memory, a crash in a driver)."""
+    import signal
+
+    service, clock, state = make_service(agency, tmp_path, "J000013")
+    try:
+        service.start_up()
+        service.start()
+        mic = service.recorder.taps["microphone"]
+        wait_for(lambda: mic.packets > 20, "the microphone")
+        tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
+        child = service.recorder.microphone._child
+        os.kill(child.proc.pid, signal.SIGKILL)
+        wait_for(lambda: not service.recorder.microphone.alive, "the microphone to notice its child died")
+        tick_after_advance(service, clock, DEADLINE_SECONDS + 0.1, ["camera"])
+        assert ("microphone", "stalled") in source_faults(state)
+        restart(service, clock)
+        count = mic.packets
+        wait_for(lambda: mic.packets > count + 10, "the new child to deliver")
+        tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
+        assert ("microphone", "recovered") in source_faults(state)
+        assert service.recorder.microphone._child.proc.pid != child.proc.pid
+        service.stop()
+    finally:
+        service.shutdown("test")
+
+
+def test_a_microphone_or_speaker_that_cannot_open_is_a_clear_device_error(tmp_path):
+    """No such device: the child says so, the source raises DeviceError naming it, nothing is left running."""
+    from bodycam.errors import DeviceError
+    from device.capture.audio import SoundDeviceMic
+    from device.capture.portaudio_process import encode_message, read_message
+    from device.capture.seam import FaultChannel, LivenessTap
+    from device.capture.speaker import Announcement, Speaker
+
+    class Sink:
+        def _add_stream(self, *args, **kwargs):
+            pass
+
+        def outputframe(self, *args, **kwargs):
+            pass
+
+    mic = SoundDeviceMic(AudioConfig(backend="sounddevice", device="no-such-microphone"), 0)
+    with pytest.raises(DeviceError, match="no-such-microphone") as raised:
+        mic.start(LivenessTap(Sink()))
+    assert "capture on no-such-microphone" in str(raised.value)
+    assert mic._child.proc.returncode is not None and not mic.alive
+    faults = FaultChannel()
+    speaker = Speaker(SpeakerConfig(backend="sounddevice", device="no-such-speaker"))
+    speaker.faults = faults
+    try:
+        speaker.play(Announcement(np.zeros(4800, np.float32), "", "beep"), wait=True)
+        assert isinstance(speaker.error, DeviceError) and "no-such-speaker" in str(speaker.error)
+        assert [(f.source, f.kind) for f in faults.drain()] == [("speaker", "failed")]
+    finally:
+        speaker.close()
+    # the pipe's framing: a torn message is the end, never a short block
+    import io as _io
+
+    whole = encode_message(b"B", b"x" * 20)
+    assert read_message(_io.BytesIO(whole)) == (b"B", b"x" * 20)
+    assert read_message(_io.BytesIO(whole[:-1])) is None and read_message(_io.BytesIO(whole[:3])) is None
