@@ -21,7 +21,7 @@ from gpiozero.pins.mock import MockFactory
 from device.capture.speaker import load_announcement
 from device.config import AudioConfig, CameraConfig, SpeakerConfig
 from device.daemon import SystemdNotifier
-from device.liveness import BACKOFF_SECONDS, DEADLINE_SECONDS
+from device.liveness import DEADLINE_SECONDS
 from device.sealing import pki
 from device.sealing.clock import ManualClock
 from device.sealing.unseal import unseal_recordings
@@ -105,6 +105,19 @@ def make_service(agency, tmp_path, device_id: str, speaker: str | None = None):
     return service, clock, state
 
 
+def record_with_the_microphone_up(service, clock, route=None):
+    """Start recording, route sound in (``route()``), and see the microphone up; returns its tap."""
+    service.start_up()
+    service.start()
+    if route is not None:
+        route()
+    mic = service.recorder.taps["microphone"]
+    wait_for(lambda: mic.packets > 20, "the microphone")
+    tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
+    assert service.recorder.liveness.states["microphone"].state == "up"
+    return mic
+
+
 def quiet(tap) -> None:
     """Wait until a tap has had no packet for half a second (what was in flight arrived)."""
     last = [tap.packets, time.monotonic()]
@@ -173,13 +186,7 @@ def test_the_microphone_recovers_after_the_jack_server_dies_and_returns_twice(ag
     service, clock, state = make_service(agency, tmp_path, "J000011")
     metro = beeper(jack_server)
     try:
-        service.start_up()
-        service.start()
-        jack_server.connect("beeper")
-        mic = service.recorder.taps["microphone"]
-        wait_for(lambda: mic.packets > 50, "the microphone")
-        tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
-        assert service.recorder.liveness.states["microphone"].state == "up"
+        record_with_the_microphone_up(service, clock, lambda: jack_server.connect("beeper"))
         seg = service.recorder.segmenter
         recovered_in = []
         for cycle in (1, 2):
@@ -222,11 +229,7 @@ def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(ag
     _write_wav(wav)
     service, clock, state = make_service(agency, tmp_path, "J000012", speaker=str(wav))
     try:
-        service.start_up()
-        service.start()
-        mic = service.recorder.taps["microphone"]
-        wait_for(lambda: mic.packets > 20, "the microphone")
-        tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
+        record_with_the_microphone_up(service, clock)
         service.notify()  # before the death: PortAudio for the speaker was initialised once
         wait_for(lambda: not service.speaker.playing, "the first notice")
         assert service.speaker.error is None and service.speaker.played == 1
@@ -265,11 +268,7 @@ def test_a_microphone_child_that_dies_is_noticed_and_restarted(agency, tmp_path,
 
     service, clock, state = make_service(agency, tmp_path, "J000013")
     try:
-        service.start_up()
-        service.start()
-        mic = service.recorder.taps["microphone"]
-        wait_for(lambda: mic.packets > 20, "the microphone")
-        tick_after_advance(service, clock, 0.1, ["camera", "microphone"])
+        mic = record_with_the_microphone_up(service, clock)
         child = service.recorder.microphone._child
         os.kill(child.proc.pid, signal.SIGKILL)
         wait_for(lambda: not service.recorder.microphone.alive, "the microphone to notice its child died")

@@ -6,7 +6,10 @@ Audio is stamped from when it was captured (PortAudio's ``inputBufferAdcTime``,
 or the monotonic clock at the callback), never from the sample count alone:
 a sound card that runs slow or fast does not drift against the video, and
 samples lost to an input overflow leave silence of their length, never a
-shift of everything after them (``CaptureClock``).
+shift of everything after them (``CaptureClock``).  The real microphone's
+PortAudio runs in a child process (``portaudio_process``): when the audio
+server dies, a restart starts a new child, which PortAudio in this process
+could not survive.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import av
 import numpy as np
 
 from ..config import AudioConfig
-from .portaudio_process import BLOCK, RATE, PortAudioChild, first_sample_ns  # noqa: F401 (re-exported)
+from .portaudio_process import BLOCK, RATE, PortAudioChild
 
 log = logging.getLogger(__name__)
 
