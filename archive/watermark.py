@@ -105,7 +105,7 @@ def watermark_video(data: bytes, text: str) -> bytes:
         vout = dst.add_stream("libx264", rate=rate)
         vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
         vout.pix_fmt = "yuv420p"
-        vout.options = {"crf": "23", "preset": "veryfast"}
+        vout.options = {"crf": "23", "preset": "veryfast", "bf": "0"}  # no reordering: the picture starts at 0, with the sound
         aout = None
         if src.streams.audio:
             ain = src.streams.audio[0]

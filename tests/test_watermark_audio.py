@@ -205,3 +205,34 @@ def test_an_evidence_package_of_an_audio_only_segment_has_its_thumbnail_and_view
     done = subprocess.run([sys.executable, "-I", str(result.path / "verify_package.py"), str(result.path)],
                           capture_output=True, text=True, cwd="/")
     assert done.returncode == 0 and done.stdout.strip().endswith("VERIFIED"), done.stdout + done.stderr
+
+
+def test_a_video_copy_starts_its_picture_with_its_sound(agency, tmp_path):
+    """The video copy of a recorder's segment (H.264 + AAC) keeps picture and sound
+    together: no reordering delay before the first picture, no first sound stretched over it."""
+    config = sim_config(segment_seconds=2, preroll_seconds=0)
+    state = agency.enrol(tmp_path / "rec", "W000005")
+    recorder = Recorder(config, state, config_name="sim.toml", officer="010203")
+    try:
+        recorder.power_on()
+        recorder.start()
+        deadline = time.monotonic() + 60
+        while not recorder.segmenter.sealed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recorder.stop()
+    finally:
+        recorder.shutdown()
+    verifier = Verifier(pki.load_cert(agency.ca_cert_path), pki.load_x25519_key(agency.identity_path))
+    assert unseal_recordings(verifier, state, tmp_path / "plain").ok
+    name = recorder.sealed[0]
+    original = (tmp_path / "plain" / f"{name}.mp4").read_bytes()
+    copy = watermark(original, "video/mp4", VIEWER)
+    with av.open(io.BytesIO(original)) as container:
+        first_picture = next(p for p in container.demux(video=0) if p.pts is not None)
+        assert first_picture.pts == 0  # the recorder's own segment: picture and sound from 0
+    with av.open(io.BytesIO(copy)) as container:
+        video = [p for p in container.demux(video=0) if p.pts is not None]
+        container.seek(0)
+        audio = [p for p in container.demux(audio=0) if p.pts is not None]
+    assert min(p.pts for p in video) == 0
+    assert audio[0].pts == 0 and audio[0].duration == 1024, (audio[0].pts, audio[0].duration)
