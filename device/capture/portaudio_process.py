@@ -187,7 +187,8 @@ class PortAudioChild:
         self.ended = threading.Event()
         self._on_block, self._on_end = on_block, on_end
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, mode, device or "-"],
+            # -P: not the working directory on sys.path (nothing there may stand in for a module)
+            [sys.executable, "-P", "-m", __name__, mode, device or "-"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, name=f"portaudio-{mode}", daemon=True)
         self._reader.start()
