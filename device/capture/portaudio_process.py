@@ -209,11 +209,13 @@ class PortAudioChild:
                 elif kind == DONE:
                     self.done.set()
         finally:
-            self.ended.set()
-            self.ready.set()  # wakes a waiter: ready, failed or gone
-            self.done.set()
-            if self._on_end is not None:
-                self._on_end()
+            try:
+                if self._on_end is not None:
+                    self._on_end()  # before `ended`: what it emits comes before the child counts as gone
+            finally:
+                self.ended.set()
+                self.ready.set()  # wakes a waiter: ready, failed or gone
+                self.done.set()
 
     def _log_stderr(self) -> None:
         for line in self.proc.stderr:  # PortAudio's and JACK's own messages
