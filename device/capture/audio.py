@@ -29,6 +29,9 @@ from .portaudio_process import BLOCK, RATE, PortAudioChild
 log = logging.getLogger(__name__)
 
 RING_SECONDS = 0.5  # the tone's simulated capture buffer
+# Seconds a PortAudio child may take to open the microphone (Python, numpy and
+# PortAudio start in well under one on a Pi); inside liveness's START_DEADLINE_SECONDS.
+OPEN_SECONDS = 5.0
 
 
 def open_aac_encoder(bitrate: int):
@@ -265,8 +268,3 @@ class SoundDeviceMic(_AudioSource):
         if self._child is not None:
             self._child.end(2)
             self._child.join(2)
-
-
-# Seconds a child may take to open the microphone: PortAudio's start with
-# JACK or ALSA takes well under one; well inside liveness's START_DEADLINE_SECONDS.
-OPEN_SECONDS = 5.0
