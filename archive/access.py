@@ -23,7 +23,7 @@ from . import index as ix
 from .accounts import Account
 from .audit import audit_of
 from .grants import Grants
-from .watermark import watermark, watermark_text
+from .watermark import viewing_media, watermark, watermark_text
 
 MEDIA_SUFFIX = {"video/mp4": ".mp4", "audio/mp4": ".m4a", "image/jpeg": ".jpg"}
 
@@ -127,4 +127,5 @@ class Access:
         audit_of(self.archive).record(account.agency, "view", actor=account.actor, case=grant.case_number,
                                       segments=[row.segment_digest],
                                       detail={"grant": grant.id, "watermark": when, "bytes": len(copy)})
-        return copy, plain.media, f"{plain.name}-viewing{MEDIA_SUFFIX.get(plain.media, '.bin')}"
+        media = viewing_media(plain.media)  # an audio-only segment's copy is a video (its picture names the viewer)
+        return copy, media, f"{plain.name}-viewing{MEDIA_SUFFIX.get(media, '.bin')}"

@@ -57,7 +57,7 @@ from .access import MEDIA_SUFFIX, Access, Plain
 from .accounts import Account
 from .audit import audit_of
 from .report import render_package_report
-from .watermark import watermark, watermark_text
+from .watermark import VIEWING_MEDIA, audio_only_picture, viewing_media, watermark, watermark_text
 
 PACKAGE_FORMAT = "bodycam-package/1"
 LOG_HEAD_ATTESTATION = "log-head-attestation.json"  # in originals/<device>/ (format §12.1)
@@ -86,11 +86,13 @@ def sha256_file(path: Path) -> str:
 
 
 def thumbnail(plain: Plain, width: int = 240) -> bytes:
-    """A JPEG thumbnail of the first frame (video) or the still."""
+    """A JPEG thumbnail of the first frame (video), the still, or an audio-only segment's "no picture" card."""
     from PIL import Image
 
     if plain.media == "image/jpeg":
         img = Image.open(io.BytesIO(plain.data))
+    elif plain.media == "audio/mp4":  # no picture: say so (the original's thumbnail, unmarked)
+        img = audio_only_picture()
     else:
         import av
 
@@ -209,8 +211,9 @@ def export_package(archive, account: Account, grant_id: int, out: Path, *, recip
             media_rel = f"media/{row.name}{suffix}"
             (tmp / media_rel).write_bytes(plain.data)
             (tmp / "thumbnails" / f"{row.name}.jpg").write_bytes(thumbnail(plain))
-            if viewing_copies and plain.media in ("video/mp4", "image/jpeg"):
-                (tmp / "viewing" / f"{row.name}-viewing{suffix}").write_bytes(
+            if viewing_copies and plain.media in VIEWING_MEDIA:
+                viewing_suffix = MEDIA_SUFFIX[viewing_media(plain.media)]  # audio-only: a video (mark over black)
+                (tmp / "viewing" / f"{row.name}-viewing{viewing_suffix}").write_bytes(
                     watermark(plain.data, plain.media, watermark_text(recipient, when, "提供副本")))
             events, clock = _timeline(logs[row.device], plain)
             receipt = ev.sign_record(agency.receipt_key, agency.receipt_cert, {

@@ -83,3 +83,7 @@ class CertificateError(VerificationError, TrustError):
 
 class AttestationError(VerificationError):
     """The recording does not reach the seal-log head an archive attestation names."""
+
+
+class DeviceError(BodycamError, OSError):
+    """A capture or playback device (or its driver, or its audio server) failed or is missing."""

@@ -163,6 +163,7 @@ class SelfTest:
         beep = Announcement((0.4 * np.sin(2 * np.pi * 880 * t)).astype(np.float32), "", "beep")
         speaker = Speaker(self.config.speaker)
         speaker.play(beep, wait=True)
+        speaker.close()  # its player started ahead for a next press
         if speaker.error is not None:
             self.add("speaker", FAIL, f"cannot play: {speaker.error}")
         elif self.unattended:

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from device.capture.audio import BLOCK, GAP_NS, RATE, CaptureClock, _AudioSource, first_sample_ns
+from device.capture.audio import BLOCK, GAP_NS, RATE, CaptureClock, _AudioSource
+from device.capture.portaudio_process import first_sample_ns
 from device.capture.seam import FaultChannel
 from device.config import AudioConfig
 

@@ -564,3 +564,44 @@ def test_another_agency_sees_none_of_this_agencys_footage_grants_trail_or_bays(r
         context.close()
         running.stop()
         shared.close()
+
+
+def test_an_audio_only_segment_plays_under_a_grant_as_a_video_of_the_viewers_mark(rig, page, agency, tmp_path):
+    """A segment recorded without picture (the recorder in audio mode) plays in the
+    console: its viewing copy is a video of the watermark over black, with the sound."""
+    import io
+
+    import av
+
+    from archive.grants import Grants
+    from archive.watermark import AUDIO_PICTURE
+
+    from .test_watermark_audio import record_audio_only
+
+    state, segments, _plain = record_audio_only(agency, tmp_path, "W000003")
+    names = [name for name, media, _meta in segments if media == "audio/mp4"]
+    assert names, segments
+    rig.law.archive.commit_recording(None, state, names, source="test")
+    digest = {r["name"]: r["segment_digest"] for r in rig.law.archive.search(None, limit=100)}[names[0]]
+    rig.law.clock.advance(60)  # a fresh TOTP step for the approver
+    grants = Grants(rig.law.archive)
+    g = grants.request(rig.accounts.get("chen.ping"), grantee="chen.ping", actions=["view"],
+                       reason="核查录音（第二十四条）", hours=2, segments=[digest])
+    g = grants.decide(rig.accounts.get("head"), g.id, approve=True, totp=rig.totp("head"), note="同意")
+    assert g.status == "approved"
+
+    sign_in(page, rig, "chen.ping")
+    page.goto(f"{rig.url}/play/{digest}?grant={g.id}")
+    page.wait_for_selector("video#video")
+    page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=60_000)
+    page.evaluate("document.getElementById('video').play()")
+    page.wait_for_function("document.getElementById('video').currentTime > 0.3", timeout=30_000)
+    assert page.evaluate("document.getElementById('video').videoWidth") == AUDIO_PICTURE[0]
+    screenshot(page, "05-playback-audio-only")
+    response = page.request.get(f"{rig.url}/media/{digest}?grant={g.id}")
+    assert response.status == 200 and response.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(response.body())) as copy:
+        assert [s.type for s in copy.streams] == ["video", "audio"]
+        assert "陈平(chen.ping)" in copy.metadata["comment"]
+    views = [e for e in _entries(rig, actor="chen.ping") if e["action"] == "view" and e["outcome"] == "ok"]
+    assert any(digest in e["segments"] and "bytes" in e["detail"] for e in views)

@@ -6,14 +6,16 @@ Audio is stamped from when it was captured (PortAudio's ``inputBufferAdcTime``,
 or the monotonic clock at the callback), never from the sample count alone:
 a sound card that runs slow or fast does not drift against the video, and
 samples lost to an input overflow leave silence of their length, never a
-shift of everything after them (``CaptureClock``).
+shift of everything after them (``CaptureClock``).  The real microphone's
+PortAudio runs in a child process (``portaudio_process``): when the audio
+server dies, a restart starts a new child, which PortAudio in this process
+could not survive.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from fractions import Fraction
@@ -22,12 +24,14 @@ import av
 import numpy as np
 
 from ..config import AudioConfig
+from .portaudio_process import BLOCK, RATE, PortAudioChild
 
 log = logging.getLogger(__name__)
 
-RATE = 48_000
-BLOCK = 1024  # samples per AAC frame
 RING_SECONDS = 0.5  # the tone's simulated capture buffer
+# Seconds a PortAudio child may take to open the microphone (Python, numpy and
+# PortAudio start in well under one on a Pi); inside liveness's START_DEADLINE_SECONDS.
+OPEN_SECONDS = 5.0
 
 
 def open_aac_encoder(bitrate: int):
@@ -216,70 +220,51 @@ class ToneSource(_AudioSource):
 
 
 class SoundDeviceMic(_AudioSource):
-    """A real microphone through sounddevice (PortAudio: ALSA, JACK, Pulse)."""
+    """A real microphone through sounddevice (PortAudio: ALSA, JACK, Pulse).
+
+    PortAudio runs in a child process of this source's own
+    (``portaudio_process``): a restart after the audio server died, or the
+    device went away, starts a new child that initialises PortAudio afresh,
+    which PortAudio cannot do safely in-process.  Blocks arrive on the child's
+    reader thread and are encoded there.
+    """
 
     def __init__(self, cfg: AudioConfig, origin_ns: int) -> None:
         super().__init__(cfg, origin_ns)
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._child: PortAudioChild | None = None
 
     def start(self, output) -> None:
-        import sounddevice as sd  # imported here: needs libportaudio2
-
+        """Start the child and wait until its stream runs; raises ``DeviceError``
+        when it cannot open the device within ``OPEN_SECONDS``."""
         self._register(output)
-        self._stream = sd.InputStream(
-            samplerate=RATE, channels=1, dtype="float32", blocksize=BLOCK,
-            device=self.cfg.device, callback=self._callback,
-        )
-        self._thread = threading.Thread(target=self._run, name="microphone", daemon=True)
-        self._thread.start()
-        self._stream.start()
+        self._child = PortAudioChild("capture", self.cfg.device, on_block=self._block, on_end=self._end)
+        name = self._child.wait_ready(OPEN_SECONDS)
+        log.info("microphone: capturing from %s", name)
 
-    def _callback(self, indata, frames, time_info, status) -> None:
-        now_ns = time.monotonic_ns()
-        if status.input_overflow:
-            self.overflows += 1
-        self._queue.put((indata[:, 0].copy(), first_sample_ns(now_ns, frames, time_info)))
-
-    def _run(self) -> None:
+    def _block(self, first_ns: int, overflow: bool, samples: bytes) -> None:
+        if self.error is not None:
+            return
         try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    break
-                block, first_ns = item
-                self._encode(block, first_ns)
-            self._flush()
-        except BaseException as exc:
+            if overflow:
+                self.overflows += 1
+            self._encode(np.frombuffer(samples, dtype="<f4").astype(np.float32), first_ns)
+        except Exception as exc:
             log.exception("microphone stopped")
             self.error = exc
 
+    def _end(self) -> None:
+        try:
+            self._flush()
+        except Exception as exc:
+            log.exception("microphone: flushing the encoder failed")
+            self.error = self.error or exc
+
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._stream.active
+        return self._child is not None and self._child.running
 
     def stop(self) -> None:
-        """Stop the stream, then let the encoder drain (callers bound this: see capture.seam)."""
-        try:
-            self._stream.stop()
-            self._stream.close()
-        finally:
-            self._queue.put(None)
-            if self._thread is not None:
-                self._thread.join(timeout=2)
-
-
-def first_sample_ns(now_ns: int, frames: int, time_info) -> int:
-    """Capture time (monotonic ns) of a callback block's first sample.
-
-    PortAudio gives ``inputBufferAdcTime`` (when the first sample reached the
-    ADC) and ``currentTime`` (now) on its own stream clock; their difference
-    placed before the monotonic time at the callback is the capture time.
-    Host APIs that report no times (0) fall back to ``frames`` samples before
-    the callback.
-    """
-    adc = getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0
-    current = getattr(time_info, "currentTime", 0.0) or 0.0
-    if adc > 0 and current > 0 and 0 <= current - adc < 10.0:
-        return now_ns - round((current - adc) * 1e9)
-    return now_ns - frames * 1_000_000_000 // RATE
+        """End the child, then let the encoder drain (callers bound this: see capture.seam)."""
+        if self._child is not None:
+            self._child.end(2)
+            self._child.join(2)

@@ -1,8 +1,9 @@
-"""Speaker seam: plays the Art. 22 announcement through sounddevice."""
+"""Speaker seam: plays the Art. 22 announcement through sounddevice (in a child process)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import wave
 from dataclasses import dataclass
@@ -11,9 +12,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bodycam.errors import ConfigError
+from bodycam.errors import ConfigError, DeviceError
 
 from ..config import SpeakerConfig
+from .portaudio_process import PLAY_GRACE_SECONDS, PortAudioChild
+
+log = logging.getLogger(__name__)
+
+# Seconds the child may take to start playing (Python, PortAudio, the device).
+OPEN_SECONDS = 5.0
 
 RATE = 48_000
 DEFAULT_ANNOUNCEMENT = Path(__file__).resolve().parent.parent / "assets" / "announcement-zh.wav"
@@ -56,7 +63,16 @@ def load_announcement(path: Path | None) -> Announcement:
 
 
 class Speaker:
-    """Plays on a background thread so the controls stay responsive."""
+    """Plays on a background thread so the controls stay responsive.
+
+    PortAudio runs in a child process for each announcement
+    (``portaudio_process``): a fresh PortAudio every time, so that the notice
+    is heard again once an audio server that died is back, and a microphone
+    restart never disturbs it.  One child is kept started ahead (``_spare``,
+    Python and numpy loaded, PortAudio not yet), so a press does not wait
+    for an interpreter to start.  ``error`` is what made the last play fail
+    (None after a play that worked).
+    """
 
     def __init__(self, cfg: SpeakerConfig) -> None:
         self.cfg = cfg
@@ -64,6 +80,23 @@ class Speaker:
         self.error: BaseException | None = None
         self.played = 0
         self.faults = None  # a capture.seam.FaultChannel, set by the service
+        self._spare: PortAudioChild | None = None
+        self._start_spare()
+
+    def _start_spare(self) -> None:
+        try:
+            self._spare = PortAudioChild("play", self.cfg.device)
+        except OSError as exc:  # no process to spare now: the next play starts its own
+            log.warning("speaker: cannot start a player ahead: %s", exc)
+            self._spare = None
+
+    def _take_child(self) -> PortAudioChild:
+        child, self._spare = self._spare, None
+        if child is not None and child.running:
+            return child
+        if child is not None:
+            child.end(0)
+        return PortAudioChild("play", self.cfg.device)
 
     def play(self, announcement: Announcement, wait: bool = False) -> None:
         if self.playing:
@@ -75,35 +108,35 @@ class Speaker:
             self._thread.join()
 
     def _play(self, announcement: Announcement) -> None:
-        import sounddevice as sd
-
-        samples = announcement.samples
-        position = [0]
-        done = threading.Event()
-
-        def feed(outdata, frames, time_info, status) -> None:
-            chunk = samples[position[0] : position[0] + frames]
-            outdata[: len(chunk), 0] = chunk
-            outdata[len(chunk) :, 0] = 0
-            position[0] += frames
-            if position[0] >= len(samples):
-                raise sd.CallbackStop
-
+        child = None
         try:
-            # Callback mode: PortAudio's blocking writes are fragile on JACK.
-            with sd.OutputStream(samplerate=RATE, channels=1, dtype="float32",
-                                 device=self.cfg.device, callback=feed,
-                                 finished_callback=done.set):
-                done.wait(timeout=len(samples) / RATE + 5)
+            child = self._take_child()
+            child.send(announcement.samples.astype("<f4").tobytes())
+            child.wait_ready(OPEN_SECONDS)
+            if not child.done.wait(announcement.seconds + PLAY_GRACE_SECONDS + OPEN_SECONDS):
+                raise DeviceError(f"{child.what()}: the announcement did not finish playing")
+            if child.error is not None or child.proc.wait(2) != 0:
+                raise DeviceError(f"{child.what()}: {child.error or f'exited with {child.proc.returncode}'}")
             self.played += 1
+            self.error = None
         except Exception as exc:  # a missing amplifier must not stop the recording
             self.error = exc
             if self.faults is not None:  # the seal log says the notice may not have been heard
                 self.faults.report("speaker", "failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            if child is not None:
+                child.end(1)
+            self._start_spare()
 
     @property
     def playing(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        """End the player started ahead (it would also end when this process does)."""
+        if self._spare is not None:
+            self._spare.end(1)
+            self._spare = None
 
 
 class NullSpeaker:
@@ -113,3 +146,6 @@ class NullSpeaker:
 
     def play(self, announcement: Announcement, wait: bool = False) -> None:
         self.played += 1
+
+    def close(self) -> None:
+        pass
