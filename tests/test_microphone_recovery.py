@@ -29,6 +29,7 @@ from device.sealing.verifier import Verifier
 from device.service import RecorderService
 
 from .conftest import require_tool
+from .media import notice_recorded
 from .test_microphone_jack import _release_jack_slot, _start_jackd, _write_wav
 from .test_recorder_liveness import source_faults, tick_after_advance, wait_for
 from .test_recording import sim_config
@@ -226,7 +227,7 @@ def test_the_microphone_recovers_after_the_jack_server_dies_and_returns_twice(ag
 def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(agency, tmp_path, jack_server):
     """The speaker's PortAudio is fresh for each notice: it plays again after the server's death."""
     wav = tmp_path / "notice.wav"
-    _write_wav(wav)
+    _write_wav(wav, seconds=3.0)  # long enough that routing after the start still leaves most of it
     service, clock, state = make_service(agency, tmp_path, "J000012", speaker=str(wav))
     try:
         record_with_the_microphone_up(service, clock)
@@ -256,10 +257,11 @@ def test_the_notice_is_heard_and_recorded_again_after_the_jack_server_returns(ag
         service.shutdown("test")
         service.speaker.close()
     audio = unsealed_audio(agency, state, tmp_path, seg.sealed[sealed_before:])
-    ref = load_announcement(wav).samples[24000:]  # skip what may have played before the routing (0.5 s)
-    corr = np.correlate(audio, ref, mode="valid")
-    energy = np.sqrt(np.convolve(audio ** 2, np.ones(len(ref)), mode="valid") * np.sum(ref ** 2))
-    assert np.max(corr / np.maximum(energy, 1e-9)) > 0.8
+    ref = load_announcement(wav).samples
+    # In order, at its spacing: at least half of its 12 quarter-seconds (routing the speaker's new
+    # JACK client to the microphone takes a while on a loaded machine, and misses the start).
+    heard, _ = notice_recorded(audio, ref)
+    assert heard >= 0.5, f"only {heard:.0%} of the notice is in the recording"
 
 
 def test_a_microphone_child_that_dies_is_noticed_and_restarted(agency, tmp_path, jack_server):
