@@ -49,7 +49,10 @@ MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000
 MAX_FILE = 4 * 1024 * 1024 * 1024
 CHUNK = 1024 * 1024
-BATCH_BYTES = 64 * 1024 * 1024  # at least this much footage per archive commit, unless the pull is done
+# At most about this many archive commits per docking: each costs the dock and the archive
+# a verification of the whole seal log (which grows with the recorder's age) and the
+# archive an index transaction; more, smaller batches shorten what is left after the pull.
+MAX_BATCHES = 8
 READ_BUFFER = WRITE_BUFFER = 4 * 1024 * 1024  # bytes per read or write call on staged files
 
 
@@ -382,9 +385,10 @@ class DockSession:
         # archive what has landed, and hand the receipts of earlier commits to the recorder.
         self._phase("pulling segments")
         landed: asyncio.Queue[_Staged | None] = asyncio.Queue()
+        batch_bytes = sum(int(s["segment_bytes"]) + int(s["manifest_bytes"]) for s in segments) // MAX_BATCHES
         receipted: asyncio.Queue[list[dict[str, str]] | None] = asyncio.Queue()
         stages = [asyncio.create_task(self._pull_segments(http, staging, segments, landed)),
-                  asyncio.create_task(self._keep(http, views, landed, receipted)),
+                  asyncio.create_task(self._keep(http, views, landed, receipted, batch_bytes)),
                   asyncio.create_task(self._hand_receipts(http, staging, receipted))]
         try:
             done, _ = await asyncio.wait(stages, return_when=asyncio.FIRST_EXCEPTION)
@@ -453,15 +457,14 @@ class DockSession:
         await landed.put(None)
 
     async def _keep(self, http: aiohttp.ClientSession, views: "_Views", landed: "asyncio.Queue[_Staged | None]",
-                    receipted: "asyncio.Queue[list[dict[str, str]] | None]") -> None:
-        """Verify, commit and receipt what has landed, one batch at a time, until the
-        pull says it is done (None).  A batch is all that landed meanwhile, once that
-        is BATCH_BYTES or the pull is done: each batch costs the dock and the archive
-        a verification of the whole seal log and the archive an index transaction."""
+                    receipted: "asyncio.Queue[list[dict[str, str]] | None]", batch_bytes: int) -> None:
+        """Verify and commit what has landed, one batch at a time, until the pull says it
+        is done (None); the receipts go to ``receipted``.  A batch is all that landed
+        meanwhile, once that is ``batch_bytes`` (or the pull is done)."""
         done = False
         while not done:
             staged: list[_Staged] = []
-            while not done and (not staged or sum(s.size for s in staged) < BATCH_BYTES or not landed.empty()):
+            while not done and (not staged or sum(s.size for s in staged) < batch_bytes or not landed.empty()):
                 item = await landed.get()
                 if item is None:
                     done = True

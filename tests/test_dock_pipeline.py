@@ -31,7 +31,7 @@ def rig(agency, tmp_path):
 @pytest.fixture
 def small_batches(monkeypatch):
     """One segment per commit: the footage here is far below a production batch."""
-    monkeypatch.setattr(dock.session, "BATCH_BYTES", 1)
+    monkeypatch.setattr(dock.session, "MAX_BATCHES", 1000)
 
 
 def _spy_downloads(session) -> list[tuple[str, bool]]:
