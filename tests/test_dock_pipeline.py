@@ -168,6 +168,23 @@ def test_only_the_resumed_copy_that_fails_is_pulled_again(rig, junk):
     assert not any(fresh for _, fresh in others) and len(others) == len({c[0] for c in others})
 
 
+def test_a_later_docking_pulls_each_file_once(rig):
+    """The seal log stays staged between dockings and is resumed; the segments it names
+    as deleted (at the docking before) are no failed resume: nothing is pulled twice."""
+    rig.record(2, fragments=4, size=20_000)
+    assert rig.dock().outcome == "done"
+    rig.record(3, fragments=4, size=40_000)
+    footage = sum(p.stat().st_size for p in (rig.state / "segments").iterdir())
+    session = rig.session()
+    calls = _spy_downloads(session)
+    progress = asyncio.run(session.run())
+    assert progress.outcome == "done" and progress.segments_archived == 3 and not progress.flagged
+    assert progress.bytes_resumed > 0  # the staged seal log
+    assert not any(fresh for _, fresh in calls) and len(calls) == len(set(calls))
+    log_bytes = sum(p.stat().st_size for p in (rig.state / "seallog").iterdir())  # after the docking: more
+    assert footage <= progress.bytes_pulled < footage + log_bytes
+
+
 def test_a_cut_after_earlier_dockings_resumes_in_place(rig):
     """Every docking after the first meets deleted segments in the seal log; they are
     not a failed resume, so a cut docking is resumed, not pulled again from scratch."""
