@@ -598,6 +598,7 @@ class _Views:
     officer: str | None  # whose department the commits name (the recorder's, else the footage's)
     shared: dict[str, str] = field(default_factory=dict)  # digests of the certificate and seal log
     made: int = 0
+    copying: bool = False  # hard links failed once: views are copies
 
     def files(self, names: list[str]) -> list[str]:
         """Paths in the recording: the certificate and seal log without ``names``, else
@@ -621,7 +622,14 @@ class _Views:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            os.link(self.staging / path, folder / path)
+            try:
+                os.link(self.staging / path, folder / path)
+            except OSError as exc:  # a file system without hard links (FAT, some network shares)
+                if not self.copying:
+                    log.warning("%s: no hard links (%s): the dock copies staged files instead",
+                                self.root, exc.strerror)
+                    self.copying = True
+                shutil.copyfile(self.staging / path, folder / path)
         return folder
 
     def digests(self, names: list[str]) -> dict[str, str]:

@@ -5,8 +5,10 @@ that fail are pulled again, and only they."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import types
 
 import pytest
 
@@ -243,3 +245,20 @@ def test_the_archive_client_trusts_no_claimed_digest(rig, tmp_path):
         assert {s["name"] for s in rig.archive.segments(device="D000001")} == set(names)
     finally:
         service.stop()
+
+
+def test_without_hard_links_the_views_are_copies(rig, monkeypatch, caplog):
+    """A dock state folder on a file system without hard links (FAT, some network
+    shares: link(2) fails with EPERM) still docks; the views are copies."""
+    names = set(rig.record(2, fragments=4, size=20_000))
+
+    def no_links(src, dst, *a, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+
+    # The dock's own calls only: the archive here keeps its store on a file system with links.
+    monkeypatch.setattr(dock.session, "os", types.SimpleNamespace(**{**vars(os), "link": no_links}))
+    progress = rig.dock()
+    assert progress.outcome == "done" and progress.segments_archived == 2
+    assert {s["name"] for s in rig.archive.segments(device="D000001")} == names
+    assert rig.on_recorder() == set()
+    assert sum("no hard links" in r.message for r in caplog.records) == 1
