@@ -1,5 +1,7 @@
 """One docking: authenticate, sync the clock, pull, verify, archive, receipt,
-assign, report readiness.  Each step is bounded and resumable.
+assign, report readiness.  Each step is bounded and resumable.  Pulling the
+segments, verifying them, committing them and handing over receipts overlap
+(docs/format.md §13, "A docking").
 
 A recorder is not trusted: names it sends are checked against the formats'
 patterns before they touch a path; lists, JSON and files are size-limited;
@@ -192,11 +194,12 @@ class DockSession:
         """Fetch ``path`` into ``target``, resuming after what is already there (unless
         ``fresh``); returns the bytes taken from the copy staged before.
 
-        Not fsync'd here (that would stall the link): whoever hands the file on
-        (:meth:`_Views.sync`) syncs it first; a copy torn by a power cut fails
-        verification and is pulled again from scratch.  A staged file with another name (hard-linked into the archive's store by an
-        earlier commit) is never written to: it is replaced.  Raises SessionError
-        for a size out of bounds, an HTTP error, or more or fewer bytes than announced.
+        Not fsync'd here (that would stall the link): ``_Views.make(sync=True)``
+        syncs each file before it is verified or committed; a copy torn by a power
+        cut fails verification and is pulled again from scratch.  A staged file
+        with another name (hard-linked into the archive's store by an earlier
+        commit) is never written to: it is replaced.  Raises SessionError for a
+        size out of bounds, an HTTP error, or more or fewer bytes than announced.
         """
         if not 0 <= size <= MAX_FILE:
             raise SessionError(f"{path}: announced size {size} refused")
