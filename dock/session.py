@@ -51,10 +51,13 @@ MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000
 MAX_FILE = 4 * 1024 * 1024 * 1024
 CHUNK = 1024 * 1024
-# At most about this many archive commits per docking: each costs the dock and the archive
-# a verification of the whole seal log (which grows with the recorder's age) and the
-# archive an index transaction; more, smaller batches shorten what is left after the pull.
+# A batch (one archive commit) carries at least 1/MAX_BATCHES of the docking's footage and
+# at least BATCH_MIN_BYTES (unless the pull is done): each costs the dock and the archive a
+# verification of the whole seal log (which grows with the recorder's age), the archive an
+# index transaction and the archive client its connections; smaller batches shorten what is
+# left after the pull.
 MAX_BATCHES = 8
+BATCH_MIN_BYTES = 64 * 1024 * 1024
 READ_BUFFER = WRITE_BUFFER = 4 * 1024 * 1024  # bytes per read or write call on staged files
 
 
@@ -388,7 +391,8 @@ class DockSession:
         # archive what has landed, and hand the receipts of earlier commits to the recorder.
         self._phase("pulling segments")
         landed: asyncio.Queue[_Staged | None] = asyncio.Queue()
-        batch_bytes = sum(int(s["segment_bytes"]) + int(s["manifest_bytes"]) for s in segments) // MAX_BATCHES
+        footage = sum(int(s["segment_bytes"]) + int(s["manifest_bytes"]) for s in segments)
+        batch_bytes = max(footage // MAX_BATCHES, BATCH_MIN_BYTES)
         receipted: asyncio.Queue[list[dict[str, str]] | None] = asyncio.Queue()
         stages = [asyncio.create_task(self._pull_segments(http, staging, segments, landed)),
                   asyncio.create_task(self._keep(http, views, landed, receipted, batch_bytes)),

@@ -34,6 +34,7 @@ def rig(agency, tmp_path):
 def small_batches(monkeypatch):
     """One segment per commit: the footage here is far below a production batch."""
     monkeypatch.setattr(dock.session, "MAX_BATCHES", 1000)
+    monkeypatch.setattr(dock.session, "BATCH_MIN_BYTES", 1)
 
 
 def _spy_downloads(session) -> list[tuple[str, bool]]:
