@@ -41,10 +41,11 @@ class LocalArchive(Archive):
     def open(cls, root: Path, ca_cert_path: Path, key_path: Path, cert_path: Path, **kw) -> "LocalArchive":
         return cls(embedded_config(root, ca_cert_path, key_path, cert_path), **kw)
 
-    def commit(self, recording: Path, names: list[str], *, source: str,
-               department: str | None = None, agency: str | None = None) -> list[dict[str, str]]:
+    def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
+               agency: str | None = None, digests: dict[str, str] | None = None) -> list[dict[str, str]]:
         """The dock session's commit interface, in process (tests, tools)."""
-        return self.commit_recording(agency, recording, names, source=source, sub_unit=department)
+        return self.commit_recording(agency, recording, names, source=source, sub_unit=department,
+                                     digests=digests)
 
     def received(self, digests: list[str]) -> set[str]:
         """The dock session's question to the archive service (``POST /v1/segments/received``),

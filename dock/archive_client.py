@@ -46,8 +46,8 @@ class ArchiveUnavailable(SessionError):
 class ArchiveCommitter(Protocol):
     """What a dock session needs of the archive."""
 
-    def commit(self, recording: Path, names: list[str], *, source: str,
-               department: str | None = None) -> list[dict[str, str]]: ...
+    def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
+               digests: dict[str, str] | None = None) -> list[dict[str, str]]: ...
 
     def received(self, digests: list[str]) -> set[str]: ...
 
@@ -72,14 +72,17 @@ class ArchiveClient:
 
     # -- the commit ---------------------------------------------------------------------------
 
-    def commit(self, recording: Path, names: list[str], *, source: str,
-               department: str | None = None) -> list[dict[str, str]]:
+    def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
+               digests: dict[str, str] | None = None) -> list[dict[str, str]]:
         """Upload ``recording``'s files for ``names`` and commit; returns the receipts.
 
-        Raises ArchiveUnavailable (the dock retries the docking later; the
-        recorder keeps its footage).
+        ``digests`` ({path in the recording, e.g. "segments/<name>.bcseg": SHA-256
+        hex}) names files already hashed as they were pulled; those are not read
+        again here (the archive checks every claim as it stores).  Raises
+        ArchiveUnavailable (the dock retries the docking later; the recorder
+        keeps its footage).
         """
-        files = self._files(Path(recording), names)
+        files = self._files(Path(recording), names, digests or {})
         bay = re.search(r":bay(\d+)$", source)
         body = {"names": names, "files": {p: d for p, (d, _, _) in files.items()}, "sub_unit": department,
                 "bay": int(bay.group(1)) if bay else None}
@@ -130,13 +133,17 @@ class ArchiveClient:
                                      "a subset of the digests asked about")
         return set(found)
 
-    def _files(self, recording: Path, names: list[str]) -> dict[str, tuple[str, int, Path]]:
+    def _files(self, recording: Path, names: list[str],
+               known: dict[str, str]) -> dict[str, tuple[str, int, Path]]:
         wanted = [recording / pki.IDENTITY_DIR / pki.DEVICE_CERT]
         wanted += [p for p in sorted((recording / LOG_DIR).iterdir()) if LOG_FILE_RE.match(p.name)]
         for name in names:
             wanted += [recording / SEGMENTS_DIR / f"{name}{MANIFEST_SUFFIX}",
                        recording / SEGMENTS_DIR / f"{name}{SEGMENT_SUFFIX}"]
         def digest(path: Path) -> tuple[str, int, Path]:
+            claimed = known.get(str(path.relative_to(recording)))
+            if claimed is not None:
+                return claimed, path.stat().st_size, path
             h, size = hashlib.sha256(), 0
             with open(path, "rb") as f:
                 while chunk := f.read(CHUNK):

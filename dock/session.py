@@ -1,5 +1,7 @@
 """One docking: authenticate, sync the clock, pull, verify, archive, receipt,
-assign, report readiness.  Each step is bounded and resumable.
+assign, report readiness.  Each step is bounded and resumable.  Pulling the
+segments, verifying them, committing them and handing over receipts overlap
+(docs/format.md §13, "A docking").
 
 A recorder is not trusted: names it sends are checked against the formats'
 patterns before they touch a path; lists, JSON and files are size-limited;
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +38,7 @@ from device.sealing import pki
 from device.sealing.messages import CTX_ASSIGNMENT, CTX_CLOCK_SYNC, sign_message
 from device.sealing.sealer import MANIFEST_SUFFIX, SEGMENT_NAME_RE as NAME_RE, SEGMENT_SUFFIX, SEGMENTS_DIR
 from device.sealing.seallog import LOG_DIR, LOG_FILE_RE, scan_log
-from device.sealing.report import LogStatus, SegmentStatus
+from device.sealing.report import LogStatus, RecordingReport, SegmentReport, SegmentStatus
 from device.sealing.verifier import Verifier
 
 from .registry import Registry
@@ -43,10 +46,19 @@ from .registry import Registry
 if TYPE_CHECKING:
     from .archive_client import ArchiveCommitter
 
+log = logging.getLogger(__name__)
 MAX_JSON = 1024 * 1024
 MAX_LIST = 20_000
 MAX_FILE = 4 * 1024 * 1024 * 1024
 CHUNK = 1024 * 1024
+# A batch (one archive commit) carries at least 1/MAX_BATCHES of the docking's footage and
+# at least BATCH_MIN_BYTES (unless the pull is done): each costs the dock and the archive a
+# verification of the whole seal log (which grows with the recorder's age), the archive an
+# index transaction and the archive client its connections; smaller batches shorten what is
+# left after the pull.
+MAX_BATCHES = 8
+BATCH_MIN_BYTES = 16 * 1024 * 1024  # ~0.4 s of a 40 MB/s link: hides a commit's fixed costs
+READ_BUFFER = WRITE_BUFFER = 4 * 1024 * 1024  # bytes per read or write call on staged files
 
 
 class SessionError(BodycamError, RuntimeError):
@@ -160,7 +172,7 @@ class DockSession:
         self.progress = Progress(bay)
         self._report = on_progress
         self.timeout = timeout
-        self._fresh = False  # staging was emptied and pulled again in this session
+        self._pulled = False  # every segment has landed; the tail's phases may show
 
     def _phase(self, phase: str) -> None:
         self.progress.phase = phase
@@ -184,25 +196,41 @@ class DockSession:
         async with http.post(self.url + path, json=message) as resp:
             return resp.status, (await resp.content.read(2000)).decode(errors="replace")
 
-    async def _download(self, http: aiohttp.ClientSession, path: str, target: Path, size: int) -> None:
-        """Fetch into ``target``, resuming after what is already there."""
+    async def _download(self, http: aiohttp.ClientSession, path: str, target: Path, size: int,
+                        *, fresh: bool = False) -> int:
+        """Fetch ``path`` into ``target``, resuming after what is already there (unless
+        ``fresh``); returns the bytes taken from the copy staged before.
+
+        Not fsync'd here (that would stall the link): ``_Views.make(sync=True)``
+        syncs each file before it is verified or committed; a copy torn by a power
+        cut fails verification and is pulled again from scratch.  A staged file
+        with another name (hard-linked into the archive's store by an earlier
+        commit) is never written to: it is replaced.  Raises SessionError for a
+        size out of bounds, an HTTP error, or more or fewer bytes than announced.
+        """
         if not 0 <= size <= MAX_FILE:
             raise SessionError(f"{path}: announced size {size} refused")
-        have = target.stat().st_size if target.exists() else 0
-        if have > size:
-            target.unlink()  # staging copy is longer than the source: start over
-            have = 0
+        have = 0
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            pass
+        else:
+            have = st.st_size
+            if fresh or have > size or (have < size and st.st_nlink > 1):
+                target.unlink()  # start over: asked to, longer than the source, or shared
+                have = 0
         if have == size:
-            return
+            self.progress.bytes_resumed += have
+            return have
         headers = {"Range": f"bytes={have}-"} if have else {}
         async with http.get(self.url + path, headers=headers) as resp:
             if resp.status not in (200, 206):
                 raise SessionError(f"GET {path}: HTTP {resp.status}")
             if have and resp.status != 206:
                 have = 0  # the server ignored the range
-            mode = "ab" if have else "wb"
             self.progress.bytes_resumed += have
-            with open(target, mode) as f:
+            with open(target, "ab" if have else "wb", buffering=WRITE_BUFFER) as f:
                 got = have
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     got += len(chunk)
@@ -210,10 +238,9 @@ class DockSession:
                         raise SessionError(f"{path}: recorder sent more than the {size} bytes it announced")
                     f.write(chunk)
                     self.progress.bytes_pulled += len(chunk)
-                f.flush()
-                os.fsync(f.fileno())
         if target.stat().st_size != size:
             raise SessionError(f"{path}: got {target.stat().st_size} of {size} bytes")
+        return have
 
     async def _peer_certificate(self) -> x509.Certificate:
         reader, writer = await asyncio.wait_for(
@@ -228,11 +255,11 @@ class DockSession:
 
     async def run(self) -> Progress:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout)
-        connector = LinkLocalConnector(ssl=self.identity.tls(), limit=2,
+        connector = LinkLocalConnector(ssl=self.identity.tls(), limit=3,  # pull, receipts, a pull again
                                        resolver=RecorderResolver(self.address))
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                             raise_for_status=False) as http:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False,
+                                             read_bufsize=CHUNK) as http:
                 await self._run(http)
             self.progress.outcome = "done"
         except (SessionError, BodycamError) as exc:
@@ -276,6 +303,9 @@ class DockSession:
         staging = self.staging_root / device
         for sub in (pki.IDENTITY_DIR, LOG_DIR, SEGMENTS_DIR):
             (staging / sub).mkdir(parents=True, exist_ok=True)
+        views = _Views(staging, self.staging_root / VIEWS_DIR / device, info.get("officer") or None)
+        if views.root.exists():
+            shutil.rmtree(views.root)  # hard links left by an interrupted session: names only
         (staging / pki.IDENTITY_DIR / pki.DEVICE_CERT).write_bytes(cert.public_bytes(Encoding.PEM))
 
         # 2. Clock: measure (four timestamps), record, then set.
@@ -295,7 +325,7 @@ class DockSession:
         if status != 200:
             raise SessionError(f"recorder refused the clock sync: HTTP {status} {text}")
 
-        # 3. Pull the seal log, then sealed segments, marked ones first.
+        # 3. Pull the seal log; verify it before any segment is pulled.
         self._phase("pulling seal log")
         listing = _object(await self._json(http, "/v1/seallog"), "/v1/seallog").get("files")
         if not isinstance(listing, list) or len(listing) > MAX_LIST:
@@ -310,9 +340,7 @@ class DockSession:
         # refused or interrupted session) would be verified as if they were part of
         # this recording.  They are copies; the originals are on the recorder or archived.
         self._prune(staging / LOG_DIR, {i["name"] for i in listing})
-        for item in listing:
-            name = item["name"]
-            await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name, item["bytes"])
+        resumed = await self._pull_log(http, staging, listing, fresh=False)
         segments = _object(await self._json(http, "/v1/segments"), "/v1/segments").get("segments")
         if not isinstance(segments, list) or len(segments) > MAX_LIST:
             raise SessionError(f"segment listing refused: 'segments' is not a list of at most {MAX_LIST} entries")
@@ -325,46 +353,36 @@ class DockSession:
                                              for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX)})
         segments.sort(key=lambda s: (not s.get("marked"), s["name"]))
         self.progress.segments_total = len(segments)
-        self._phase("pulling segments")
-        for item in segments:
-            name = item["name"]
-            await self._download(http, f"/v1/segments/{name}{MANIFEST_SUFFIX}",
-                                 staging / SEGMENTS_DIR / f"{name}{MANIFEST_SUFFIX}", int(item["manifest_bytes"]))
-            await self._download(http, f"/v1/segments/{name}{SEGMENT_SUFFIX}",
-                                 staging / SEGMENTS_DIR / f"{name}{SEGMENT_SUFFIX}", int(item["segment_bytes"]))
 
-        # 4. Verify at ciphertext level; the dock holds no decryption key.
+        # 4. Verify at ciphertext level; the dock holds no decryption key.  The seal log
+        # first (a view of the recording without its segments), each segment as it lands.
         self._phase("verifying")
-        report, _ = Verifier(self.identity.ca_cert).verify_recording(staging)
-        log = report.seal_log
-        resumed_bad = not log.usable or any(not s.acceptable(allow_incomplete=True) for s in report.segments)
-        if resumed_bad and self.progress.bytes_resumed and not self._fresh:
+        report = await asyncio.to_thread(lambda: self._verify(views.make([], sync=True)))
+        if not report.seal_log.usable and resumed:
             # A resumed copy may begin with bytes of an older file (the dock's leftover):
-            # pull everything again from scratch, once, before judging the recorder.
-            logging.getLogger(__name__).warning(
-                "bay %s: %s: verification failed after resuming; pulling again from scratch", self.bay, device)
-            shutil.rmtree(staging)
-            self._fresh = True
-            self.progress.bytes_resumed = 0
-            return await self._run(http)
-        if not log.usable:
-            raise SessionError(f"seal log does not verify: {'; '.join(log.reasons)}")
-        if log.status is LogStatus.BROKEN:  # the good prefix still places segments
-            self.progress.flagged.append(f"seal log: {'; '.join(log.reasons)}")
+            # pull the seal log again from scratch, once, before judging the recorder.
+            log.warning("bay %s: %s: seal log failed verification after resuming; pulling it again from "
+                        "scratch", self.bay, device)
+            self.progress.bytes_resumed -= resumed
+            await self._pull_log(http, staging, listing, fresh=True)
+            report = await asyncio.to_thread(lambda: self._verify(views.make([], sync=True)))
+        seal_log = report.seal_log
+        if not seal_log.usable:
+            raise SessionError(f"seal log does not verify: {'; '.join(seal_log.reasons)}")
+        if seal_log.status is LogStatus.BROKEN:  # the good prefix still places segments
+            self.progress.flagged.append(f"seal log: {'; '.join(seal_log.reasons)}")
         head = self.registry.head(device)
         if head is not None:
-            seen = log.head_seq if log.head_seq is not None else -1
+            seen = seal_log.head_seq if seal_log.head_seq is not None else -1
             if seen < head[0]:
                 raise SessionError(f"seal log rolled back: head {seen} is before the {head[0]} seen at the last docking")
             if not self._log_has(staging, head):
                 raise SessionError(f"seal log rewritten: entry {head[0]} differs from the one seen at the last docking")
-        names = [s["name"] for s in segments]
-        bad = {s.name: s for s in report.segments if s.name in names and not s.acceptable(allow_incomplete=True)}
-        for name, seg in bad.items():
-            self.progress.flagged.append(f"{name}: {seg.status}: {'; '.join(seg.reasons)}")
-        others = [s for s in report.segments if s.problem and s.name not in names]
-        for seg in others:
-            self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
+        views.shared = await asyncio.to_thread(views.digests, [])
+        names = {s["name"] for s in segments}
+        for seg in report.segments:  # named by the log, neither offered nor deleted
+            if seg.problem and seg.name not in names:
+                self.progress.flagged.append(f"{seg.name}: {seg.status}: {'; '.join(seg.reasons)}")
         deleted = [s for s in report.segments if s.status is SegmentStatus.DELETED]
         asked = [s.digest for s in deleted if s.digest]
         received = await asyncio.to_thread(self.archive.received, asked) if asked else set()
@@ -373,31 +391,28 @@ class DockSession:
                 self.progress.flagged.append(f"{seg.name}: deleted on the recorder, but the archive "
                                              "never received it")
 
-        # 5. Commit to the archive, then hand the receipts to the recorder.
-        self._phase("archiving")
-        good = [n for n in names if n not in bad]
-        officer = self.registry.officer(info.get("officer") or next((s.officer for s in report.segments if s.officer), ""))
-        if officer is not None:
-            self.progress.officer, self.progress.officer_name = officer.officer, officer.name
-        receipts = await asyncio.to_thread(
-            self.archive.commit, staging, good, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
-            department=officer.department if officer else None)
-        self.progress.segments_archived = len(receipts)
-        # The archive may share the staged files' inodes (hard links): drop the
-        # staging names now, so that no later write to staging can reach a blob.
-        for receipt in receipts:
-            payload = json.loads(base64.b64decode(receipt["payload"]))
-            for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
-                (staging / SEGMENTS_DIR / f"{payload['segment']}{suffix}").unlink(missing_ok=True)
-        self._phase("receipts")
-        for receipt in receipts:
-            status, text = await self._post(http, "/v1/receipts", receipt)
-            if status == 200 or status == 410:  # 410: already deleted at an earlier docking
-                self.progress.segments_deleted += status == 200
-            else:
-                raise SessionError(f"recorder refused a receipt: HTTP {status} {text}")
-        if log.head_seq is not None:
-            self.registry.set_head(device, log.head_seq, log.head_digest or "")
+        # 5. Pull the segments, marked ones first; meanwhile verify and commit to the
+        # archive what has landed, and hand the receipts of earlier commits to the recorder.
+        self._phase("pulling segments")
+        landed: asyncio.Queue[_Staged | None] = asyncio.Queue()
+        footage = sum(int(s["segment_bytes"]) + int(s["manifest_bytes"]) for s in segments)
+        batch_bytes = max(footage // MAX_BATCHES, BATCH_MIN_BYTES)
+        receipted: asyncio.Queue[list[dict[str, str]] | None] = asyncio.Queue()
+        stages = [asyncio.create_task(self._pull_segments(http, staging, segments, landed)),
+                  asyncio.create_task(self._keep(http, views, landed, receipted, batch_bytes)),
+                  asyncio.create_task(self._hand_receipts(http, staging, receipted))]
+        try:
+            done, _ = await asyncio.wait(stages, return_when=asyncio.FIRST_EXCEPTION)
+            for task in stages:
+                if task in done and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:  # a failed stage stops the others; nothing is left running
+            for task in stages:
+                task.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+        shutil.rmtree(views.root)
+        if seal_log.head_seq is not None:
+            self.registry.set_head(device, seal_log.head_seq, seal_log.head_digest or "")
 
         # 6. Readiness for a shift is a decision, taken before anything is handed out:
         # a recorder that cannot cover the shift gets no officer, and is told why
@@ -426,6 +441,132 @@ class DockSession:
             self.progress.officer, self.progress.officer_name = pending.officer, pending.name
         self._phase("done")
 
+    async def _pull_log(self, http: aiohttp.ClientSession, staging: Path, listing: list[dict[str, Any]],
+                        *, fresh: bool) -> int:
+        """Pull every seal-log file in ``listing``; returns the bytes taken from copies staged before."""
+        resumed = 0
+        for item in listing:
+            name = item["name"]
+            resumed += await self._download(http, f"/v1/seallog/{name}", staging / LOG_DIR / name,
+                                            item["bytes"], fresh=fresh)
+        return resumed
+
+    async def _pull_segment(self, http: aiohttp.ClientSession, staging: Path, item: dict[str, Any],
+                            *, fresh: bool = False) -> "_Staged":
+        resumed = 0
+        for suffix, size in ((MANIFEST_SUFFIX, "manifest_bytes"), (SEGMENT_SUFFIX, "segment_bytes")):
+            file = f"{item['name']}{suffix}"
+            resumed += await self._download(http, f"/v1/segments/{file}", staging / SEGMENTS_DIR / file,
+                                            int(item[size]), fresh=fresh)
+        return _Staged(item["name"], item, resumed, int(item["segment_bytes"]) + int(item["manifest_bytes"]))
+
+    async def _pull_segments(self, http: aiohttp.ClientSession, staging: Path, segments: list[dict[str, Any]],
+                             landed: "asyncio.Queue[_Staged | None]") -> None:
+        for item in segments:
+            await landed.put(await self._pull_segment(http, staging, item))
+        self._pulled = True
+        self._phase("archiving")  # what is left: the last batches' verification, commit and receipts
+        await landed.put(None)
+
+    async def _keep(self, http: aiohttp.ClientSession, views: "_Views", landed: "asyncio.Queue[_Staged | None]",
+                    receipted: "asyncio.Queue[list[dict[str, str]] | None]", batch_bytes: int) -> None:
+        """Verify and commit what has landed, one batch at a time, until the pull says it
+        is done (None); the receipts go to ``receipted``.  A batch is all that landed
+        meanwhile, once that is ``batch_bytes`` (or the pull is done)."""
+        done = False
+        while not done:
+            staged: list[_Staged] = []
+            while not done and (not staged or sum(s.size for s in staged) < batch_bytes or not landed.empty()):
+                item = await landed.get()
+                if item is None:
+                    done = True
+                else:
+                    staged.append(item)
+            if staged:
+                await receipted.put(await self._archive_batch(http, views, staged))
+        await receipted.put(None)
+
+    async def _hand_receipts(self, http: aiohttp.ClientSession, staging: Path,
+                             receipted: "asyncio.Queue[list[dict[str, str]] | None]") -> None:
+        """Hand each receipt to the recorder, then drop the segment's staged copy.  Until
+        then the copy stays (it may share its inode with the archive's blob, and is
+        never written to again: see :meth:`_download`), so a docking cut here does not
+        pull that segment again."""
+        while (receipts := await receipted.get()) is not None:
+            if self._pulled:
+                self._phase("receipts")
+            for receipt in receipts:
+                status, text = await self._post(http, "/v1/receipts", receipt)
+                if status == 200 or status == 410:  # 410: already deleted at an earlier docking
+                    self.progress.segments_deleted += status == 200
+                else:
+                    raise SessionError(f"recorder refused a receipt: HTTP {status} {text}")
+                name = json.loads(base64.b64decode(receipt["payload"])).get("segment")
+                if isinstance(name, str) and NAME_RE.match(name):
+                    for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX):
+                        (staging / SEGMENTS_DIR / f"{name}{suffix}").unlink(missing_ok=True)
+
+    async def _archive_batch(self, http: aiohttp.ClientSession, views: "_Views",
+                             staged: list["_Staged"]) -> list[dict[str, str]]:
+        """Verify ``staged``, commit those that pass; returns the archive's receipts."""
+        if self._pulled:
+            self._phase("archiving")
+        reports = await asyncio.to_thread(self._verify_segments, views, staged)
+        again = [s for s in staged if not _acceptable(reports.get(s.name)) and s.resumed]
+        if again:
+            # A resumed copy may begin with bytes of an older file (the dock's leftover):
+            # pull it again from scratch, once, before judging the recorder.
+            log.warning("bay %s: %s failed verification after resuming; pulling again from scratch",
+                        self.bay, ", ".join(s.name for s in again))
+            fresh = []
+            for s in again:
+                self.progress.bytes_resumed -= s.resumed
+                fresh.append(await self._pull_segment(http, views.staging, s.item, fresh=True))
+            reports.update(await asyncio.to_thread(self._verify_segments, views, fresh))
+            staged = [next((f for f in fresh if f.name == s.name), s) for s in staged]
+        good = []
+        for s in staged:
+            rep = reports.get(s.name)
+            if _acceptable(rep):
+                good.append(s)
+            elif rep is None:
+                self.progress.flagged.append(f"{s.name}: not verified: the seal log does not place it")
+            else:
+                self.progress.flagged.append(f"{s.name}: {rep.status}: {'; '.join(rep.reasons)}")
+        if not good:
+            return []
+        if views.officer is None:
+            views.officer = next((reports[s.name].officer for s in good if reports[s.name].officer), None)
+        officer = self.registry.officer(views.officer or "")
+        if officer is not None:
+            self.progress.officer, self.progress.officer_name = officer.officer, officer.name
+        names = [s.name for s in good]
+        folder = await asyncio.to_thread(views.make, names)
+        receipts = await asyncio.to_thread(
+            self.archive.commit, folder, names, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
+            department=officer.department if officer else None,
+            digests={**views.shared, **{path: d for s in good for path, d in s.digests.items()}})
+        self.progress.segments_archived += len(receipts)
+        shutil.rmtree(folder)
+        self._report(self.progress)
+        return receipts
+
+    def _verify(self, folder: Path) -> RecordingReport:
+        report, _ = Verifier(self.identity.ca_cert).verify_recording(folder)
+        shutil.rmtree(folder)
+        return report
+
+    def _verify_segments(self, views: "_Views", staged: list["_Staged"]) -> dict[str, SegmentReport]:
+        """The verdict on each of ``staged`` (absent: the seal log does not place it); the
+        files of those that pass get their SHA-256 (read while still in the page cache)."""
+        names = {s.name for s in staged}
+        report = self._verify(views.make(sorted(names), sync=True))
+        reports = {r.name: r for r in report.segments if r.name in names}
+        for s in staged:
+            if _acceptable(reports.get(s.name)):
+                s.digests = views.digests([s.name])
+        return reports
+
     def _prune(self, folder: Path, offered: set[str]) -> None:
         for path in folder.iterdir():
             if path.name not in offered:
@@ -446,6 +587,71 @@ class DockSession:
         cover ``shift_minutes``.  Every reason is kept (shown on the bay and the recorder)."""
         self.progress.readiness = readiness_reasons(health, self.shift_minutes, self.require_clock_synced)
         self.progress.ready = not self.progress.readiness
+
+
+VIEWS_DIR = ".views"  # under the staging root: per-batch views of a recording (hard links)
+
+
+@dataclass
+class _Staged:
+    """One segment's files, landed in staging."""
+    name: str
+    item: dict[str, Any]  # the recorder's listing entry
+    resumed: int  # bytes taken from copies staged before this session
+    size: int = 0  # bytes of both files
+    digests: dict[str, str] = field(default_factory=dict)  # {path in the recording: SHA-256 hex}
+
+
+@dataclass
+class _Views:
+    """Recording folders that hold the staged certificate and seal log and only the
+    named segments, as hard links: what the dock verifies and the archive commits
+    while other segments are still arriving (a partial file is in no view)."""
+    staging: Path
+    root: Path
+    officer: str | None  # whose department the commits name (the recorder's, else the footage's)
+    shared: dict[str, str] = field(default_factory=dict)  # digests of the certificate and seal log
+    made: int = 0
+    copying: bool = False  # hard links failed once: views are copies
+
+    def files(self, names: list[str]) -> list[str]:
+        """Paths in the recording: the certificate and seal log without ``names``, else
+        the named segments' files."""
+        if names:
+            return [f"{SEGMENTS_DIR}/{n}{suffix}" for n in names for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX)]
+        return [f"{pki.IDENTITY_DIR}/{pki.DEVICE_CERT}"] + [
+            f"{LOG_DIR}/{p.name}" for p in sorted((self.staging / LOG_DIR).iterdir()) if LOG_FILE_RE.match(p.name)]
+
+    def make(self, names: list[str], *, sync: bool = False) -> Path:
+        """A new view with the certificate, the seal log and the ``names`` segments; with
+        ``sync``, the staged files are made durable first (they were not as they landed)."""
+        self.made += 1
+        folder = self.root / str(self.made)
+        for sub in (pki.IDENTITY_DIR, LOG_DIR, SEGMENTS_DIR):
+            (folder / sub).mkdir(parents=True)
+        for path in self.files([]) + (self.files(names) if names else []):
+            if sync:
+                fd = os.open(self.staging / path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            try:
+                os.link(self.staging / path, folder / path)
+            except OSError as exc:  # a file system without hard links (FAT, some network shares)
+                if not self.copying:
+                    log.warning("%s: no hard links (%s): the dock copies staged files instead",
+                                self.root, exc.strerror)
+                    self.copying = True
+                shutil.copyfile(self.staging / path, folder / path)
+        return folder
+
+    def digests(self, names: list[str]) -> dict[str, str]:
+        return {path: _sha256_file(self.staging / path) for path in self.files(names)}
+
+
+def _acceptable(report: SegmentReport | None) -> bool:
+    return report is not None and report.acceptable(allow_incomplete=True)
 
 
 MAX_REASONS = 10
@@ -531,3 +737,12 @@ async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(READ_BUFFER):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -68,10 +68,10 @@ def test_marked_segments_are_pulled_first(rig):
     session = rig.session(on_progress=lambda p: None)
     original = session._download
 
-    async def spy(http, path, target, size):
+    async def spy(http, path, target, size, **kw):
         if path.endswith(".bcseg"):
             order.append(path)
-        return await original(http, path, target, size)
+        return await original(http, path, target, size, **kw)
 
     session._download = spy
     asyncio.run(session.run())
