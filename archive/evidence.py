@@ -126,10 +126,16 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedRecording:
+def verify_recording(ca_cert: x509.Certificate, recording: Path, held: set[str] | None = None
+                     ) -> VerifiedRecording:
     """Verify a recording folder at ciphertext level (no decryption key).
 
-    Raises nothing for bad footage: problems are in ``log_ok``/``refused``.
+    ``held``: the names of the segments the recorder still holds (its listing
+    at this docking), when the folder carries only some of them (a dock's
+    batch, segments that failed verification); None when the folder is the
+    recorder's whole content.  Custody (``gone``/``present``) is judged
+    against it.  Raises nothing for bad footage: problems are in
+    ``log_ok``/``refused``.
     """
     report, good, evidence = Verifier(ca_cert).inspect_recording(recording)
     log = report.seal_log
@@ -152,8 +158,8 @@ def verify_recording(ca_cert: x509.Certificate, recording: Path) -> VerifiedReco
             officer=m.get("officer"), opened_utc=str(m["opened_utc"]), closed_utc=m.get("closed_utc"),
             status=str(m["status"]), events=events, marks=marks)
     if evidence is not None:
-        gone = {s.seq for s in report.segments
-                if s.seq is not None and s.status in (SegmentStatus.MISSING, SegmentStatus.DELETED)}
+        gone = {s.seq for s in report.segments if s.seq is not None and (
+            s.name not in held if held is not None else s.status in (SegmentStatus.MISSING, SegmentStatus.DELETED))}
         out.log_events, out.gone = _custody(evidence, gone)
         out.present = {s.seq for s in report.segments if s.seq is not None and s.seq not in gone}
     return out

@@ -10,7 +10,7 @@ certificate, so agencies sharing a deployment never see each other's data.
                                            Upload-Offset, Upload-Length (total)
                                            → 200 {stored|staged}, 409 {staged_bytes} on a wrong
                                            offset, 422 if the bytes' SHA-256 differs
-    POST /v1/commits                     {device, source, sub_unit, names, files: {path: sha256}}
+    POST /v1/commits                     {device, source, sub_unit, names, files: {path: sha256}, held}
                                            → 200 {receipts: [...]} (format §12)
     POST /v1/segments/received           {digests: [sealed segment digest, …]} (at most 50,000)
                                            → 200 {received: [the digests this agency's archive
@@ -261,6 +261,10 @@ class ArchiveService:
             return _error(400, "commit needs names (segment names) and files ({path: sha256})")
         if sub_unit is not None and (not isinstance(sub_unit, str) or len(sub_unit) > 200):
             return _error(400, "sub_unit must be text up to 200 characters")
+        held = body.get("held")
+        if held is not None and (not isinstance(held, list) or len(held) > MAX_FILES or not all(
+                isinstance(n, str) and ev.SEGMENT_NAME_RE.match(n) for n in held)):
+            return _error(400, f"held must be a list of at most {MAX_FILES} segment names")
         for path, digest in files.items():
             if not isinstance(path, str) or not _valid_path(path):
                 return _error(400, f"file path {str(path)[:100]!r} is not one of a recording's")
@@ -273,7 +277,7 @@ class ArchiveService:
         if isinstance(bay, int) and 0 <= bay < 1000:
             source += f":bay{bay}"
         agency = request[AGENCY]
-        receipts = await asyncio.to_thread(self._commit, agency.id, files, names, source, sub_unit)
+        receipts = await asyncio.to_thread(self._commit, agency.id, files, names, source, sub_unit, held)
         return web.json_response({"receipts": receipts})
 
     async def received(self, request: web.Request) -> web.Response:
@@ -296,7 +300,7 @@ class ArchiveService:
         return web.json_response({"received": sorted(found)})
 
     def _commit(self, agency: str, files: dict[str, str], names: list[str], source: str,
-                sub_unit: str | None) -> list[dict[str, str]]:
+                sub_unit: str | None, held: list[str] | None = None) -> list[dict[str, str]]:
         recording = temp_recording(self.config)
         try:
             for sub in (ev.IDENTITY_DIR, ev.LOG_DIR, ev.SEGMENTS_DIR):
@@ -308,7 +312,7 @@ class ArchiveService:
             if missing:
                 raise ArchiveError(f"not uploaded: {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
             receipts = self.archive.commit_recording(agency, recording, names, source=source, sub_unit=sub_unit,
-                                                     digests=files)
+                                                     digests=files, held=held)
             for digest in set(files.values()):
                 if self._stored(digest):
                     self._staged(digest)[0].unlink(missing_ok=True)

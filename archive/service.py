@@ -190,7 +190,8 @@ class Archive:
     # -- commit ------------------------------------------------------------------------------
 
     def commit_recording(self, agency_id: str | None, recording: Path, names: list[str], *, source: str,
-                         sub_unit: str | None = None, digests: dict[str, str] | None = None) -> list[dict[str, str]]:
+                         sub_unit: str | None = None, digests: dict[str, str] | None = None,
+                         held: list[str] | None = None) -> list[dict[str, str]]:
         """Verify ``recording``, store the named segments locked, index them, and
         return one signed receipt per segment stored (format §12).
 
@@ -198,6 +199,9 @@ class Archive:
         re-verified (store.confirm) and the index transaction has committed.
         ``digests`` ({path in the recording: SHA-256}) spares hashing files whose
         digest is already claimed; the store checks the claim as it stores.
+        ``held`` names every segment the recorder still holds (a dock's listing)
+        when ``recording`` carries only some: the chain of custody is judged
+        against it (None: against the folder).
         Idempotent: committing the same segments again returns receipts for
         them again and stores nothing twice.  Segments that do not verify get
         no receipt (the recorder keeps them).  Raises SealingError if the seal
@@ -205,7 +209,7 @@ class Archive:
         """
         agency = self.agency(agency_id)
         log.info("commit from %s for %s: %d segment(s) named", source, agency.id, len(names))
-        rec = ev.verify_recording(agency.ca_cert, recording)
+        rec = ev.verify_recording(agency.ca_cert, recording, set(held) if held is not None else None)
         if not rec.log_ok:
             log.warning("refused commit from %s: seal log does not verify: %s", source, "; ".join(rec.log_reasons))
             raise SealingError(f"seal log does not verify: {'; '.join(rec.log_reasons)}")

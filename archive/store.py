@@ -42,10 +42,11 @@ class LocalArchive(Archive):
         return cls(embedded_config(root, ca_cert_path, key_path, cert_path), **kw)
 
     def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
-               agency: str | None = None, digests: dict[str, str] | None = None) -> list[dict[str, str]]:
+               agency: str | None = None, digests: dict[str, str] | None = None,
+               held: list[str] | None = None) -> list[dict[str, str]]:
         """The dock session's commit interface, in process (tests, tools)."""
         return self.commit_recording(agency, recording, names, source=source, sub_unit=department,
-                                     digests=digests)
+                                     digests=digests, held=held)
 
     def received(self, digests: list[str]) -> set[str]:
         """The dock session's question to the archive service (``POST /v1/segments/received``),

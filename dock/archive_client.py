@@ -47,7 +47,7 @@ class ArchiveCommitter(Protocol):
     """What a dock session needs of the archive."""
 
     def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
-               digests: dict[str, str] | None = None) -> list[dict[str, str]]: ...
+               digests: dict[str, str] | None = None, held: list[str] | None = None) -> list[dict[str, str]]: ...
 
     def received(self, digests: list[str]) -> set[str]: ...
 
@@ -73,8 +73,11 @@ class ArchiveClient:
     # -- the commit ---------------------------------------------------------------------------
 
     def commit(self, recording: Path, names: list[str], *, source: str, department: str | None = None,
-               digests: dict[str, str] | None = None) -> list[dict[str, str]]:
+               digests: dict[str, str] | None = None, held: list[str] | None = None) -> list[dict[str, str]]:
         """Upload ``recording``'s files for ``names`` and commit; returns the receipts.
+
+        ``held``: every segment the recorder listed at this docking, for the
+        archive's chain of custody (the recording carries only ``names``).
 
         ``digests`` ({path in the recording, e.g. "segments/<name>.bcseg": SHA-256
         hex}) names files already hashed as they were pulled; those are not read
@@ -86,6 +89,8 @@ class ArchiveClient:
         bay = re.search(r":bay(\d+)$", source)
         body = {"names": names, "files": {p: d for p, (d, _, _) in files.items()}, "sub_unit": department,
                 "bay": int(bay.group(1)) if bay else None}
+        if held is not None:
+            body["held"] = list(held)
         last: Exception | None = None
         for attempt in range(ATTEMPTS):
             try:

@@ -352,6 +352,7 @@ class DockSession:
         self._prune(staging / SEGMENTS_DIR, {f"{s['name']}{suffix}" for s in segments
                                              for suffix in (SEGMENT_SUFFIX, MANIFEST_SUFFIX)})
         segments.sort(key=lambda s: (not s.get("marked"), s["name"]))
+        views.held = [s["name"] for s in segments]
         self.progress.segments_total = len(segments)
 
         # 4. Verify at ciphertext level; the dock holds no decryption key.  The seal log
@@ -410,6 +411,16 @@ class DockSession:
             for task in stages:
                 task.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
+        if views.commits == 0:
+            # Nothing to archive, but the archive still reads this docking's seal log: its chain of
+            # custody (deletions on earlier receipts, footage gone without one, hand-outs) and the
+            # log-head attestation it signs at every docking (format §12.1, §14).
+            self._phase("archiving")
+            folder = await asyncio.to_thread(views.make, [])
+            await asyncio.to_thread(self.archive.commit, folder, [],
+                                    source=f"dock:{self.identity.dock_id}:bay{self.bay}", department=None,
+                                    digests=dict(views.shared), held=views.held)
+            shutil.rmtree(folder)
         shutil.rmtree(views.root)
         if seal_log.head_seq is not None:
             self.registry.set_head(device, seal_log.head_seq, seal_log.head_digest or "")
@@ -541,11 +552,12 @@ class DockSession:
         if officer is not None:
             self.progress.officer, self.progress.officer_name = officer.officer, officer.name
         names = [s.name for s in good]
+        views.commits += 1
         folder = await asyncio.to_thread(views.make, names)
         receipts = await asyncio.to_thread(
             self.archive.commit, folder, names, source=f"dock:{self.identity.dock_id}:bay{self.bay}",
             department=officer.department if officer else None,
-            digests={**views.shared, **{path: d for s in good for path, d in s.digests.items()}})
+            digests={**views.shared, **{path: d for s in good for path, d in s.digests.items()}}, held=views.held)
         self.progress.segments_archived += len(receipts)
         shutil.rmtree(folder)
         self._report(self.progress)
@@ -611,6 +623,8 @@ class _Views:
     root: Path
     officer: str | None  # whose department the commits name (the recorder's, else the footage's)
     shared: dict[str, str] = field(default_factory=dict)  # digests of the certificate and seal log
+    held: list[str] = field(default_factory=list)  # every segment the recorder listed (the archive's custody check)
+    commits: int = 0  # commits made from these views at this docking
     made: int = 0
     copying: bool = False  # hard links failed once: views are copies
 

@@ -257,3 +257,31 @@ def test_a_segment_back_on_the_card_resolves_its_finding_and_the_row_stays(rig, 
     assert "deleted-without-receipt" not in [f.kind for f in flags_of(rig.archive, RECORDED_BY, found["opened_utc"])]
     assert oversight.recent_custody_findings(rig.archive, rig.archive.agency(None).id) == []
     assert [a for a in rig.archive.alerts() if a["kind"] == "custody"] == []
+
+
+def test_footage_the_dock_does_not_commit_is_not_gone(rig):
+    """A segment that fails the dock's verification stays on the recorder and is
+    not sent; the archive judges custody by the recorder's listing, not by the
+    files it was sent, so it is no finding (the dock flags it)."""
+    names = rig.record(3)
+    damaged = rig.state / "segments" / f"{names[1]}.bcseg"
+    damaged.chmod(0o644)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    progress = rig.dock()
+    assert progress.segments_archived == 2 and any(names[1] in f for f in progress.flagged)
+    assert names[1] in rig.on_recorder()
+    assert findings(rig.archive) == []
+
+
+def test_a_docking_with_nothing_new_still_hands_the_archive_its_seal_log(rig):
+    names = rig.record(1)
+    assert rig.dock().segments_archived == 1
+    before = rig.archive.log_head_attestation("D000001")
+    assert rig.on_recorder() == set() and log_events(rig.archive, "deletion") == []
+    rig.clock.advance(60)
+    progress = rig.dock()  # the recorder holds no footage now
+    assert progress.outcome == "done" and progress.segments_archived == 0
+    assert [json.loads(d["detail"])["segment"] for d in log_events(rig.archive, "deletion")] == names
+    assert rig.archive.log_head_attestation("D000001") != before  # a new head, attested
