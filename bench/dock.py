@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import make_agency  # noqa: E402
-from tests.cutproxy import CutProxy  # noqa: E402
+from tests.cutproxy import CutProxy, LoopbackProxy  # noqa: E402
 from tests.dockrig import make_rig  # noqa: E402
 from device.docklink import DockLink  # noqa: E402
 from device.sealing.state import SealingState  # noqa: E402
@@ -51,30 +51,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class ThrottledLink:
+class ThrottledLink(LoopbackProxy):
     """A TCP proxy on loopback whose connections together carry at most ``rate``
     bytes per second (the one cable between a recorder and its bay)."""
 
     def __init__(self, target_port: int, rate: float) -> None:
-        self.target = ("127.0.0.1", target_port)
+        super().__init__(target_port)
         self.rate = rate
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self._free = 0.0  # when the link is next free (perf_counter seconds)
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, pair) -> None:
         try:
             while data := src.recv(65536):
                 with self._lock:
@@ -92,9 +80,6 @@ class ThrottledLink:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def close(self) -> None:
-        self.server.close()
 
 
 def rsync_seconds(source: Path, work: Path, *flags: str, link_rate: float | None = None) -> float:

@@ -6,22 +6,18 @@ import socket
 import threading
 
 
-class CutProxy:
-    """Forwards to ``target``; after ``budget`` bytes (both directions together), closes."""
+class LoopbackProxy:
+    """A TCP proxy on loopback port ``port`` to ``target_port``: each accepted
+    connection is pumped both ways by ``_pump(src, dst, pair)`` on threads of
+    its own (subclasses decide what passes)."""
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        self.budget: int | None = None
-        self.forwarded = 0
-        self.cut = False
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, budget: int | None) -> None:
-        with self._lock:
-            self.budget, self.forwarded, self.cut = budget, 0, False
+    def _start(self) -> None:
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -33,6 +29,28 @@ class CutProxy:
             pair = (client, upstream)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b, pair), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class CutProxy(LoopbackProxy):
+    """Forwards to ``target``; after ``budget`` bytes (both directions together), closes."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.budget: int | None = None
+        self.forwarded = 0
+        self.cut = False
+        self._lock = threading.Lock()
+        self._start()
+
+    def arm(self, budget: int | None) -> None:
+        with self._lock:
+            self.budget, self.forwarded, self.cut = budget, 0, False
 
     def _pump(self, src, dst, pair) -> None:
         try:
@@ -58,6 +76,3 @@ class CutProxy:
                 except OSError:
                     pass
                 s.close()
-
-    def close(self) -> None:
-        self.server.close()
