@@ -322,7 +322,8 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
 
 
 def test_the_review_page_draws_a_sample_the_head_approves_and_findings_make_statistics(rig, browser, page):
-    today = dt.date.fromisoformat(max(r["opened_utc"] for r in rig.law.archive.search(None))[:10])
+    # the form takes Beijing dates (both days included)
+    today = dt.date.fromisoformat(queries.beijing_text(max(r["opened_utc"] for r in rig.law.archive.search(None)))[:10])
     sign_in(page, rig, "chen.ping")
     page.goto(f"{rig.url}/review")
     page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())

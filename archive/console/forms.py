@@ -112,15 +112,26 @@ class LoginForm(ConsoleForm):
     totp = StringField(validators=[v.Optional(), v.Regexp(r"^\d{6}$")])
 
 
+class _MultipleChoice(SelectMultipleField):
+    """SelectMultipleField whose refusal of an unknown value is a catalogue message
+    (WTForms' own has no Chinese translation)."""
+
+    def pre_validate(self, form) -> None:
+        known = {str(value) for value, _label in self.choices}
+        unknown = [str(x) for x in self.data or () if str(x) not in known]
+        if unknown:
+            raise v.ValidationError(gettext("not one of the choices: %(values)s", values="、".join(unknown)))
+
+
 class RequestForm(ConsoleForm):
     grantee = StringField(_("For (username; empty: yourself)"), filters=[_strip],
                           validators=[v.Optional(), v.Length(max=64)])
     case_number = StringField(_("Case number"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
     segments = TextAreaField(_("Or segments (digests or names, one per line)"),
                              validators=[v.Optional(), v.Length(max=20000)])
-    actions = SelectMultipleField(_("For what"), choices=[("view", _("view")), ("export", _("export"))],
+    actions = _MultipleChoice(_("For what"), choices=[("view", _("view")), ("export", _("export"))],
                                   default=["view"], validators=[v.InputRequired()])
-    reason = TextAreaField(_("Reason (Art. 19)"), filters=[_strip], validators=[v.InputRequired(), v.Length(max=2000)])
+    reason = TextAreaField(_("Reason (Art. 19)"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
     hours = IntegerField(_("Hours"), default=24, validators=[v.InputRequired(), v.NumberRange(min=1, max=24 * 90)])
 
 
@@ -133,7 +144,7 @@ class DecideForm(ConsoleForm):
 
 
 class RevokeForm(ConsoleForm):
-    reason = StringField(_("Reason"), filters=[_strip], validators=[v.InputRequired(), v.Length(max=2000)])
+    reason = StringField(_("Reason"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class AuditFilterForm(Form):
@@ -156,13 +167,13 @@ class AuditFilterForm(Form):
 
 class LabelForm(ConsoleForm):
     segments = TextAreaField(_("Segments (digests or names, one per line)"),
-                             validators=[v.InputRequired(), v.Length(max=20000)])
+                             validators=[v.DataRequired(), v.Length(max=20000)])
     party = StringField(_("Party"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
     cause = StringField(_("Cause of action"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
 
 
 class HoldForm(ConsoleForm):
-    reason = StringField(_("Reason"), filters=[_strip], validators=[v.InputRequired(), v.Length(max=2000)])
+    reason = StringField(_("Reason"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class ReleaseForm(ConsoleForm):
@@ -176,12 +187,14 @@ class _Get(Form):
 
 
 class MisuseForm(_Get):
-    officer = StringField(validators=[v.InputRequired(), v.Length(max=64)])
-    day = DateField(validators=[v.InputRequired()])
-    start = TimeField(default=dt.time(8, 30), validators=[v.Optional()])
-    end = TimeField(default=dt.time(17, 30), validators=[v.Optional()])
-    late_minutes = IntegerField(default=30, validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
-    gap_minutes = IntegerField(default=20, validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
+    officer = StringField(_("Officer"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=64)])
+    day = DateField(_("Shift date (Beijing time)"), validators=[v.InputRequired()])
+    start = TimeField(_("Duty start"), default=dt.time(8, 30), validators=[v.Optional()])
+    end = TimeField(_("Duty end"), default=dt.time(17, 30), validators=[v.Optional()])
+    late_minutes = IntegerField(_("Late after (minutes)"), default=30,
+                                validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
+    gap_minutes = IntegerField(_("Gap longer than (minutes)"), default=20,
+                               validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
 
 
 class ReviewForm(ConsoleForm):
@@ -200,7 +213,7 @@ class FindingForm(ConsoleForm):
     segment = StringField(_("Segment"), validators=[v.InputRequired(), v.Length(min=64, max=64)])
     result = SelectField(_("Finding"), choices=[("conforms", _("conforms")), ("problem", _("problem found"))],
                          validators=[v.InputRequired()])
-    note = StringField(_("Note"), filters=[_strip], validators=[v.InputRequired(), v.Length(max=2000)])
+    note = StringField(_("Note"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class CheckoutForm(ConsoleForm):

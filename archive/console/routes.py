@@ -130,15 +130,17 @@ def add_routes(app: web.Application, console: Console) -> None:
         account = request[ACCOUNT]
         session = await aiohttp_session.get_session(request)
         form = bind(CheckoutForm, await request.post(), secret=c.csrf_secret, session=session)
-        if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
-            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
+        if not form.validate():
+            raise UsageError("；".join(problems(form)))
+        if not 0 <= form.dock.data < len(c.dock_status):
+            raise UsageError(_("There is no such dock."))
         board = c.dock_status[form.dock.data]
         view = await asyncio.to_thread(dock_view, account)
         if not any(b.dock_index == form.dock.data and b.bay == str(form.bay.data) for b in view["bays"]):
             await asyncio.to_thread(audit_of(c.archive).record, account.agency, "denied", outcome="denied",
                                     actor=account.actor, detail={"wanted": "checkout", "bay": form.bay.data,
                                                                  "why": "bay not of this agency"})
-            raise AccessDenied(f"bay {form.bay.data} of that dock holds no recorder of agency {account.agency}")
+            raise _Refused(_("Bay %(bay)s of that dock holds no recorder of your agency.", bay=form.bay.data))
         await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
                                 account.username, account.agency, c.now_text())
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
@@ -211,7 +213,7 @@ def add_routes(app: web.Application, console: Console) -> None:
                  if h["case_id"] == case["id"] or h["segment_digest"] in set(digests)]
         return {"case": case, "timeline": timeline, "holds": holds, "new": False}
 
-    async def render_case(request, number, *, forms=None, status=200, done=None):
+    async def render_case(request, number, *, forms=None, status=200, done=None, failure=None):
         account = request[ACCOUNT]
         view = await c.as_account(account, case_view, account, number)
         if view["new"] and status == 200:
@@ -221,8 +223,8 @@ def add_routes(app: web.Application, console: Console) -> None:
                  for name, cls in (("label", LabelForm), ("hold", HoldForm))}
         shown.update(forms or {})
         done = done or await take_flash(request)
-        return aiohttp_jinja2.render_template("case.html", request, {**view, "forms": shown, "done": done},
-                                              status=status)
+        return aiohttp_jinja2.render_template("case.html", request, {**view, "forms": shown, "done": done,
+                                                                     "failure": failure}, status=status)
 
     @page("case")
     async def case_get(request: web.Request):
@@ -252,8 +254,13 @@ def add_routes(app: web.Application, console: Console) -> None:
         if unknown:
             form.segments.errors.append(_("not in this archive: %(names)s", names="、".join(unknown)))
             return await render_case(request, number, forms={"label": form}, status=400)
-        await c.as_account(account, c.archive.label, account.agency, segments, case_number=number,
-                           who=account.username, party=form.party.data or None, cause=form.cause.data or None)
+        try:
+            await c.as_account(account, c.archive.label, account.agency, segments, case_number=number,
+                               who=account.username, party=form.party.data or None, cause=form.cause.data or None)
+        except UsageError:
+            log.info("console labelling refused", exc_info=True)
+            return await render_case(request, number, forms={"label": form}, status=400,
+                                     failure=_("The archive refused this labelling; check the segments and fields."))
         await flash(request, _("Labelled %(n)s segment(s).", n=len(segments)))
         raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
@@ -265,8 +272,13 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = bind(HoldForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_case(request, number, forms={"hold": form}, status=400)
-        await c.as_account(account, c.archive.hold, account.agency, reason=form.reason.data,
-                           who=account.username, case_number=number)
+        try:
+            await c.as_account(account, c.archive.hold, account.agency, reason=form.reason.data,
+                               who=account.username, case_number=number)
+        except UsageError:
+            log.info("console hold refused", exc_info=True)
+            return await render_case(request, number, forms={"hold": form}, status=400,
+                                     failure=_("The archive refused this legal hold."))
         await flash(request, _("Legal hold placed."))
         raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
@@ -509,8 +521,12 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_review(request, status=400, failure="；".join(problems(form)))
-        await c.as_account(account, rv.record_finding, c.archive, account, form.segment.data, form.result.data,
-                           form.note.data, sample_grant=form.grant.data)
+        try:
+            await c.as_account(account, rv.record_finding, c.archive, account, form.segment.data, form.result.data,
+                               form.note.data, sample_grant=form.grant.data)
+        except AccessDenied:
+            why = await asyncio.to_thread(_why_no_view, c, account, form.grant.data, form.segment.data)
+            return await render_review(request, status=403, failure=why)
         await flash(request, _("Finding recorded."))
         raise web.HTTPSeeOther("/review")
 
@@ -688,7 +704,7 @@ def _next(request: web.Request) -> str | None:
 def _grant_id(request: web.Request) -> int:
     value = _int_or_none(request.match_info["id"])
     if value is None:
-        raise UsageError("grant id must be a number")
+        raise UsageError(_("There is no such request."))
     return value
 
 
@@ -696,5 +712,5 @@ def _int_or_none(text: str | None) -> int | None:
     if text is None or text == "":
         return None
     if not text.isdigit():
-        raise UsageError(f"{text!r} is not a number")
+        raise UsageError(_("%(text)s is not a number.", text=text))
     return int(text)
