@@ -268,3 +268,36 @@ def test_forms_redirect_after_a_post_and_case_numbers_are_trimmed(rig, page):
     page.click("#label-form button")
     assert "已将 1 个片段" in page.inner_text("#done") and page.locator("#new-case").count() == 0
     assert page.locator("#case-timeline tbody tr").count() == 1
+
+
+def test_dock_outcomes_and_the_case_timeline_show_chinese_not_codes(rig, page):
+    import json
+
+    rig.board.write_text(json.dumps({"bays": {
+        "1": {"device": "D000091", "phase": "done", "outcome": "done", "ready": True},
+        "2": {"device": "D000092", "phase": "failed", "outcome": "failed: recorder did not answer", "ready": False}}}))
+    sign_in(page, rig, "li.na")
+    page.goto(f"{rig.url}/docks")
+    outcomes = [page.locator(".outcome").nth(i).inner_text() for i in range(page.locator(".outcome").count())]
+    assert outcomes == ["入坞处理完成", "入坞处理失败：recorder did not answer"]
+    page.goto(f"{rig.url}/case/{CASE}")
+    detail = page.locator("#case-timeline tbody tr").first.locator("td").nth(3).inner_text()
+    assert "秒" in detail and "保存至" in detail and " s " not in detail and "case" not in detail, detail
+
+
+def test_a_review_sample_covers_the_beijing_days_the_form_names(rig, page):
+    today = _beijing_today(rig)
+    sign_in(page, rig, "chen.ping")
+    page.goto(f"{rig.url}/review")
+    assert "含当天" in page.inner_text("#review-form")
+    page.fill("input[name=since]", today)
+    page.fill("input[name=until]", today)  # one day: both ends included
+    page.fill("input[name=size]", "1")
+    page.click("#draw")
+    assert "已抽取 1 个样本" in page.inner_text("#done") and page.url.endswith("/review")
+    sample = [e["payload"] for e in queries.audit_entries(rig.law.archive, "test-agency", actor="chen.ping")
+              if e["payload"]["action"] == "sample"][0]
+    day = dt.date.fromisoformat(today)
+    assert (sample["detail"]["criteria"]["since"], sample["detail"]["criteria"]["until"]) == \
+        queries.day_bounds(day, day)
+    assert sample["detail"]["criteria"]["until"].startswith(f"{today}T16:00:00")  # 00:00 Beijing the next day

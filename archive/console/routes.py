@@ -291,7 +291,8 @@ def add_routes(app: web.Application, console: Console) -> None:
         if not form.validate():
             raise UsageError("；".join(problems(form)))
         await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username)
-        return await render_case(request, number, done=_("Legal hold released."))
+        await flash(request, _("Legal hold released."))
+        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
     # -- requests and approvals --------------------------------------------------------------
 
