@@ -16,13 +16,9 @@ import pytest
 from archive.audit import audit_of
 from archive.console import queries
 
-from .console_rig import CASE, launch_chromium, make_console, sign_in
-from .lawful_rig import DEVICE, OFFICER, fmp4_fragments
-
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - the test extra installs it
-    sync_playwright = None
+from .console_rig import CASE, make_console, sign_in
+from .lawful_rig import OFFICER, fmp4_fragments
+from .test_console import browser, page  # noqa: F401 - the same chromium and page fixtures
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 ENGLISH_WORDS = re.compile(r"[A-Za-z]{5,}")  # a developer's message; codes and names here are shorter or absent
@@ -31,30 +27,11 @@ PRE_ROLL_US = 7_000_000  # the segment starts 7 s into the recording (pre-roll a
 
 @pytest.fixture(scope="module")
 def rig(agency, tmp_path_factory):
+    """The console over SQLite (test_console.py runs every page on PostgreSQL as well)."""
     rig = make_console(agency, tmp_path_factory.mktemp("console-pages"))
     yield rig
     rig.running.stop()
     rig.law.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if sync_playwright is None:
-        from .archive_rig import unavailable
-        unavailable("playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(ignore_https_errors=True, locale="zh-CN", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    yield page
-    context.close()
 
 
 def _digest(rig, name):
