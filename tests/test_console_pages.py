@@ -278,3 +278,15 @@ def test_a_review_sample_covers_the_beijing_days_the_form_names(rig, page):
     assert (sample["detail"]["criteria"]["since"], sample["detail"]["criteria"]["until"]) == \
         queries.day_bounds(day, day)
     assert sample["detail"]["criteria"]["until"].startswith(f"{today}T16:00:00")  # 00:00 Beijing the next day
+
+
+def test_every_page_still_reads_in_english(rig, page):
+    sign_in(page, rig, "head", totp=True)
+    page.goto(f"{rig.url}/lang/en?next=/grants")
+    for path, heading in (("/grants", "Requests and approvals"), ("/search?mark=refusal", "Search footage"),
+                          (f"/case/{CASE}", "Case"), ("/audit?since=2026-12-01&until=2026-11-01", "Audit trail"),
+                          ("/review", "Review"), ("/misuse", "Misuse timeline"), ("/docks", "Docks")):
+        response = page.goto(f"{rig.url}{path}")
+        assert response.status == 200 and heading in page.inner_text("h1"), path
+    assert "The end date is before the start date." in page.goto(
+        f"{rig.url}/audit?since=2026-12-01&until=2026-11-01").text()

@@ -303,9 +303,10 @@ def add_routes(app: web.Application, console: Console) -> None:
         now = c.now_text()
         listed = sorted(({"g": g, "state": queries.grant_state(g, now)} for g in grants),
                         key=lambda x: -x["g"].id)
-        # what the approver decides on: each pending request's segments by name, with a link to find them
-        pending = sorted({d for x in listed if x["state"] == "requested" for d in x["g"].segments})
-        segments = await asyncio.to_thread(queries.segments_by_digest, c.archive, account.agency, pending)
+        # segments by name: what the approver decides on (pending requests) and what the viewer may play
+        named = sorted({d for x in listed if x["state"] == "requested" or (
+            x["state"] == "live" and x["g"].grantee == account.username) for d in x["g"].segments})
+        segments = await asyncio.to_thread(queries.segments_by_digest, c.archive, account.agency, named)
         done = done or await take_flash(request)
         if request_form is None:
             request_form = bind(RequestForm, None, secret=c.csrf_secret, session=session)
