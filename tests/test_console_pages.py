@@ -290,3 +290,17 @@ def test_every_page_still_reads_in_english(rig, page):
         assert response.status == 200 and heading in page.inner_text("h1"), path
     assert "The end date is before the start date." in page.goto(
         f"{rig.url}/audit?since=2026-12-01&until=2026-11-01").text()
+
+
+def test_an_audit_pdf_is_bounded_and_takes_the_pages_filters(rig, page, monkeypatch):
+    from archive.console import routes
+
+    monkeypatch.setattr(routes, "AUDIT_PDF_LIMIT", 5)  # the rig's trail holds more than five entries
+    sign_in(page, rig, "auditor")
+    refused = page.request.get(f"{rig.url}/audit/export?format=pdf")
+    assert refused.status == 400 and "最多包含 5 条" in refused.text()
+    today = _beijing_today(rig)
+    narrowed = page.request.get(f"{rig.url}/audit/export?format=pdf&actor=auditor&since={today}&until={today}")
+    assert narrowed.status == 200 and narrowed.body().startswith(b"%PDF")
+    csv = page.request.get(f"{rig.url}/audit/export?format=csv&since={today}&until={today}")
+    assert csv.status == 200 and len(csv.text().strip().splitlines()) > 6  # CSV is not bounded
