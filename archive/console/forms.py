@@ -3,8 +3,11 @@
 A form is bound with :func:`bind`: the POSTed fields (aiohttp's MultiDict,
 adapted to WTForms' ``getlist``), the app's CSRF secret and the visitor's
 session (aiohttp-session), so the token lives in the encrypted session
-cookie and expires after :data:`CSRF_TIME_LIMIT`.  Labels are not set here:
-templates write them through the gettext catalogue.
+cookie and expires after :data:`CSRF_TIME_LIMIT`.  Field labels here are
+catalogue msgids for error messages (:func:`problems` names the field in
+the page's language); templates write the visible labels themselves.  Text
+inputs are stripped alike everywhere; coded fields are select lists of
+archive/console/labels.py; date ranges are Beijing dates, both days included.
 """
 
 from __future__ import annotations
