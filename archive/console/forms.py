@@ -165,7 +165,7 @@ class AuditFilterForm(Form):
                               "at least 8 hexadecimal digits of the digest"))])
     since = DateField(_("From (Beijing date)"), validators=[v.Optional()])
     until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), _not_before_since])
-    before = IntegerField(validators=[v.Optional(), v.NumberRange(min=1)])
+    before = IntegerField(_("Older than entry No."), validators=[v.Optional(), v.NumberRange(min=1)])
 
 
 class LabelForm(ConsoleForm):

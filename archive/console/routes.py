@@ -38,8 +38,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     env = aiohttp_jinja2.get_env(app)
     env.globals.update(labels.TEMPLATE_GLOBALS)
     env.globals["problems"] = problems
-    env.filters["bjt"] = queries.beijing_text
-    env.filters["readable"] = lambda detail: json.dumps(detail, ensure_ascii=False) if detail else ""  # every time on a page is Beijing time (Asia/Shanghai)
+    env.filters["bjt"] = queries.beijing_text  # every time on a page is Beijing time (Asia/Shanghai)
+    env.filters["readable"] = lambda detail: json.dumps(detail, ensure_ascii=False) if detail else ""
 
     # -- sign-in, language -------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("case-edit")
     async def case_label(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(LabelForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
@@ -270,7 +270,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("hold")
     async def case_hold(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(HoldForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
@@ -288,7 +288,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("hold")
     async def case_release(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
