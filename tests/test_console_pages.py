@@ -304,3 +304,19 @@ def test_an_audit_pdf_is_bounded_and_takes_the_pages_filters(rig, page, monkeypa
     assert narrowed.status == 200 and narrowed.body().startswith(b"%PDF")
     csv = page.request.get(f"{rig.url}/audit/export?format=csv&since={today}&until={today}")
     assert csv.status == 200 and len(csv.text().strip().splitlines()) > 6  # CSV is not bounded
+
+
+def test_a_request_form_with_an_unknown_choice_or_a_blank_reason_says_so_in_chinese(rig, page):
+    sign_in(page, rig, "zhang.wei")
+    page.goto(f"{rig.url}/grants")
+    token = page.locator("#request-form input[name=csrf_token]").get_attribute("value")
+    before = len(rig.running.console.grants.list(rig.accounts.get("head")))
+    response = page.request.post(f"{rig.url}/grants", form={
+        "csrf_token": token, "case_number": CASE, "actions": "delete", "reason": "   ", "hours": "2"})
+    text = response.text()
+    assert response.status == 400 and "用途一栏：不在可选范围内：delete" in text and "理由（第十九条）一栏" in text
+    assert "is not a valid choice" not in text and "reason is required" not in text
+    response = page.request.post(f"{rig.url}/grants", form={
+        "csrf_token": token, "case_number": "未立案号", "actions": "view", "reason": "核查", "hours": "2"})
+    assert response.status == 400 and "案件编号一栏：没有这个案件" in response.text() and "no case" not in response.text()
+    assert len(rig.running.console.grants.list(rig.accounts.get("head"))) == before
