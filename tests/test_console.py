@@ -121,7 +121,7 @@ def test_search_by_art20_fields_shows_marks_duration_and_retention(rig, page):
     assert page.locator("#search-error").count() == 1 and "Traceback" not in page.content()
     searches = [e for e in _entries(rig, actor="zhang.wei") if e["action"] == "search"]
     assert len(searches) >= 3  # the empty form, the party search, the mark search
-    assert [len(e["segments"]) for e in searches[-3:-1]] == [2, 1]
+    assert [len(e["segments"]) for e in searches[-2:]] == [2, 1]  # an invalid date never reaches the archive
 
 
 def test_a_keeper_without_a_grant_cannot_play_footage(rig, page):
@@ -198,7 +198,7 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
     rig.law.clock.advance(5 * 3600)
     page.goto(f"{rig.url}/play/{digest}?grant={grant_id}")
     assert page.locator("video").count() == 0
-    assert "expired" in page.inner_text("#error-detail")
+    assert "过期" in page.inner_text("#error-detail")
     assert page.request.get(f"{rig.url}/media/{digest}?grant={grant_id}").status == 403
     page.goto(f"{rig.url}/grants")
     assert "已过期" in page.inner_text(f"tr[data-grant='{grant_id}'] .state")
@@ -322,7 +322,8 @@ def test_dock_progress_updates_live_while_a_recorder_docks(rig, page, agency, tm
 
 
 def test_the_review_page_draws_a_sample_the_head_approves_and_findings_make_statistics(rig, browser, page):
-    today = dt.date.fromisoformat(max(r["opened_utc"] for r in rig.law.archive.search(None))[:10])
+    # the form takes Beijing dates (both days included)
+    today = dt.date.fromisoformat(queries.beijing_text(max(r["opened_utc"] for r in rig.law.archive.search(None)))[:10])
     sign_in(page, rig, "chen.ping")
     page.goto(f"{rig.url}/review")
     page.fill("input[name=since]", (today - dt.timedelta(days=1)).isoformat())

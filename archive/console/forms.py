@@ -3,8 +3,11 @@
 A form is bound with :func:`bind`: the POSTed fields (aiohttp's MultiDict,
 adapted to WTForms' ``getlist``), the app's CSRF secret and the visitor's
 session (aiohttp-session), so the token lives in the encrypted session
-cookie and expires after :data:`CSRF_TIME_LIMIT`.  Labels are not set here:
-templates write them through the gettext catalogue.
+cookie and expires after :data:`CSRF_TIME_LIMIT`.  Field labels here are
+catalogue msgids for error messages (:func:`problems` names the field in
+the page's language); templates write the visible labels themselves.  Text
+inputs are stripped alike everywhere; coded fields are select lists of
+archive/console/labels.py; date ranges are Beijing dates, both days included.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from wtforms.i18n import get_translations
 
 from device.sealing.pki import OFFICER_ID_RE
 
-from .i18n import current_locale
+from . import labels
+from .i18n import current_locale, gettext
+from .i18n import lazy_gettext as _  # labels and messages, translated when shown
 
 CSRF_TIME_LIMIT = dt.timedelta(hours=2)
-RETENTION_CLASSES = ("", "patrol", "review", "case", "art13")
 
 
 class FormData:
@@ -54,25 +58,55 @@ class ConsoleForm(Form):
             return get_translations(["zh"] if current_locale.get() == "zh_CN" else ["en"])
 
 
+def _strip(text):
+    """Text inputs are trimmed the same everywhere (a case number typed with a
+    trailing space is the same case); empty becomes None."""
+    return (text.strip() or None) if isinstance(text, str) else text
+
+
+def _not_before_since(form: Form, field) -> None:
+    """A date range's ``until`` (a day included) may equal but not precede ``since``."""
+    if field.data and form.since.data and field.data < form.since.data:
+        raise v.ValidationError(_("The end date is before the start date."))
+
+
 class SearchForm(Form):
-    """A GET form: no CSRF (it changes nothing; the search itself is audited)."""
+    """A GET form: no CSRF (it changes nothing; the search itself is audited).
+    The coded fields are select lists showing the labels the results show;
+    ``since``/``until`` are Beijing dates, both days included (queries.day_bounds)."""
 
     class Meta:
         def get_translations(self, form):
             return get_translations(["zh"] if current_locale.get() == "zh_CN" else ["en"])
 
-    sub_unit = StringField(filters=[lambda x: x.strip() if x else None])
-    device = StringField(filters=[lambda x: x.strip() if x else None])
-    officer = StringField(filters=[lambda x: x.strip() if x else None])
-    party = StringField(filters=[lambda x: x.strip() if x else None])
-    case_number = StringField(filters=[lambda x: x.strip() if x else None])
-    cause = StringField(filters=[lambda x: x.strip() if x else None])
-    act_type = StringField(filters=[lambda x: x.strip() if x else None])
-    mark = StringField(filters=[lambda x: x.strip() if x else None])
-    event = StringField(filters=[lambda x: x.strip() if x else None])
-    retention_class = SelectField(choices=[(c, c) for c in RETENTION_CLASSES], default="")
-    since = StringField(filters=[lambda x: x.strip() if x else None])
-    until = StringField(filters=[lambda x: x.strip() if x else None])
+    sub_unit = StringField(_("Sub-unit"), filters=[_strip])
+    device = StringField(_("Device"), filters=[_strip])
+    officer = StringField(_("Officer"), filters=[_strip])
+    party = StringField(_("Party"), filters=[_strip])
+    case_number = StringField(_("Case number"), filters=[_strip])
+    cause = StringField(_("Cause of action"), filters=[_strip])
+    act_type = SelectField(_("Kind of act"), choices=labels.choices(labels.ACT_TYPES, anything=_("any")), default="")
+    mark = SelectField(_("Mark"), choices=labels.choices(labels.MARKS, anything=_("any")), default="")
+    event = SelectField(_("Event"), choices=labels.choices(labels.EVENTS, anything=_("any")), default="")
+    retention_class = SelectField(_("Retention class"),
+                                  choices=labels.choices(labels.RETENTION_CLASSES, anything=_("any")), default="")
+    since = DateField(_("From (Beijing date)"), validators=[v.Optional()])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), _not_before_since])
+
+
+def problems(form: Form) -> list[str]:
+    """Each field error as "label: message" in the page's language (an expired
+    or missing CSRF token as the one message that says to reload)."""
+    out = []
+    for name, field in form._fields.items():
+        if not field.errors:
+            continue
+        if name == "csrf_token":
+            out.append(gettext("The form has expired; reload the page."))
+            continue
+        for e in field.errors:
+            out.append(gettext("%(field)s: %(problem)s", field=field.label.text, problem=e))
+    return out
 
 
 class LoginForm(ConsoleForm):
@@ -81,44 +115,72 @@ class LoginForm(ConsoleForm):
     totp = StringField(validators=[v.Optional(), v.Regexp(r"^\d{6}$")])
 
 
+class _MultipleChoice(SelectMultipleField):
+    """SelectMultipleField whose refusal of an unknown value is a catalogue message
+    (WTForms' own has no Chinese translation)."""
+
+    def pre_validate(self, form) -> None:
+        known = {str(value) for value, _label in self.choices}
+        unknown = [str(x) for x in self.data or () if str(x) not in known]
+        if unknown:
+            raise v.ValidationError(gettext("not one of the choices: %(values)s", values="、".join(unknown)))
+
+
 class RequestForm(ConsoleForm):
-    grantee = StringField(validators=[v.Optional(), v.Length(max=64)])
-    case_number = StringField(validators=[v.Optional(), v.Length(max=200)])
-    segments = TextAreaField(validators=[v.Optional(), v.Length(max=20000)])
-    actions = SelectMultipleField(choices=[("view", "view"), ("export", "export")], default=["view"],
-                                  validators=[v.InputRequired()])
-    reason = TextAreaField(validators=[v.InputRequired(), v.Length(max=2000)])
-    hours = IntegerField(default=24, validators=[v.InputRequired(), v.NumberRange(min=1, max=24 * 90)])
+    grantee = StringField(_("For (username; empty: yourself)"), filters=[_strip],
+                          validators=[v.Optional(), v.Length(max=64)])
+    case_number = StringField(_("Case number"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
+    segments = TextAreaField(_("Or segments (digests or names, one per line)"),
+                             validators=[v.Optional(), v.Length(max=20000)])
+    actions = _MultipleChoice(_("For what"), choices=[("view", _("view")), ("export", _("export"))],
+                                  default=["view"], validators=[v.InputRequired()])
+    reason = TextAreaField(_("Reason (Art. 19)"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
+    hours = IntegerField(_("Hours"), default=24, validators=[v.InputRequired(), v.NumberRange(min=1, max=24 * 90)])
 
 
 class DecideForm(ConsoleForm):
-    decision = SelectField(choices=[("approve", "approve"), ("refuse", "refuse")], validators=[v.InputRequired()])
-    totp = StringField(validators=[v.Optional(), v.Regexp(r"^\d{6}$")])
-    note = StringField(validators=[v.Optional(), v.Length(max=2000)])
+    decision = SelectField(_("Decision"), choices=[("approve", _("Approve")), ("refuse", _("Refuse"))],
+                           validators=[v.InputRequired()])
+    totp = StringField(_("Authenticator code"), validators=[v.Optional(), v.Regexp(r"^\d{6}$", message=_(
+        "Enter the 6-digit code."))])
+    note = StringField(_("Note"), filters=[_strip], validators=[v.Optional(), v.Length(max=2000)])
 
 
 class RevokeForm(ConsoleForm):
-    reason = StringField(validators=[v.InputRequired(), v.Length(max=2000)])
+    reason = StringField(_("Reason"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class AuditFilterForm(Form):
-    actor = StringField(filters=[lambda x: x.strip() if x else None])
-    case = StringField(filters=[lambda x: x.strip() if x else None])
-    segment = StringField(filters=[lambda x: x.strip() if x else None])
+    """A GET form: person, case, segment digest (at least 8 hex digits), Beijing
+    dates (both included) and ``before`` (a sequence number: the next page)."""
+
+    class Meta:
+        def get_translations(self, form):
+            return get_translations(["zh"] if current_locale.get() == "zh_CN" else ["en"])
+
+    actor = StringField(_("Person (username)"), filters=[_strip])
+    case = StringField(_("Case number"), filters=[_strip])
+    segment = StringField(_("Segment digest"), filters=[_strip, lambda x: x.lower() if x else x],
+                          validators=[v.Optional(), v.Regexp(r"^[0-9a-f]{8,64}$", message=_(
+                              "at least 8 hexadecimal digits of the digest"))])
+    since = DateField(_("From (Beijing date)"), validators=[v.Optional()])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), _not_before_since])
+    before = IntegerField(_("Older than entry No."), validators=[v.Optional(), v.NumberRange(min=1)])
 
 
 class LabelForm(ConsoleForm):
-    segments = TextAreaField(validators=[v.InputRequired(), v.Length(max=20000)])
-    party = StringField(validators=[v.Optional(), v.Length(max=200)])
-    cause = StringField(validators=[v.Optional(), v.Length(max=200)])
+    segments = TextAreaField(_("Segments (digests or names, one per line)"),
+                             validators=[v.DataRequired(), v.Length(max=20000)])
+    party = StringField(_("Party"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
+    cause = StringField(_("Cause of action"), filters=[_strip], validators=[v.Optional(), v.Length(max=200)])
 
 
 class HoldForm(ConsoleForm):
-    reason = StringField(validators=[v.InputRequired(), v.Length(max=2000)])
+    reason = StringField(_("Reason"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class ReleaseForm(ConsoleForm):
-    hold = IntegerField(validators=[v.InputRequired()])
+    hold = IntegerField(_("Legal hold"), validators=[v.InputRequired()])
 
 
 class _Get(Form):
@@ -128,38 +190,41 @@ class _Get(Form):
 
 
 class MisuseForm(_Get):
-    officer = StringField(validators=[v.InputRequired(), v.Length(max=64)])
-    day = DateField(validators=[v.InputRequired()])
-    start = TimeField(default=dt.time(8, 30), validators=[v.Optional()])
-    end = TimeField(default=dt.time(17, 30), validators=[v.Optional()])
-    late_minutes = IntegerField(default=30, validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
-    gap_minutes = IntegerField(default=20, validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
+    officer = StringField(_("Officer"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=64)])
+    day = DateField(_("Shift date (Beijing time)"), validators=[v.InputRequired()])
+    start = TimeField(_("Duty start"), default=dt.time(8, 30), validators=[v.Optional()])
+    end = TimeField(_("Duty end"), default=dt.time(17, 30), validators=[v.Optional()])
+    late_minutes = IntegerField(_("Late after (minutes)"), default=30,
+                                validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
+    gap_minutes = IntegerField(_("Gap longer than (minutes)"), default=20,
+                               validators=[v.Optional(), v.NumberRange(min=1, max=24 * 60)])
 
 
 class ReviewForm(ConsoleForm):
     """Draw a sample (archive/review.py files the view request for it)."""
 
-    since = DateField(validators=[v.InputRequired()])
-    until = DateField(validators=[v.InputRequired()])
-    size = IntegerField(default=10, validators=[v.InputRequired(), v.NumberRange(min=1, max=200)])
-    officer = StringField(filters=[lambda x: x.strip() if x else None])
-    sub_unit = StringField(filters=[lambda x: x.strip() if x else None])
-    mark = StringField(filters=[lambda x: x.strip() if x else None])
+    since = DateField(_("From (Beijing date)"), validators=[v.InputRequired()])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.InputRequired(), _not_before_since])
+    size = IntegerField(_("Sample size"), default=10, validators=[v.InputRequired(), v.NumberRange(min=1, max=200)])
+    officer = StringField(_("Officer"), filters=[_strip])
+    sub_unit = StringField(_("Sub-unit"), filters=[_strip])
+    mark = SelectField(_("Mark"), choices=labels.choices(labels.MARKS, anything=_("any")), default="")
 
 
 class FindingForm(ConsoleForm):
-    grant = IntegerField(validators=[v.InputRequired()])
-    segment = StringField(validators=[v.InputRequired(), v.Length(min=64, max=64)])
-    result = SelectField(choices=[("conforms", "conforms"), ("problem", "problem")], validators=[v.InputRequired()])
-    note = StringField(validators=[v.InputRequired(), v.Length(max=2000)])
+    grant = IntegerField(_("Request"), validators=[v.InputRequired()])
+    segment = StringField(_("Segment"), validators=[v.InputRequired(), v.Length(min=64, max=64)])
+    result = SelectField(_("Finding"), choices=[("conforms", _("conforms")), ("problem", _("problem found"))],
+                         validators=[v.InputRequired()])
+    note = StringField(_("Note"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=2000)])
 
 
 class CheckoutForm(ConsoleForm):
     """Art. 8: the recorder in a bay goes next to a certified officer (the dock checks the certificate)."""
 
-    dock = IntegerField(validators=[v.InputRequired(), v.NumberRange(min=0, max=255)])
-    bay = IntegerField(validators=[v.InputRequired(), v.NumberRange(min=1, max=64)])
-    officer = StringField(validators=[v.InputRequired(), v.Regexp(OFFICER_ID_RE)])
+    dock = IntegerField(_("Dock"), validators=[v.InputRequired(), v.NumberRange(min=0, max=255)])
+    bay = IntegerField(_("Bay"), validators=[v.InputRequired(), v.NumberRange(min=1, max=64)])
+    officer = StringField(_("Officer number"), filters=[_strip], validators=[v.InputRequired(), v.Regexp(OFFICER_ID_RE)])
 
 
 def bind(form_class: type[Form], formdata, *, secret: bytes, session) -> Form:

@@ -20,10 +20,31 @@ from sqlalchemy import select
 from .. import evidence as ev
 from .. import index as ix
 from .. import lawful_index as lx
+from .oversight import SHIFT_ZONE
 
 log = logging.getLogger(__name__)
 AUDIT_PAGE_LIMIT = 200
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def beijing_text(utc: str | None) -> str:
+    """An ISO 8601 UTC text as ``YYYY-MM-DD hh:mm:ss`` Beijing time (Asia/Shanghai,
+    the staff's clock); "" for None or empty, the text itself if it is not a time."""
+    moment = _utc(utc)
+    if moment is None:
+        return utc or ""
+    return moment.astimezone(SHIFT_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def day_bounds(since: dt.date | None, until: dt.date | None) -> tuple[str | None, str | None]:
+    """Beijing dates ``since`` .. ``until`` (both days included) as the UTC bounds
+    the archive's search takes (``since`` inclusive, ``until`` exclusive): from
+    00:00 Beijing time on ``since`` to 00:00 on the day after ``until``."""
+    def start_of(day: dt.date) -> str:
+        return ev.utc_text(dt.datetime.combine(day, dt.time(0, 0), SHIFT_ZONE).astimezone(dt.timezone.utc))
+
+    return (start_of(since) if since else None,
+            start_of(until + dt.timedelta(days=1)) if until else None)
 
 
 def _like(text: str) -> str:
@@ -32,11 +53,15 @@ def _like(text: str) -> str:
 
 def audit_entries(archive, agency: str, *, actor: str | None = None, case: str | None = None,
                   segment: str | None = None, limit: int | None = AUDIT_PAGE_LIMIT,
-                  newest_first: bool = True) -> list[dict[str, Any]]:
+                  newest_first: bool = True, since: str | None = None, until: str | None = None,
+                  before: int | None = None) -> list[dict[str, Any]]:
     """Audit entries of ``agency`` as ``{seq, digest, signature, payload(dict)}``.
 
     ``actor`` and ``case`` are exact; ``segment`` is a segment digest (or a
-    prefix of one, at least 8 hex digits) among the entry's segments.
+    prefix of one, at least 8 hex digits) among the entry's segments;
+    ``since``/``until`` bound the entry's UTC time (ISO 8601 text, inclusive /
+    exclusive, e.g. from :func:`day_bounds`); ``before`` keeps entries whose
+    seq is below it (the next page, newest first).
     ``limit`` None returns all.  ValueError for a too-short segment prefix.
     """
     a = lx.audit_log
@@ -51,6 +76,12 @@ def audit_entries(archive, agency: str, *, actor: str | None = None, case: str |
         if len(segment) < 8:
             raise ValueError("segment: at least 8 hex digits of its digest")
         q = q.where(a.c.segments.like(f'%"{_like(segment)}%', escape="\\"))
+    if since:
+        q = q.where(a.c.at_utc >= since)
+    if until:
+        q = q.where(a.c.at_utc < until)
+    if before is not None:
+        q = q.where(a.c.seq < before)
     # With a person or case filter, the hint and "seq + 0" keep SQLite from walking the
     # whole primary key in seq order and filtering, whatever its (possibly stale) statistics say.
     order = a.c.seq + 0 if (actor or case) else a.c.seq
@@ -118,6 +149,24 @@ def segment_row(archive, agency: str, segment: str) -> dict[str, Any] | None:
     out = dict(row._mapping)
     out["marks"] = json.loads(out["marks"])
     out["events"] = json.loads(out["events"])
+    return out
+
+
+def segments_by_digest(archive, agency: str, digests: list[str]) -> dict[str, dict[str, Any]]:
+    """digest → ``{name, device, opened_utc, search}`` for the live segments of ``agency``
+    among ``digests``; ``search`` is the /search query that lists the segment (its
+    device on its Beijing day)."""
+    from urllib.parse import urlencode
+
+    s = ix.segments
+    out: dict[str, dict[str, Any]] = {}
+    with archive.engine.connect() as conn:
+        for i in range(0, len(digests), 500):
+            for r in conn.execute(select(s.c.segment_digest, s.c.name, s.c.device, s.c.opened_utc).where(
+                    s.c.agency == agency, s.c.deleted_utc.is_(None), s.c.segment_digest.in_(digests[i:i + 500]))):
+                day = beijing_text(r.opened_utc)[:10]
+                out[r.segment_digest] = {"name": r.name, "device": r.device, "opened_utc": r.opened_utc,
+                                         "search": urlencode({"device": r.device, "since": day, "until": day})}
     return out
 
 
@@ -281,7 +330,9 @@ def request_checkout(board: Path, bay: int, officer: str, requested_by: str, age
 def manifest_facts(archive, row: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """What the segment's manifest (signed metadata, never footage) says about
     its clock and its ending: ``clock_state``, ``opened_local``, ``timezone``,
-    ``status``, ``truncated``.  Empty when the manifest cannot be read."""
+    ``status``, ``truncated``, and ``media_start_us`` (µs on the recorder's
+    media clock of this segment's first frame, format.md §11; None when the
+    manifest's ``meta`` lacks it).  Empty when the manifest cannot be read."""
     import os
     import shutil
     import tempfile
@@ -299,4 +350,45 @@ def manifest_facts(archive, row: dict[str, Any], scratch: Path) -> dict[str, Any
         return {}
     finally:
         Path(name).unlink(missing_ok=True)
-    return {k: obj.get(k) for k in ("clock_state", "opened_local", "timezone", "status", "truncated")}
+    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    start = meta.get("media_start_us")
+    return {**{k: obj.get(k) for k in ("clock_state", "opened_local", "timezone", "status", "truncated")},
+            "media_start_us": start if isinstance(start, int) and not isinstance(start, bool) else None}
+
+
+def event_offsets(events: list[dict[str, Any]], *, media_start_us: int | None, opened_utc: str,
+                  duration: float | None) -> list[dict[str, Any]]:
+    """The segment's manifest events in the order they happened, each with
+    ``offset`` (seconds into *this segment's* file, whose timeline starts at 0)
+    and ``inside`` (False when the offset falls outside the segment: then no
+    jump button is offered).
+
+    An event's ``media_us`` counts on the recorder's media clock, from the start
+    of the recording (pre-roll included), not from this segment's start
+    (format.md §11); the segment's own first frame is ``media_start_us``, so the
+    offset is their difference.  Without ``media_start_us`` (older manifests)
+    the offset is the event's UTC minus the segment's opening UTC; ``offset`` is
+    None when neither is known.
+    """
+    out = []
+    opened = _utc(opened_utc)
+    for e in events:
+        if not isinstance(e, dict):
+            continue
+        offset = None
+        media_us = e.get("media_us")
+        if isinstance(media_us, (int, float)) and media_start_us is not None:
+            offset = (media_us - media_start_us) / 1e6
+        elif isinstance(e.get("utc"), str) and opened is not None and _utc(e["utc"]) is not None:
+            offset = (_utc(e["utc"]) - opened).total_seconds()
+        inside = offset is not None and offset >= 0 and (duration is None or offset <= duration)
+        out.append({**e, "offset": offset, "inside": inside})
+    out.sort(key=lambda e: (e["offset"] is None, e["offset"] if e["offset"] is not None else 0))
+    return out
+
+
+def _utc(text: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None

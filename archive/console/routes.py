@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import re
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 import aiohttp_session
@@ -16,18 +19,27 @@ from bodycam.errors import UsageError
 from ..accounts import AccessDenied
 from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
-from . import i18n, oversight, queries
-from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
+from . import i18n, labels, oversight, queries
+from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, PAGES, Console, page, public, thumbnail_jpeg
 from .forms import (AuditFilterForm, CheckoutForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
-                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
+                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind, problems)
 from .i18n import _
 
+log = logging.getLogger(__name__)
 SEGMENT_SPLIT = re.compile(r"[\s,;]+")
 SEARCH_LIMIT = 100
+# WeasyPrint lays out about 50-70 audit entries a second here (420 in 6-8 s with the fixed table
+# layout, 13-16 s before): a PDF beyond this many is refused with a hint to filter or take CSV
+AUDIT_PDF_LIMIT = 1000
 
 
 def add_routes(app: web.Application, console: Console) -> None:
     c = console
+    env = aiohttp_jinja2.get_env(app)
+    env.globals.update(labels.TEMPLATE_GLOBALS)
+    env.globals["problems"] = problems
+    env.filters["bjt"] = queries.beijing_text  # every time on a page is Beijing time (Asia/Shanghai)
+    env.filters["readable"] = lambda detail: json.dumps(detail, ensure_ascii=False) if detail else ""
 
     # -- sign-in, language -------------------------------------------------------------------
 
@@ -121,15 +133,17 @@ def add_routes(app: web.Application, console: Console) -> None:
         account = request[ACCOUNT]
         session = await aiohttp_session.get_session(request)
         form = bind(CheckoutForm, await request.post(), secret=c.csrf_secret, session=session)
-        if not form.validate() or not 0 <= form.dock.data < len(c.dock_status):
-            raise UsageError("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()) or "no such dock")
+        if not form.validate():
+            raise UsageError("；".join(problems(form)))
+        if not 0 <= form.dock.data < len(c.dock_status):
+            raise UsageError(_("There is no such dock."))
         board = c.dock_status[form.dock.data]
         view = await asyncio.to_thread(dock_view, account)
         if not any(b.dock_index == form.dock.data and b.bay == str(form.bay.data) for b in view["bays"]):
             await asyncio.to_thread(audit_of(c.archive).record, account.agency, "denied", outcome="denied",
                                     actor=account.actor, detail={"wanted": "checkout", "bay": form.bay.data,
                                                                  "why": "bay not of this agency"})
-            raise AccessDenied(f"bay {form.bay.data} of that dock holds no recorder of agency {account.agency}")
+            raise _Refused(_("Bay %(bay)s of that dock holds no recorder of your agency.", bay=form.bay.data))
         await asyncio.to_thread(queries.request_checkout, board, form.bay.data, form.officer.data,
                                 account.username, account.agency, c.now_text())
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "checkout", actor=account.actor,
@@ -162,13 +176,17 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = SearchForm(_Query(request.query))
         rows, error = [], None
         if not form.validate():
-            error = "; ".join(f"{name}: {', '.join(errs)}" for name, errs in form.errors.items())
+            error = "；".join(problems(form))
         else:
-            filters = {k: getattr(form, k).data for k in SEARCH_FIELDS if hasattr(form, k) and getattr(form, k).data}
+            filters = {k: getattr(form, k).data for k in SEARCH_FIELDS
+                       if hasattr(form, k) and k not in ("since", "until") and getattr(form, k).data}
+            since, until = queries.day_bounds(form.since.data, form.until.data)
+            filters.update({k: value for k, value in (("since", since), ("until", until)) if value})
             try:
                 rows = await c.as_account(account, c.archive.search, account.agency, limit=SEARCH_LIMIT, **filters)
-            except UsageError as exc:
-                error = str(exc)
+            except UsageError:
+                log.warning("console search refused: %s", filters, exc_info=True)
+                error = _("The archive refused this search; check the fields.")
         grants = await asyncio.to_thread(queries.live_view_grants, c.archive, account)
         for r in rows:
             r["duration"] = queries.duration_seconds(r)
@@ -181,7 +199,11 @@ def add_routes(app: web.Application, console: Console) -> None:
     def case_view(account, number: str) -> dict:
         case, rows = queries.case_segments(c.archive, account.agency, number)
         if case is None:
-            raise web.HTTPNotFound()
+            if account.role not in PAGES["case-edit"]:
+                raise web.HTTPNotFound()
+            # not yet a case: labelling the first segments into this number starts it
+            return {"case": {"case_number": number, "id": None, "party": None, "cause": None, "act_type": None,
+                             "retain_years": None}, "timeline": [], "holds": [], "new": True}
         digests = [r["segment_digest"] for r in rows]
         audit_of(c.archive).record(account.agency, "search", actor=account.actor, case=number, segments=digests,
                                    detail={"console": "case page"})
@@ -192,57 +214,88 @@ def add_routes(app: web.Application, console: Console) -> None:
         timeline.sort(key=lambda t: t["utc"])
         holds = [h for h in c.archive.holds(account.agency)
                  if h["case_id"] == case["id"] or h["segment_digest"] in set(digests)]
-        return {"case": case, "timeline": timeline, "holds": holds}
+        return {"case": case, "timeline": timeline, "holds": holds, "new": False}
 
-    async def render_case(request, number, *, forms=None, status=200, done=None):
+    async def render_case(request, number, *, forms=None, status=200, done=None, failure=None):
         account = request[ACCOUNT]
         view = await c.as_account(account, case_view, account, number)
+        if view["new"] and status == 200:
+            status = 404  # no such case (yet): the page offers to start it
         session = await aiohttp_session.get_session(request)
-        forms = forms or {}
-        for name, cls in (("label", LabelForm), ("hold", HoldForm)):
-            forms.setdefault(name, bind(cls, None, secret=c.csrf_secret, session=session))
-        return aiohttp_jinja2.render_template("case.html", request, {**view, "forms": forms, "done": done},
-                                              status=status)
+        shown = {name: bind(cls, None, secret=c.csrf_secret, session=session)
+                 for name, cls in (("label", LabelForm), ("hold", HoldForm))}
+        shown.update(forms or {})
+        done = done or await take_flash(request)
+        return aiohttp_jinja2.render_template("case.html", request, {**view, "forms": shown, "done": done,
+                                                                     "failure": failure}, status=status)
 
     @page("case")
     async def case_get(request: web.Request):
-        return await render_case(request, request.match_info["number"])
+        number = request.match_info["number"]
+        if number != number.strip():
+            raise web.HTTPSeeOther(f"/case/{quote(number.strip(), safe='')}")
+        return await render_case(request, number)
+
+    @page("case")
+    async def case_open(request: web.Request):
+        number = (request.query.get("number") or "").strip()
+        if not number:
+            raise web.HTTPSeeOther("/search")
+        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
     @page("case-edit")
     async def case_label(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(LabelForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_case(request, number, forms={"label": form}, status=400)
         segments = [s for s in SEGMENT_SPLIT.split(form.segments.data) if s]
-        await c.as_account(account, c.archive.label, account.agency, segments, case_number=number,
-                           who=account.username, party=form.party.data or None, cause=form.cause.data or None)
-        return await render_case(request, number, done=_("Labelled %(n)s segment(s).", n=len(segments)))
+        unknown = [s for s in segments if await asyncio.to_thread(queries.segment_row, c.archive, account.agency, s)
+                   is None]
+        if unknown:
+            form.segments.errors.append(_("not in this archive: %(names)s", names="、".join(unknown)))
+            return await render_case(request, number, forms={"label": form}, status=400)
+        try:
+            await c.as_account(account, c.archive.label, account.agency, segments, case_number=number,
+                               who=account.username, party=form.party.data or None, cause=form.cause.data or None)
+        except UsageError:
+            log.info("console labelling refused", exc_info=True)
+            return await render_case(request, number, forms={"label": form}, status=400,
+                                     failure=_("The archive refused this labelling; check the segments and fields."))
+        await flash(request, _("Labelled %(n)s segment(s).", n=len(segments)))
+        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
     @page("hold")
     async def case_hold(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(HoldForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_case(request, number, forms={"hold": form}, status=400)
-        await c.as_account(account, c.archive.hold, account.agency, reason=form.reason.data,
-                           who=account.username, case_number=number)
-        return await render_case(request, number, done=_("Legal hold placed."))
+        try:
+            await c.as_account(account, c.archive.hold, account.agency, reason=form.reason.data,
+                               who=account.username, case_number=number)
+        except UsageError:
+            log.info("console hold refused", exc_info=True)
+            return await render_case(request, number, forms={"hold": form}, status=400,
+                                     failure=_("The archive refused this legal hold."))
+        await flash(request, _("Legal hold placed."))
+        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
     @page("hold")
     async def case_release(request: web.Request):
         account = request[ACCOUNT]
-        number = request.match_info["number"]
+        number = request.match_info["number"].strip()
         session = await aiohttp_session.get_session(request)
         form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            raise UsageError(_("The form has expired; reload the page."))
+            raise UsageError("；".join(problems(form)))
         await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username)
-        return await render_case(request, number, done=_("Legal hold released."))
+        await flash(request, _("Legal hold released."))
+        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
     # -- requests and approvals --------------------------------------------------------------
 
@@ -253,6 +306,11 @@ def add_routes(app: web.Application, console: Console) -> None:
         now = c.now_text()
         listed = sorted(({"g": g, "state": queries.grant_state(g, now)} for g in grants),
                         key=lambda x: -x["g"].id)
+        # segments by name: what the approver decides on (pending requests) and what the viewer may play
+        named = sorted({d for x in listed if x["state"] == "requested" or (
+            x["state"] == "live" and x["g"].grantee == account.username) for d in x["g"].segments})
+        segments = await asyncio.to_thread(queries.segments_by_digest, c.archive, account.agency, named)
+        done = done or await take_flash(request)
         if request_form is None:
             request_form = bind(RequestForm, None, secret=c.csrf_secret, session=session)
             seg = request.query.get("segment")
@@ -261,7 +319,7 @@ def add_routes(app: web.Application, console: Console) -> None:
             if request.query.get("case"):
                 request_form.case_number.data = request.query["case"]
         return aiohttp_jinja2.render_template("grants.html", request, {
-            "grants": listed, "request_form": request_form, "done": done, "failure": failure,
+            "grants": listed, "request_form": request_form, "done": done, "failure": failure, "segments": segments,
             "decide_form": bind(DecideForm, None, secret=c.csrf_secret, session=session),
             "revoke_form": bind(RevokeForm, None, secret=c.csrf_secret, session=session),
             "may_request": account.role in ("officer", "keeper", "reviewer"),
@@ -276,16 +334,21 @@ def add_routes(app: web.Application, console: Console) -> None:
         account = request[ACCOUNT]
         session = await aiohttp_session.get_session(request)
         form = bind(RequestForm, await request.post(), secret=c.csrf_secret, session=session)
-        if not form.validate():
+        if form.validate():
+            await asyncio.to_thread(_check_request_scope, c, account, form)
+        if any(f.errors for f in form):
             return await render_grants(request, request_form=form, status=400)
         try:
             g = await c.as_account(account, c.grants.request, account, grantee=form.grantee.data or account.username,
                                    actions=form.actions.data, reason=form.reason.data, hours=form.hours.data,
                                    case_number=form.case_number.data or None,
                                    segments=[s for s in SEGMENT_SPLIT.split(form.segments.data or "") if s])
-        except (UsageError, AccessDenied) as exc:
-            return await render_grants(request, request_form=form, status=400, failure=str(exc))
-        return await render_grants(request, done=_("Request %(id)s filed; the agency head decides.", id=g.id))
+        except (UsageError, AccessDenied):
+            log.info("console request refused", exc_info=True)
+            return await render_grants(request, request_form=form, status=400,
+                                       failure=_("The request was refused: check who it is for and what it covers."))
+        await flash(request, _("Request %(id)s filed; the agency head decides.", id=g.id))
+        raise web.HTTPSeeOther("/grants")
 
     @page("grants")
     async def grants_decide(request: web.Request):
@@ -293,18 +356,20 @@ def add_routes(app: web.Application, console: Console) -> None:
         session = await aiohttp_session.get_session(request)
         form = bind(DecideForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            return await render_grants(request, status=400, failure=_("The form has expired; reload the page.")
-                                       if form.csrf_token.errors else _("Enter the 6-digit code."))
+            return await render_grants(request, status=400, failure="；".join(problems(form)))
         try:
             g = await c.as_account(account, c.grants.decide, account, _grant_id(request),
                                    approve=form.decision.data == "approve", totp=form.totp.data or None,
                                    note=form.note.data or "")
         except LoginFailed_:
             return await render_grants(request, status=401, failure=_("Wrong code from the authenticator app."))
-        except (UsageError, AccessDenied) as exc:
-            return await render_grants(request, status=400, failure=str(exc))
-        return await render_grants(request, done=(_("Request %(id)s approved.", id=g.id) if g.status == "approved"
-                                                  else _("Request %(id)s refused.", id=g.id)))
+        except (UsageError, AccessDenied):
+            log.info("console decision refused", exc_info=True)
+            return await render_grants(request, status=400, failure=_(
+                "This request cannot be decided now: it is already decided, or it is your own."))
+        await flash(request, _("Request %(id)s approved.", id=g.id) if g.status == "approved"
+                    else _("Request %(id)s refused.", id=g.id))
+        raise web.HTTPSeeOther("/grants")
 
     @page("grants")
     async def grants_revoke(request: web.Request):
@@ -312,9 +377,10 @@ def add_routes(app: web.Application, console: Console) -> None:
         session = await aiohttp_session.get_session(request)
         form = bind(RevokeForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            return await render_grants(request, status=400, failure=_("Give a reason."))
+            return await render_grants(request, status=400, failure="；".join(problems(form)))
         g = await c.as_account(account, c.grants.revoke, account, _grant_id(request), reason=form.reason.data)
-        return await render_grants(request, done=_("Grant %(id)s revoked.", id=g.id))
+        await flash(request, _("Grant %(id)s revoked.", id=g.id))
+        raise web.HTTPSeeOther("/grants")
 
     # -- playback ----------------------------------------------------------------------------
 
@@ -325,7 +391,11 @@ def add_routes(app: web.Application, console: Console) -> None:
         if row is None:
             raise web.HTTPNotFound()
         grant_id = _int_or_none(request.query.get("grant"))
-        grant = await c.as_account(account, c.grants.require, account, "view", [row["segment_digest"]], grant_id)
+        try:
+            grant = await c.as_account(account, c.grants.require, account, "view", [row["segment_digest"]], grant_id)
+        except AccessDenied:
+            why = await asyncio.to_thread(_why_no_view, c, account, grant_id, row["segment_digest"])
+            raise _Refused(why) from None
         return row, grant
 
     @page("play")
@@ -335,11 +405,12 @@ def add_routes(app: web.Application, console: Console) -> None:
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "view", actor=account.actor,
                                 case=grant.case_number, segments=[row["segment_digest"]],
                                 detail={"grant": grant.id, "console": "playback page"})
-        timeline = [e for e in row["events"] if isinstance(e, dict)]
-        timeline.sort(key=lambda e: (e.get("media_us") is None, e.get("media_us") or 0))
         facts = await asyncio.to_thread(queries.manifest_facts, c.archive, row, c.scratch)
+        duration = queries.duration_seconds(row)
+        timeline = queries.event_offsets(row["events"], media_start_us=facts.get("media_start_us"),
+                                         opened_utc=row["opened_utc"], duration=duration)
         return aiohttp_jinja2.render_template("play.html", request, {
-            "row": row, "grant": grant, "timeline": timeline, "duration": queries.duration_seconds(row),
+            "row": row, "grant": grant, "timeline": timeline, "duration": duration,
             "now": c.now_text(), "facts": facts})
 
     @page("play")
@@ -416,6 +487,7 @@ def add_routes(app: web.Application, console: Console) -> None:
         view = await asyncio.to_thread(review_view, account)
         if form is None:
             form = bind(ReviewForm, None, secret=c.csrf_secret, session=session)
+        done = done or await take_flash(request)
         return aiohttp_jinja2.render_template("review.html", request, {
             **view, "form": form, "done": done, "failure": failure}, status=status)
 
@@ -432,15 +504,18 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = bind(ReviewForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_review(request, form=form, status=400)
-        criteria = {"since": form.since.data.isoformat(),
-                    "until": (form.until.data + dt.timedelta(days=1)).isoformat()}
+        since, until = queries.day_bounds(form.since.data, form.until.data)  # Beijing days, both included
+        criteria = {"since": since, "until": until}
         criteria.update({k: getattr(form, k).data for k in ("officer", "sub_unit", "mark") if getattr(form, k).data})
         try:
             g = await c.as_account(account, rv.sample, c.archive, account, form.size.data, **criteria)
-        except UsageError as exc:
-            return await render_review(request, form=form, status=400, failure=str(exc))
-        return await render_review(request, done=_("Sample of %(n)s drawn; request %(id)s goes to the agency head.",
-                                                   n=len(g.segments), id=g.id))
+        except UsageError:  # the form has checked the size: what is left is an empty population
+            log.info("review sample refused", exc_info=True)
+            return await render_review(request, form=form, status=400,
+                                       failure=_("No recordings match these criteria."))
+        await flash(request, _("Sample of %(n)s drawn; request %(id)s goes to the agency head.",
+                               n=len(g.segments), id=g.id))
+        raise web.HTTPSeeOther("/review")
 
     @page("review-work")
     async def review_finding(request: web.Request):
@@ -450,38 +525,62 @@ def add_routes(app: web.Application, console: Console) -> None:
         session = await aiohttp_session.get_session(request)
         form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            return await render_review(request, status=400, failure="; ".join(
-                f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
-        await c.as_account(account, rv.record_finding, c.archive, account, form.segment.data, form.result.data,
-                           form.note.data, sample_grant=form.grant.data)
-        return await render_review(request, done=_("Finding recorded."))
+            return await render_review(request, status=400, failure="；".join(problems(form)))
+        try:
+            await c.as_account(account, rv.record_finding, c.archive, account, form.segment.data, form.result.data,
+                               form.note.data, sample_grant=form.grant.data)
+        except AccessDenied:
+            why = await asyncio.to_thread(_why_no_view, c, account, form.grant.data, form.segment.data)
+            return await render_review(request, status=403, failure=why)
+        await flash(request, _("Finding recorded."))
+        raise web.HTTPSeeOther("/review")
 
     # -- audit -------------------------------------------------------------------------------
+
+    def audit_filters(request) -> tuple[AuditFilterForm, dict, list[str]]:
+        """The audit page's filter form, the archive query it makes, and its problems
+        (in the page's language; an invalid filter shows no entries rather than all)."""
+        form = AuditFilterForm(_Query(request.query))
+        if not form.validate():
+            return form, {}, problems(form)
+        since, until = queries.day_bounds(form.since.data, form.until.data)
+        return form, {"actor": form.actor.data, "case": form.case.data, "segment": form.segment.data,
+                      "since": since, "until": until}, []
 
     @page("audit")
     async def audit(request: web.Request):
         account = request[ACCOUNT]
-        form = AuditFilterForm(_Query(request.query))
-        form.validate()
-        entries = await asyncio.to_thread(queries.audit_entries, c.archive, account.agency, actor=form.actor.data,
-                                          case=form.case.data, segment=form.segment.data)
+        form, filters, errors = audit_filters(request)
+        entries = [] if errors else await asyncio.to_thread(
+            queries.audit_entries, c.archive, account.agency, before=form.before.data, **filters)
+        older = None
+        if len(entries) == queries.AUDIT_PAGE_LIMIT:
+            older = {k: v for k, v in request.query.items() if k != "before"} | {"before": entries[-1]["seq"]}
+        export = {k: v for k, v in request.query.items() if k != "before"}
         return aiohttp_jinja2.render_template("audit.html", request, {
-            "form": form, "entries": entries, "limit": queries.AUDIT_PAGE_LIMIT,
-            "query": request.query_string})
+            "form": form, "entries": entries, "limit": queries.AUDIT_PAGE_LIMIT, "errors": errors,
+            "older": urlencode(older) if older else None, "query": urlencode(export)})
 
     @page("audit")
     async def audit_export(request: web.Request):
         account = request[ACCOUNT]
-        form = AuditFilterForm(_Query(request.query))
-        form.validate()
+        form, filters, errors = audit_filters(request)
         fmt = request.query.get("format", "csv")
         if fmt not in ("csv", "pdf"):
-            raise UsageError("format: csv or pdf")
-        data = await asyncio.to_thread(_audit_export, c, account.agency, fmt, form.actor.data, form.case.data,
-                                       form.segment.data)
+            errors.append(_("Export format: CSV or PDF."))
+        if fmt == "pdf" and not errors:
+            matched = await asyncio.to_thread(queries.audit_entries, c.archive, account.agency,
+                                              limit=AUDIT_PDF_LIMIT + 1, **filters)
+            if len(matched) > AUDIT_PDF_LIMIT:
+                errors.append(_("A PDF holds at most %(limit)s entries: narrow the dates, person or case, or "
+                                "export CSV.", limit=AUDIT_PDF_LIMIT))
+        if errors:
+            return await c.error_page(request, 400, _("The request could not be done."), detail="；".join(errors))
+        data = await asyncio.to_thread(_audit_export, c, account.agency, fmt, filters)
         await asyncio.to_thread(audit_of(c.archive).record, account.agency, "audit-export", actor=account.actor,
                                 case=form.case.data, detail={"format": fmt, "actor": form.actor.data,
-                                                             "segment": form.segment.data, "console": True})
+                                                             "segment": form.segment.data, "since": filters["since"],
+                                                             "until": filters["until"], "console": True})
         return web.Response(body=data, content_type="text/csv" if fmt == "csv" else "application/pdf",
                             charset="utf-8" if fmt == "csv" else None,
                             headers={"Content-Disposition": f'attachment; filename="audit.{fmt}"'})
@@ -496,6 +595,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     r.add_get("/docks/stream", docks_stream)
     r.add_post("/docks/checkout", docks_checkout)
     r.add_get("/search", search)
+    r.add_get("/case", case_open)
     r.add_get("/case/{number}", case_get)
     r.add_post("/case/{number}/label", case_label)
     r.add_post("/case/{number}/hold", case_hold)
@@ -518,15 +618,14 @@ def add_routes(app: web.Application, console: Console) -> None:
 from ..accounts import LoginFailed as LoginFailed_  # noqa: E402 - a name that reads apart from the form's
 
 
-def _audit_export(c: Console, agency: str, fmt: str, actor, case, segment) -> bytes:
+def _audit_export(c: Console, agency: str, fmt: str, filters: dict) -> bytes:
     import csv
     import io
     import json
 
     from ..report import render_audit_pdf
 
-    rows = queries.audit_entries(c.archive, agency, actor=actor, case=case, segment=segment, limit=None,
-                                 newest_first=False)
+    rows = queries.audit_entries(c.archive, agency, limit=None, newest_first=False, **filters)
     if fmt == "csv":  # the same columns as ``bodycam archive audit export --format csv``
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -538,8 +637,55 @@ def _audit_export(c: Console, agency: str, fmt: str, actor, case, segment) -> by
         return ("\ufeff" + buf.getvalue()).encode()
     a = c.archive.agency(agency)
     log_ = audit_of(c.archive)
-    return render_audit_pdf(agency=a, entries=[r["payload"] | {"digest": r["digest"]} for r in rows], case=case,
-                            actor=actor, head=log_.head(agency), stamps=log_.stamps(agency), now=c.now_text())
+    return render_audit_pdf(agency=a, entries=[r["payload"] | {"digest": r["digest"]} for r in rows],
+                            case=filters["case"], actor=filters["actor"], head=log_.head(agency),
+                            stamps=log_.stamps(agency), now=c.now_text())
+
+
+class _Refused(AccessDenied):
+    """AccessDenied whose text is already the page's (catalogue) message."""
+
+
+def _check_request_scope(c: Console, account, form) -> None:
+    """Field errors (in the page's language) for a request naming no case or segment,
+    a case that does not exist, or segments this archive does not hold."""
+    segments = [s for s in SEGMENT_SPLIT.split(form.segments.data or "") if s]
+    if not form.case_number.data and not segments:
+        form.case_number.errors.append(_("give a case number or segments"))
+    if form.case_number.data and queries.case_segments(c.archive, account.agency, form.case_number.data)[0] is None:
+        form.case_number.errors.append(_("there is no such case"))
+    unknown = [s for s in segments if queries.segment_row(c.archive, account.agency, s) is None]
+    if unknown:
+        form.segments.errors.append(_("not in this archive: %(names)s", names="、".join(unknown)))
+
+
+def _why_no_view(c: Console, account, grant_id: int | None, digest: str) -> str:
+    """Why ``account`` may not view ``digest`` under ``grant_id``, in the page's language
+    (the archive's AccessDenied text is English for the log and the CLI)."""
+    grant = next((g for g in c.grants.list(account) if g.id == grant_id), None) if grant_id is not None else None
+    if grant is None or grant.grantee != account.username or "view" not in grant.actions:
+        return _("You have no grant to view this segment: request access and wait for the agency head's "
+                 "approval (Art. 19).")
+    if digest not in grant.segments:
+        return _("Grant %(id)s does not cover this segment.", id=grant.id)
+    state = queries.grant_state(grant, c.now_text())
+    if state == "expired":
+        return _("Grant %(id)s expired at %(time)s (Beijing time).", id=grant.id,
+                 time=queries.beijing_text(grant.valid_until_utc))
+    if state == "requested":
+        return _("Grant %(id)s still awaits the agency head's decision.", id=grant.id)
+    return _("Grant %(id)s was refused or revoked.", id=grant.id)
+
+
+async def flash(request: web.Request, message: str) -> None:
+    """Keep ``message`` for the next page this visitor opens (POST-redirect-GET)."""
+    session = await aiohttp_session.get_session(request)
+    session["flash"] = message
+
+
+async def take_flash(request: web.Request) -> str | None:
+    session = await aiohttp_session.get_session(request)
+    return session.pop("flash", None)
 
 
 class _Query:
@@ -569,7 +715,7 @@ def _next(request: web.Request) -> str | None:
 def _grant_id(request: web.Request) -> int:
     value = _int_or_none(request.match_info["id"])
     if value is None:
-        raise UsageError("grant id must be a number")
+        raise UsageError(_("There is no such request."))
     return value
 
 
@@ -577,5 +723,5 @@ def _int_or_none(text: str | None) -> int | None:
     if text is None or text == "":
         return None
     if not text.isdigit():
-        raise UsageError(f"{text!r} is not a number")
+        raise UsageError(_("%(text)s is not a number.", text=text))
     return int(text)
