@@ -646,15 +646,22 @@ class Archive:
         return ids
 
     @audited("release")
-    def release(self, agency: str | None, hold_id: int, *, who: str) -> None:
+    def release(self, agency: str | None, hold_id: int, *, who: str, case_number: str | None = None) -> None:
+        """Release legal hold ``hold_id``; with ``case_number``, only a hold on that
+        case (a case page releases its own holds; the audit entry names the case).
+        UsageError if there is no such active hold."""
         a = self.agency(agency)
         _require(who, "who")
         with self._lock, self.engine.begin() as conn:
-            n = conn.execute(update(ix.holds).where(ix.holds.c.id == hold_id, ix.holds.c.agency == a.id,
-                                                    ix.holds.c.released_utc.is_(None))
-                             .values(released_by=who, released_utc=ev.utc_text(self.now()))).rowcount
+            q = update(ix.holds).where(ix.holds.c.id == hold_id, ix.holds.c.agency == a.id,
+                                       ix.holds.c.released_utc.is_(None))
+            if case_number is not None:
+                case = self._case(conn, a, case_number, create=False)
+                q = q.where(ix.holds.c.case_id == case.id)
+            n = conn.execute(q.values(released_by=who, released_utc=ev.utc_text(self.now()))).rowcount
             if n != 1:
-                raise UsageError(f"no active hold {hold_id} in agency {a.id}")
+                raise UsageError(f"no active hold {hold_id} in agency {a.id}"
+                                 + (f" on case {case_number}" if case_number is not None else ""))
 
     def holds(self, agency: str | None, active_only: bool = True) -> list[dict[str, Any]]:
         a = self.agency(agency)

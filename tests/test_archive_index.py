@@ -206,7 +206,16 @@ def test_written_records_are_sealed_into_the_case(world, tmp_path):
     clock.advance(13 * 366 * 86400)
     dry = archive.expire(who="job", dry_run=True)
     assert [i["name"] for i in dry["kept"] if i["kind"] == "document"] == ["案-4/送达回证.pdf"]
-    archive.release(None, hold_id, who="keeper-1")
+    # a case's page releases only that case's holds; the audit entry names the case
+    archive.label(None, names[:1], case_number="案-5", who="keeper-1")
+    with pytest.raises(UsageError, match="no active hold .* on case 案-5"):
+        archive.release(None, hold_id, who="keeper-1", case_number="案-5")
+    assert [h["id"] for h in archive.holds(None)] == [hold_id]
+    archive.release(None, hold_id, who="keeper-1", case_number="案-4")
+    from archive.console.queries import audit_entries
+
+    released = [e["payload"] for e in audit_entries(archive, archive.agency(None).id) if e["payload"]["action"] == "release"]
+    assert [(r["outcome"], r["case"]) for r in released] == [("ok", "案-4"), ("refused", "案-5")]
     done = archive.expire(who="job", dry_run=False)
     assert "案-4/送达回证.pdf" in [d["name"] for d in done["deleted"]]
     tomb = [t for t in archive.tombstones(None) if t["kind"] == "document"][0]
