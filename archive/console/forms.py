@@ -17,12 +17,33 @@ from wtforms import validators as v
 from wtforms.csrf.session import SessionCSRF
 from wtforms.i18n import get_translations
 
+from aiohttp.web import FileField
+
+from bodycam.errors import UsageError
 from device.sealing.pki import OFFICER_ID_RE
 
 from .i18n import current_locale
 
 CSRF_TIME_LIMIT = dt.timedelta(hours=2)
 RETENTION_CLASSES = ("", "patrol", "review", "case", "art13")
+ID_MAX = 2 ** 31 - 1  # largest row id (grants, holds) in both indexes: PostgreSQL ``integer``, within SQLite's 64 bits
+FIRST_DAY = dt.date(2000, 1, 1)  # dates a form takes: no footage before, and room for a century's retention
+LAST_DAY = dt.date(2100, 12, 31)
+
+
+class NoFileUpload(UsageError):
+    """A form field arrived as an uploaded file; no console form takes files (HTTP 400)."""
+
+
+def day_in_range(form, field) -> None:
+    """WTForms validator: a date field's day lies in FIRST_DAY..LAST_DAY (else dates overflow downstream)."""
+    if field.data is not None and not FIRST_DAY <= field.data <= LAST_DAY:
+        raise v.ValidationError(f"{FIRST_DAY.isoformat()} .. {LAST_DAY.isoformat()}")
+
+
+def row_id() -> list:
+    """Validators of a row id field: required, 1..ID_MAX."""
+    return [v.InputRequired(), v.NumberRange(min=1, max=ID_MAX)]
 
 
 class FormData:
@@ -118,7 +139,7 @@ class HoldForm(ConsoleForm):
 
 
 class ReleaseForm(ConsoleForm):
-    hold = IntegerField(validators=[v.InputRequired()])
+    hold = IntegerField(validators=row_id())
 
 
 class _Get(Form):
@@ -129,7 +150,7 @@ class _Get(Form):
 
 class MisuseForm(_Get):
     officer = StringField(validators=[v.InputRequired(), v.Length(max=64)])
-    day = DateField(validators=[v.InputRequired()])
+    day = DateField(validators=[v.InputRequired(), day_in_range])
     start = TimeField(default=dt.time(8, 30), validators=[v.Optional()])
     end = TimeField(default=dt.time(17, 30), validators=[v.Optional()])
     late_minutes = IntegerField(default=30, validators=[v.Optional(), v.NumberRange(min=0, max=24 * 60)])
@@ -139,8 +160,8 @@ class MisuseForm(_Get):
 class ReviewForm(ConsoleForm):
     """Draw a sample (archive/review.py files the view request for it)."""
 
-    since = DateField(validators=[v.InputRequired()])
-    until = DateField(validators=[v.InputRequired()])
+    since = DateField(validators=[v.InputRequired(), day_in_range])
+    until = DateField(validators=[v.InputRequired(), day_in_range])
     size = IntegerField(default=10, validators=[v.InputRequired(), v.NumberRange(min=1, max=200)])
     officer = StringField(filters=[lambda x: x.strip() if x else None])
     sub_unit = StringField(filters=[lambda x: x.strip() if x else None])
@@ -148,7 +169,7 @@ class ReviewForm(ConsoleForm):
 
 
 class FindingForm(ConsoleForm):
-    grant = IntegerField(validators=[v.InputRequired()])
+    grant = IntegerField(validators=row_id())
     segment = StringField(validators=[v.InputRequired(), v.Length(min=64, max=64)])
     result = SelectField(choices=[("conforms", "conforms"), ("problem", "problem")], validators=[v.InputRequired()])
     note = StringField(validators=[v.InputRequired(), v.Length(max=2000)])
@@ -163,6 +184,13 @@ class CheckoutForm(ConsoleForm):
 
 
 def bind(form_class: type[Form], formdata, *, secret: bytes, session) -> Form:
-    """``form_class`` bound to POSTed ``formdata`` (or None), CSRF tied to ``session``."""
+    """``form_class`` bound to POSTed ``formdata`` (or None), CSRF tied to ``session``.
+
+    Raises NoFileUpload when any part of ``formdata`` is an uploaded file
+    (a multipart POST with a file field): no console form takes one."""
+    if formdata is not None:
+        for name, value in formdata.items():
+            if isinstance(value, FileField):
+                raise NoFileUpload(f"{name}: this form takes no files")
     return form_class(FormData(formdata) if formdata is not None else None,
                       meta={"csrf_secret": secret, "csrf_context": session})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 
 import aiohttp_jinja2
@@ -18,10 +19,11 @@ from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
 from . import i18n, oversight, queries
 from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
-from .forms import (AuditFilterForm, CheckoutForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
-                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
+from .forms import (AuditFilterForm, CheckoutForm, ConsoleForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
+                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind, ID_MAX)
 from .i18n import _
 
+log = logging.getLogger(__name__)
 SEGMENT_SPLIT = re.compile(r"[\s,;]+")
 SEARCH_LIMIT = 100
 
@@ -48,20 +50,17 @@ def add_routes(app: web.Application, console: Console) -> None:
             address = request.remote or "?"
             if not c.login_allowed(address, form.username.data):
                 failure, status = _("Too many sign-in attempts: wait a minute and try again."), 429
+                await asyncio.to_thread(c.accounts.refused_login, form.username.data, "rate limit")
             else:
                 try:
-                    account, _token = await asyncio.to_thread(c.accounts.login, form.username.data,
-                                                              form.password.data, form.totp.data or None)
-                except LoginFailed_ as exc:
-                    failure, status = (_("Wrong code from the authenticator app.") if "TOTP" in str(exc)
-                                       else _("Unknown user or wrong password.")), 401
+                    account, token = await asyncio.to_thread(c.accounts.login, form.username.data,
+                                                             form.password.data, form.totp.data or None)
+                except LoginFailed_:
+                    # one answer for an unknown user, a wrong password or a wrong code (the trail says which)
+                    c.login_failed(address, form.username.data)
+                    failure, status = _("Wrong user name, password or authenticator code."), 401
                 else:
-                    locale = session.get("locale")
-                    session.invalidate()
-                    session = await aiohttp_session.new_session(request)
-                    session.update({"user": account.username, "role": account.role, "agency": account.agency})
-                    if locale:
-                        session["locale"] = locale
+                    await c.start_session(request, account, token)
                     target = _next(request) or HOME.get(account.role, "/search")
                     raise web.HTTPSeeOther(target)
         else:
@@ -71,11 +70,10 @@ def add_routes(app: web.Application, console: Console) -> None:
 
     async def logout(request: web.Request):
         session = await aiohttp_session.get_session(request)
-        form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
-        form.validate()
-        if form.csrf_token.errors:
+        form = bind(ConsoleForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
             raise UsageError(_("The form has expired; reload the page."))
-        session.invalidate()
+        await c.end_session(session)
         raise web.HTTPSeeOther("/login")
 
     @public
@@ -144,14 +142,17 @@ def add_routes(app: web.Application, console: Console) -> None:
         token = c._csrf_token(await aiohttp_session.get_session(request))
         async with sse_response(request) as sse:
             last = None
-            while sse.is_connected():
-                signature = await asyncio.to_thread(queries.boards_signature, c.dock_status)
-                if signature != last:
-                    last = signature
-                    view = await asyncio.to_thread(dock_view, account)
-                    html = env.get_template("_bays.html").render(**view, csrf_token=token)
-                    await sse.send(html, event="bays")
-                await asyncio.sleep(BOARD_POLL_SECONDS)
+            try:
+                while sse.is_connected():
+                    signature = await asyncio.to_thread(queries.boards_signature, c.dock_status)
+                    if signature != last:
+                        last = signature
+                        view = await asyncio.to_thread(dock_view, account)
+                        html = env.get_template("_bays.html").render(**view, csrf_token=token)
+                        await sse.send(html, event="bays")
+                    await asyncio.sleep(BOARD_POLL_SECONDS)
+            except ConnectionResetError:  # the browser left the page: normal, the stream just ends
+                log.debug("dock board stream of %s ended: the browser went away", account.username)
         return sse
 
     # -- search ------------------------------------------------------------------------------
@@ -240,7 +241,8 @@ def add_routes(app: web.Application, console: Console) -> None:
         session = await aiohttp_session.get_session(request)
         form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
-            raise UsageError(_("The form has expired; reload the page."))
+            raise UsageError(_("The form has expired; reload the page.") if form.csrf_token.errors
+                             else "; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
         await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username)
         return await render_case(request, number, done=_("Legal hold released."))
 
@@ -299,7 +301,7 @@ def add_routes(app: web.Application, console: Console) -> None:
             g = await c.as_account(account, c.grants.decide, account, _grant_id(request),
                                    approve=form.decision.data == "approve", totp=form.totp.data or None,
                                    note=form.note.data or "")
-        except LoginFailed_:
+        except LoginFailed_:  # audited by Accounts.check_totp
             return await render_grants(request, status=401, failure=_("Wrong code from the authenticator app."))
         except (UsageError, AccessDenied) as exc:
             return await render_grants(request, status=400, failure=str(exc))
@@ -574,8 +576,9 @@ def _grant_id(request: web.Request) -> int:
 
 
 def _int_or_none(text: str | None) -> int | None:
+    """A row id from a URL (ASCII digits, 1..ID_MAX), None when absent; UsageError otherwise."""
     if text is None or text == "":
         return None
-    if not text.isdigit():
-        raise UsageError(f"{text!r} is not a number")
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not 1 <= int(text) <= ID_MAX:
+        raise UsageError(f"{text[:40]!r} is not a number from 1 to {ID_MAX}")
     return int(text)
