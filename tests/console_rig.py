@@ -14,12 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyotp
-
 from archive.accounts import Accounts
 
 from .archive_rig import unavailable
-from .lawful_rig import LawRig, make_archive
+from .lawful_rig import LawRig, make_archive, next_totp
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,7 +39,8 @@ class ConsoleRig:
     board: Path
 
     def totp(self, username: str) -> str:
-        return pyotp.TOTP(self.accounts.totp_secret(username)).at(self.law.clock.utc_now())
+        """A fresh code: the clock moves to the next 30-second step (a code works once)."""
+        return next_totp(self.law.clock, self.accounts.totp_secret(username))
 
 
 def make_console(agency, root: Path, *, index: str = "") -> ConsoleRig:
