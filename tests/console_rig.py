@@ -61,6 +61,21 @@ def make_console(agency, root: Path, *, index: str = "") -> ConsoleRig:
     return ConsoleRig(law, accounts, running.url, running, board)
 
 
+def rig_per_index(request, agency, tmp_path_factory, database: str):
+    """The body of a module fixture parametrised ``["sqlite", "postgresql"]``: the console
+    over an index of that kind (PostgreSQL: a new ``database`` in the module's cluster),
+    stopped when the module ends."""
+    from .archive_rig import postgres_index
+
+    index = postgres_index(request.getfixturevalue("postgres"), database) if request.param == "postgresql" else ""
+    rig = make_console(agency, tmp_path_factory.mktemp(database), index=index)
+    try:
+        yield rig
+    finally:
+        rig.running.stop()
+        rig.law.close()
+
+
 def launch_chromium(playwright):
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         unavailable("Debian's chromium is not installed (apt-get install chromium fonts-noto-cjk)")

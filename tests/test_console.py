@@ -16,8 +16,7 @@ import pytest
 from archive.audit import audit_of
 from archive.console import queries
 
-from .archive_rig import postgres_index
-from .console_rig import CASE, PASSWORD, launch_chromium, make_console, screenshot, sign_in
+from .console_rig import CASE, PASSWORD, launch_chromium, rig_per_index, screenshot, sign_in
 
 try:
     from playwright.sync_api import sync_playwright
@@ -28,11 +27,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def rig(request, agency, tmp_path_factory):
     """The console over an archive whose index is SQLite, then PostgreSQL: every page test runs on both."""
-    index = postgres_index(request.getfixturevalue("postgres"), "console") if request.param == "postgresql" else ""
-    rig = make_console(agency, tmp_path_factory.mktemp("console"), index=index)
-    yield rig
-    rig.running.stop()
-    rig.law.close()
+    yield from rig_per_index(request, agency, tmp_path_factory, "console")
 
 
 @pytest.fixture(scope="module")

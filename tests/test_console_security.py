@@ -37,8 +37,7 @@ from yarl import URL
 from archive.console import queries
 from archive.console.app import PAGES, SESSION_IDLE_MINUTES
 
-from .archive_rig import postgres_index
-from .console_rig import CASE, PASSWORD, make_console
+from .console_rig import CASE, PASSWORD, rig_per_index
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"')
 FAILURE_RE = re.compile(r'id="failure">([^<]*)<')
@@ -51,11 +50,7 @@ CLI_TIMEOUT = 60  # seconds: a hang fails the test instead of the suite
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def rig(request, agency, tmp_path_factory):
     """The console over SQLite, then PostgreSQL (integer ranges differ: ids are bounded for both)."""
-    index = postgres_index(request.getfixturevalue("postgres"), "consolesec") if request.param == "postgresql" else ""
-    rig = make_console(agency, tmp_path_factory.mktemp("console-sec"), index=index)
-    yield rig
-    rig.running.stop()
-    rig.law.close()
+    yield from rig_per_index(request, agency, tmp_path_factory, "consolesec")
 
 
 @pytest.fixture(autouse=True)
@@ -232,8 +227,8 @@ def test_the_reported_overflows_answer_400_pages_in_chinese(rig, clients):
     reviewer = clients().signed_in_as("chen.ping")
     for grant in ("99999999999999999999999", "9223372036854775808", "2147483648"):
         for action, form in (("decision", {"decision": "approve", "totp": "123456"}), ("revoke", {"reason": "x"})):
-            status, text = head.request("POST", f"/grants/{grant}/decision" if action == "decision"
-                                        else f"/grants/{grant}/revoke", data={**form, "csrf_token": head.csrf("/grants")})
+            status, text = head.request("POST", f"/grants/{grant}/{action}",
+                                        data={**form, "csrf_token": head.csrf("/grants")})
             assert status == 400 and "2147483647" in text, (grant, action, status, text[:300])
         status, text = keeper.request("POST", f"/case/{urllib.parse.quote(CASE)}/release",
                                       data={"hold": grant, "csrf_token": keeper.csrf("/grants")})

@@ -19,8 +19,8 @@ from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
 from . import i18n, oversight, queries
 from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, Console, page, public, thumbnail_jpeg
-from .forms import (AuditFilterForm, CheckoutForm, ConsoleForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
-                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind, ID_MAX)
+from .forms import (ID_MAX, AuditFilterForm, CheckoutForm, ConsoleForm, DecideForm, FindingForm, HoldForm, LabelForm,
+                    LoginForm, MisuseForm, ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind)
 from .i18n import _
 
 log = logging.getLogger(__name__)
