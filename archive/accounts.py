@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from . import evidence as ev
 from . import lawful_index as lx
 from .audit import Actor, audit_of
 
+log = logging.getLogger(__name__)
 ROLES = ("officer", "keeper", "approver", "reviewer", "auditor", "recipient")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
@@ -52,6 +54,16 @@ MAY = {
     "review": {"reviewer"},
 }
 _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
+_dummy_hash: str | None = None  # verified for unknown users, so they cost what a real account costs
+SIGN_IN_FAILED = "unknown user, wrong password or wrong code"  # one message: no hint which part was wrong
+TOTP_WINDOW = 1  # steps either side of now accepted (RFC 6238 §5.2: clock drift and typing time)
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
 
 
 class AccessDenied(BodycamError, PermissionError):
@@ -125,14 +137,46 @@ class Accounts:
             return conn.execute(select(lx.accounts.c.totp_secret).where(
                 lx.accounts.c.username == username)).scalar()
 
-    def check_totp(self, account: Account, code: str | None) -> None:
-        """Raise LoginFailed unless ``code`` is the account's current TOTP (±1 step)."""
+    def check_totp(self, account: Account, code: str | None, *, action: str = "login",
+                   case: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        """Raise LoginFailed unless ``code`` is the account's TOTP code (RFC 6238,
+        30 s steps, :data:`TOTP_WINDOW` steps either side of now) and no code of
+        its step or a later one was used before by this account: a code works
+        once (RFC 6238 §5.2), at sign-in or on an approval alike.  The step
+        used is kept in ``accounts.totp_last_step`` (set atomically, so two
+        requests racing with one code cannot both pass).
+
+        Every refusal is audited as ``action`` (``login``, ``approve``,
+        ``refuse``) with outcome ``refused``, ``case`` and ``detail`` plus ``why``.
+        """
+        why = None
         secret = self.totp_secret(account.username)
+        step = None
         if secret is None:
-            raise LoginFailed(f"{account.username} has no second factor set up")
-        now = self.archive.now()
-        if not code or not pyotp.TOTP(secret).verify(str(code), for_time=now, valid_window=1):
-            raise LoginFailed("wrong or missing TOTP code")
+            why = "no second factor set up"
+        elif not code or not re.fullmatch(r"[0-9]{6}", str(code)):
+            why = "missing TOTP code" if not code else "malformed TOTP code"
+        else:
+            totp = pyotp.TOTP(secret)
+            here = totp.timecode(self.archive.now())
+            for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
+                if secrets.compare_digest(totp.generate_otp(here + offset), str(code)):
+                    step = here + offset
+            if step is None:
+                why = "wrong TOTP code"
+            else:
+                a = lx.accounts.c
+                with self.archive.engine.begin() as conn:
+                    n = conn.execute(update(lx.accounts).where(
+                        a.id == account.id, a.totp_last_step.is_(None) | (a.totp_last_step < step))
+                        .values(totp_last_step=step)).rowcount
+                if n != 1:
+                    why = "TOTP code already used"
+        if why is None:
+            return
+        audit_of(self.archive).record(account.agency, action, outcome="refused", actor=account.actor, case=case,
+                                      detail={**(detail or {}), "why": why})
+        raise LoginFailed(f"{account.username}: {why}" if action != "login" else SIGN_IN_FAILED)
 
     def login(self, username: str, password: str, totp: str | None = None) -> tuple[Account, str]:
         """Check the password (and TOTP when the account has one); issue a token.
@@ -145,21 +189,15 @@ class Accounts:
                                                          lx.accounts.c.disabled_utc.is_(None))).first()
         try:
             if row is None or row.password_hash is None:
+                _hasher.verify(_dummy(), password)  # the same Argon2 work as a real account: no timing hint
                 raise VerifyMismatchError
             _hasher.verify(row.password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            if row is not None:
-                audit_of(self.archive).record(row.agency, "login", outcome="refused",
-                                              actor=Actor(username, row.role), detail={"why": "password"})
-            raise LoginFailed("unknown user or wrong password") from None
+            self.refused_login(username, "password" if row is not None else "unknown user")
+            raise LoginFailed(SIGN_IN_FAILED) from None
         account = _account(row)
         if row.totp_secret:
-            try:
-                self.check_totp(account, totp)
-            except LoginFailed:
-                audit_of(self.archive).record(row.agency, "login", outcome="refused", actor=account.actor,
-                                              detail={"why": "totp"})
-                raise
+            self.check_totp(account, totp)  # audits its refusal; LoginFailed(SIGN_IN_FAILED)
         token = secrets.token_urlsafe(32)
         now = self.archive.now()
         hours = self.archive.config.lawful_use.token_hours
@@ -169,6 +207,30 @@ class Accounts:
                 created_utc=ev.utc_text(now), expires_utc=ev.utc_text(now + dt.timedelta(hours=hours))))
         audit_of(self.archive).record(row.agency, "login", actor=account.actor)
         return account, token
+
+    def refused_login(self, username: str, why: str) -> None:
+        """Audit a refused sign-in of ``username`` (``why``: password, unknown user,
+        rate limit …) in its account's agency, or, for a name no account has, in
+        the archive's only agency (an archive of several agencies only logs it)."""
+        with self.archive.engine.connect() as conn:
+            row = conn.execute(select(lx.accounts.c.agency, lx.accounts.c.role)
+                               .where(lx.accounts.c.username == username)).first()
+        if row is not None:
+            agency, role = row.agency, row.role
+        elif len(self.archive.agencies) == 1:
+            agency, role = next(iter(self.archive.agencies)), "unknown"
+        else:
+            log.warning("refused sign-in of unknown user %r (%s)", username[:64], why)
+            return
+        audit_of(self.archive).record(agency, "login", outcome="refused", actor=Actor(username[:64], role),
+                                      detail={"why": why})
+
+    def revoke_token(self, token: str) -> None:
+        """End a token now (sign-out): :meth:`by_token` refuses it from then on."""
+        with self.archive.engine.begin() as conn:
+            conn.execute(update(lx.tokens).where(
+                lx.tokens.c.token_sha256 == hashlib.sha256(token.encode()).hexdigest(),
+                lx.tokens.c.revoked_utc.is_(None)).values(revoked_utc=ev.utc_text(self.archive.now())))
 
     def by_token(self, token: str) -> Account:
         """The account of a live token; LoginFailed otherwise."""

@@ -151,7 +151,8 @@ class Grants:
         if grant.status != "requested":
             raise UsageError(f"grant {grant_id} is {grant.status}, not awaiting a decision")
         if self.archive.config.lawful_use.approver_totp:
-            self.accounts.check_totp(approver, totp)
+            self.accounts.check_totp(approver, totp, action="approve" if approve else "refuse",
+                                     case=grant.case_number, detail={"grant": grant.id})
         now = self.archive.now()
         until = now + dt.timedelta(hours=grant.hours)
         agency = self.archive.agency(grant.agency)

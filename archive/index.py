@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 metadata = MetaData()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0005"
+HEAD = "0006"
 
 segments = Table(
     "segments", metadata,

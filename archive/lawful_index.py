@@ -3,7 +3,7 @@ log and its time-stamps, and the register of disclosures (Art. 18)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from .index import metadata
 
@@ -16,6 +16,7 @@ accounts = Table(
     Column("role", String(32), nullable=False),
     Column("password_hash", Text),  # Argon2id (argon2-cffi's encoded form)
     Column("totp_secret", Text),  # base32, approvers
+    Column("totp_last_step", BigInteger),  # the time step of the last TOTP code used (single use, RFC 6238 §5.2)
     Column("disabled_utc", String(32)),
     Column("created_utc", String(32), nullable=False),
     Column("created_by", Text, nullable=False),

@@ -14,12 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyotp
-
 from archive.accounts import Accounts
 
 from .archive_rig import unavailable
-from .lawful_rig import LawRig, make_archive
+from .lawful_rig import LawRig, make_archive, next_totp
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,7 +39,8 @@ class ConsoleRig:
     board: Path
 
     def totp(self, username: str) -> str:
-        return pyotp.TOTP(self.accounts.totp_secret(username)).at(self.law.clock.utc_now())
+        """A fresh code: the clock moves to the next 30-second step (a code works once)."""
+        return next_totp(self.law.clock, self.accounts.totp_secret(username))
 
 
 def make_console(agency, root: Path, *, index: str = "") -> ConsoleRig:
@@ -60,6 +59,21 @@ def make_console(agency, root: Path, *, index: str = "") -> ConsoleRig:
     tls = make_web_certificate(root / "web-tls", ["127.0.0.1", "localhost"])
     running = RunningConsole(law.archive, dock_status=[board.parent], tls=tls).start()
     return ConsoleRig(law, accounts, running.url, running, board)
+
+
+def rig_per_index(request, agency, tmp_path_factory, database: str):
+    """The body of a module fixture parametrised ``["sqlite", "postgresql"]``: the console
+    over an index of that kind (PostgreSQL: a new ``database`` in the module's cluster),
+    stopped when the module ends."""
+    from .archive_rig import postgres_index
+
+    index = postgres_index(request.getfixturevalue("postgres"), database) if request.param == "postgresql" else ""
+    rig = make_console(agency, tmp_path_factory.mktemp(database), index=index)
+    try:
+        yield rig
+    finally:
+        rig.running.stop()
+        rig.law.close()
 
 
 def launch_chromium(playwright):

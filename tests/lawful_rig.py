@@ -268,3 +268,12 @@ def openssl_ts_verify(response: bytes, data: bytes, tsa_cert: Path, tmp: Path) -
 
 def env_for_subprocess() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
+def next_totp(clock: ManualClock, secret: str) -> str:
+    """The TOTP code of the next 30-second step, the clock moved onto it: a code works
+    once (RFC 6238 §5.2), so each approval or sign-in in a test takes a fresh one."""
+    import pyotp
+
+    clock.advance(30)
+    return pyotp.TOTP(secret).at(clock.utc_now())

@@ -16,8 +16,7 @@ import pytest
 from archive.audit import audit_of
 from archive.console import queries
 
-from .archive_rig import postgres_index
-from .console_rig import CASE, PASSWORD, launch_chromium, make_console, screenshot, sign_in
+from .console_rig import CASE, PASSWORD, launch_chromium, rig_per_index, screenshot, sign_in
 
 try:
     from playwright.sync_api import sync_playwright
@@ -28,11 +27,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def rig(request, agency, tmp_path_factory):
     """The console over an archive whose index is SQLite, then PostgreSQL: every page test runs on both."""
-    index = postgres_index(request.getfixturevalue("postgres"), "console") if request.param == "postgresql" else ""
-    rig = make_console(agency, tmp_path_factory.mktemp("console"), index=index)
-    yield rig
-    rig.running.stop()
-    rig.law.close()
+    yield from rig_per_index(request, agency, tmp_path_factory, "console")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +76,7 @@ def test_sign_in_is_chinese_by_default_switches_to_english_and_limits_attempts(r
         page.fill("input[name=username]", "zhao.lei")
         page.fill("input[name=password]", "wrong password!")
         page.click("#sign-in")
-        assert "用户名或密码错误" in page.inner_text("#failure")
+        assert "用户名、密码或动态验证码错误" in page.inner_text("#failure")
     # the sixth attempt in the minute is refused even with the right password
     page.fill("input[name=username]", "zhao.lei")
     page.fill("input[name=password]", PASSWORD)
@@ -89,7 +84,8 @@ def test_sign_in_is_chinese_by_default_switches_to_english_and_limits_attempts(r
     assert "登录尝试过多" in page.inner_text("#failure")
     assert "/login" in page.url
     refused = [e for e in _entries(rig, actor="zhao.lei") if e["action"] == "login"]
-    assert len(refused) == 5 and all(e["outcome"] == "refused" for e in refused)
+    assert len(refused) == 6 and all(e["outcome"] == "refused" for e in refused)
+    assert [e["detail"]["why"] for e in refused] == ["password"] * 5 + ["rate limit"]
 
 
 def test_a_form_without_its_csrf_token_changes_nothing(rig, page):
@@ -196,6 +192,7 @@ def test_an_approval_lets_a_reviewer_play_and_the_video_advances(rig, browser, p
 
     # the grant expires: the page and the bytes end at once
     rig.law.clock.advance(5 * 3600)
+    sign_in(page, rig, "chen.ping")  # five idle hours ended the session, too
     page.goto(f"{rig.url}/play/{digest}?grant={grant_id}")
     assert page.locator("video").count() == 0
     assert "过期" in page.inner_text("#error-detail")

@@ -235,8 +235,9 @@ def test_forms_redirect_after_a_post_and_case_numbers_are_trimmed(rig, page):
     assert "已提交" in page.inner_text("#done") and "/grants" in page.url
     assert page.locator("#failure").count() == 0
 
-    # a new case is started from the search page by its number, then labelling
-    new = f"新案{dt.datetime.now().microsecond}"
+    # a new case is started from the search page by its number, then labelling; a number may
+    # hold "/", "?", "#" or "%" (each stays one path segment of the case's address)
+    new = f"顺市监罚/{dt.datetime.now().microsecond}?#%号"
     page.goto(f"{rig.url}/search")
     page.fill("#open-case input[name=number]", f"{new} ")
     page.click("#open-case button")

@@ -14,14 +14,13 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pyotp
 import pytest
 
 from archive.accounts import AccessDenied, Accounts
 from archive.grants import Grants
 from archive.package import export_package, register
 
-from .lawful_rig import make_archive
+from .lawful_rig import make_archive, next_totp
 
 CASE = "顺市监罚〔2026〕17号"
 
@@ -54,7 +53,7 @@ def exported(agency, tmp_path_factory):
                       act_type="inspection", who="li.na")
     grants = Grants(rig.archive)
     g = grants.request(keeper, grantee="li.na", actions=["export"], reason="法院调取证据", hours=24, case_number=CASE)
-    code = pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now())
+    code = next_totp(rig.clock, acc.totp_secret("head"))
     g = grants.decide(head, g.id, approve=True, totp=code)
     result = export_package(rig.archive, keeper, g.id, root / "package", recipient="顺城区人民法院")
     yield rig, result, keeper, g
@@ -261,7 +260,7 @@ def test_a_refused_or_expired_export_grant_gets_no_package(exported, tmp_path):
 
     def decided(approve: bool):
         g = grants.request(keeper, grantee="li.na", actions=["export"], reason="复议", hours=1, case_number=CASE)
-        code = pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now())
+        code = next_totp(rig.clock, acc.totp_secret("head"))
         return grants.decide(head, g.id, approve=approve, totp=code)
 
     refused = decided(False)

@@ -12,7 +12,6 @@ import json
 
 import av
 import numpy as np
-import pyotp
 import pytest
 
 from archive.accounts import AccessDenied, Accounts, LoginFailed
@@ -24,7 +23,7 @@ from archive import lawful_index as lx
 from device.sealing import pki
 from sqlalchemy import select
 
-from .lawful_rig import make_archive
+from .lawful_rig import make_archive, next_totp
 
 PASSWORD = "correct horse battery"
 
@@ -52,7 +51,7 @@ def people(rig):
 
 
 def _code(rig, acc, username):
-    return pyotp.TOTP(acc.totp_secret(username)).at(rig.clock.utc_now())
+    return next_totp(rig.clock, acc.totp_secret(username))
 
 
 def test_passwords_are_argon2id_and_approvers_need_their_totp(rig, people):

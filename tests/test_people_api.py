@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 
-import pyotp
 import pytest
 from click.testing import CliRunner
 
@@ -21,7 +20,7 @@ from archive.people_api import RunningPeopleAPI
 from archive.people_client import PeopleAPIError, PeopleClient
 from bodycam.cli import main as cli
 
-from .lawful_rig import make_archive
+from .lawful_rig import make_archive, next_totp
 
 CASE = "顺市监罚〔2026〕21号"
 PASSWORD = "correct horse battery"
@@ -70,9 +69,9 @@ def test_the_cli_requests_approves_and_exports_a_case_through_the_service(served
     # no package before the agency head decides
     early = _cli(served, "export", "--case", CASE, "--out", str(tmp_path / "early"), token=keeper)
     assert early.exit_code != 0 and not (tmp_path / "early").exists()
-    head = _login(served, "head", totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    head = _login(served, "head", totp=next_totp(rig.clock, acc.totp_secret("head")))
     out = _cli(served, "grant", "approve", str(grant_id), "--totp",
-               pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()), "--note", "同意提供", token=head)
+               next_totp(rig.clock, acc.totp_secret("head")), "--note", "同意提供", token=head)
     assert out.exit_code == 0 and "approved" in out.output, out.output
     out = _cli(served, "export", "--case", CASE, "--recipient", "顺城区人民法院", "--out", str(tmp_path / "pkg"),
                token=keeper)
@@ -121,7 +120,7 @@ def test_the_package_on_an_iso_udf_image_reads_back_and_verifies(served, tmp_pat
     g = grants.request(acc.get("li.na"), grantee="li.na", actions=["export"], reason="长期保存（第十三条）", hours=2,
                        segments=rig.names)
     g = grants.decide(acc.get("head"), g.id, approve=True,
-                      totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+                      totp=next_totp(rig.clock, acc.totp_secret("head")))
     package = export_package(rig.archive, acc.get("li.na"), g.id, tmp_path / "pkg", viewing_copies=False).path
     image = tmp_path / "evidence.iso"
     written = write_image(package, image, label="CASE_21")
@@ -159,9 +158,9 @@ def test_the_cli_views_a_watermarked_copy_under_a_grant_and_nothing_without(serv
                token=officer)
     assert out.exit_code == 0, out.output
     grant_id = int(out.output.split()[1].rstrip(":"))
-    head = _login(served, "head", totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    head = _login(served, "head", totp=next_totp(rig.clock, acc.totp_secret("head")))
     out = _cli(served, "grant", "approve", str(grant_id), "--totp",
-               pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()), token=head)
+               next_totp(rig.clock, acc.totp_secret("head")), token=head)
     assert out.exit_code == 0, out.output
     out = _cli(served, "view", rig.names[2], "--out", str(tmp_path / "view.jpg"), token=officer)
     assert out.exit_code == 0, out.output
@@ -191,9 +190,9 @@ def test_a_reviewer_samples_and_records_a_finding_through_the_cli(served):
     refused = _cli(served, "review", "finding", digest, "--result", "conforms", "--note", "x", "--grant", str(grant_id),
                    token=reviewer)
     assert refused.exit_code == 3 and "403" in refused.output  # not approved yet
-    head = _login(served, "head", totp=pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()))
+    head = _login(served, "head", totp=next_totp(rig.clock, acc.totp_secret("head")))
     assert _cli(served, "grant", "approve", str(grant_id), "--totp",
-                pyotp.TOTP(acc.totp_secret("head")).at(rig.clock.utc_now()), token=head).exit_code == 0
+                next_totp(rig.clock, acc.totp_secret("head")), token=head).exit_code == 0
     out = _cli(served, "review", "finding", digest, "--result", "conforms", "--note", "告知、全程录像齐全",
                "--grant", str(grant_id), token=reviewer)
     assert out.exit_code == 0 and "conforms" in out.output, out.output

@@ -3,8 +3,8 @@
 Pages and who may open them (:data:`PAGES`); every page also keeps to the
 visitor's agency, because every query names ``account.agency``::
 
-    GET  /login, POST /login         everyone (rate-limited: LOGIN_LIMIT per user and address)
-    POST /logout                     signed-in
+    GET  /login, POST /login         everyone (failed attempts rate-limited: LOGIN_LIMIT per user and address)
+    POST /logout                     signed-in: the session's token is revoked on the server
     GET  /lang/<zh_CN|en>            everyone: the page language (session)
     GET  /docks, /docks/stream       keeper, approver           bays live (server-sent events), Art. 11 alerts
     GET  /search                     officer, keeper, approver, reviewer
@@ -18,11 +18,18 @@ visitor's agency, because every query names ``account.agency``::
 A refused page answers 403 and the attempt is audited (``denied``); any
 other failure answers a page with the reason, never a stack trace (those go
 to the log).
+
+Sessions: the encrypted cookie (aiohttp-session) carries a sign-in token of
+``tokens`` (archive/accounts.py, stored there only as its SHA-256), checked
+on every request: signing out revokes it, so a copied cookie stops working;
+so does :data:`SESSION_IDLE_MINUTES` without a request, and the token's own
+life (``[lawful_use] token_hours``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 import base64
 import io
 import json
@@ -44,7 +51,9 @@ from limits import parse as parse_limit
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from bodycam.errors import BodycamError
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from bodycam.errors import BodycamError, TrustError
 
 from .. import evidence as ev
 from ..access import Access
@@ -59,9 +68,14 @@ log = logging.getLogger(__name__)
 CONSOLE_KEY: web.AppKey["Console"] = web.AppKey("console")  # the running Console, for handlers that need it
 HERE = Path(__file__).resolve().parent
 ACCOUNT: web.RequestKey = web.RequestKey("console_account", object)
-LOGIN_LIMIT = "5/minute"  # wrong or right, per username and address
-ADDRESS_LIMIT = "30/minute"  # every login attempt from one address
+LOGIN_LIMIT = "5/minute"  # failed sign-ins per username and address
+ADDRESS_LIMIT = "30/minute"  # failed sign-ins from one address
 SESSION_HOURS = 12
+SESSION_IDLE_MINUTES = 30  # a session unused this long is revoked (the cookie alone no longer signs in)
+SEEN_EVERY_SECONDS = 60  # how often a session's last-seen time is rewritten (each rewrite re-sends the cookie)
+MAX_REQUEST_BODY = 1 << 20  # bytes; no console form needs more (413 page beyond)
+MAX_REQUEST_LINE = 16 * 1024  # bytes of request line or header line (aiohttp's default is 8190; a case link with
+                              # many segment digests can pass 8 KiB); longer ones are refused by aiohttp itself
 MEDIA_CACHE = 8  # watermarked viewing copies kept in memory (per viewer, segment, grant)
 MEDIA_TTL_SECONDS = 600
 BOARD_POLL_SECONDS = 0.5
@@ -134,7 +148,8 @@ class Console:
             aiohttp_session.session_middleware(EncryptedCookieStorage(
                 self.session_key, cookie_name="BODYCAM_CONSOLE", secure=True, httponly=True, samesite="Strict",
                 max_age=SESSION_HOURS * 3600)),
-            self.middleware], client_max_size=1 << 20)
+            self.middleware], client_max_size=MAX_REQUEST_BODY,
+            handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE})
         env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                                    autoescape=jinja2.select_autoescape(("html", "j2")),
                                    extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined,
@@ -143,6 +158,8 @@ class Console:
         env.filters["seconds"] = lambda s: "" if s is None else f"{s:.1f}"
         env.filters["utc"] = lambda t: (t or "")[:19].replace("T", " ")
         env.filters["mb"] = lambda n: f"{(n or 0) / 1e6:.1f}"
+        # One path segment of a URL: a case number may hold "/" (Jinja's urlencode leaves it).
+        env.filters["pathpart"] = lambda s: quote(str(s), safe="")
         app[CONSOLE_KEY] = self
         routes.add_routes(app, self)
         app.router.add_static("/static/", HERE / "static", name="static")
@@ -163,11 +180,20 @@ class Console:
 
     def ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+ with ``tls`` (certificate, key), else the archive's [server] pair
-        (which browsers refuse when it is Ed25519: see console/tls.py)."""
+        (which browsers refuse when it is Ed25519: see console/tls.py).  Raises
+        InputError or TrustError naming the option and the file (see :func:`check_tls_pair`)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        cert, key = self.tls or (self.archive.config.server.certificate, self.archive.config.server.key)
-        ctx.load_cert_chain(cert, key)
+        if self.tls:
+            (cert, key), names = self.tls, ("--tls-certificate", "--tls-key")
+        else:
+            cert, key = self.archive.config.server.certificate, self.archive.config.server.key
+            names = ("[server] certificate", "[server] key")
+        check_tls_pair(cert, key, names=names)
+        try:
+            ctx.load_cert_chain(cert, key)
+        except ssl.SSLError as exc:  # checked above; whatever OpenSSL still refuses, named
+            raise TrustError(f"{names[0]} {cert}, {names[1]} {key}: TLS refuses the pair ({exc})") from None
         return ctx
 
     # -- every request -----------------------------------------------------------------------
@@ -200,6 +226,12 @@ class Console:
         except web.HTTPException as exc:
             if exc.status in (404, 405):
                 return await self.error_page(request, exc.status, _("There is no such page."))
+            if exc.status == 413:
+                return await self.error_page(request, 413, _("The request is too large."),
+                                             detail=f"{MAX_REQUEST_BODY // 1024} KiB")
+            if exc.status >= 400:
+                return await self.error_page(request, exc.status, _("The request could not be done."),
+                                             detail=exc.reason)
             raise
         except AccessDenied as exc:
             return await self.error_page(request, 403, _("Not allowed."), detail=str(exc))
@@ -214,18 +246,49 @@ class Console:
             return await self.error_page(request, 500, _("Internal error: the archive's log has the details."))
 
     async def _signed_in(self, session) -> Account | None:
-        username = session.get("user")
-        if not username:
+        """The account of the session's live token; None (and the session
+        ended) when the token is revoked or expired, the session idle longer
+        than :data:`SESSION_IDLE_MINUTES`, or the account's role or agency
+        changed since sign-in."""
+        token = session.get("token")
+        if not token:
             return None
         try:
-            account = await asyncio.to_thread(self.accounts.get, username)
+            account = await asyncio.to_thread(self.accounts.by_token, token)
         except BodycamError:
+            session.invalidate()
+            return None
+        now = self.archive.now().timestamp()
+        seen = session.get("seen")
+        if not isinstance(seen, (int, float)) or now - seen > SESSION_IDLE_MINUTES * 60:
+            await asyncio.to_thread(self.accounts.revoke_token, token)
             session.invalidate()
             return None
         if account.agency != session.get("agency") or account.role != session.get("role"):
             session.invalidate()  # role or agency changed since sign-in: sign in again
             return None
+        if now - seen >= SEEN_EVERY_SECONDS:
+            session["seen"] = now
         return account
+
+    async def start_session(self, request: web.Request, account: Account, token: str):
+        """A fresh session (new cookie) for ``account`` signed in with ``token``."""
+        old = await aiohttp_session.get_session(request)
+        locale = old.get("locale")
+        old.invalidate()
+        session = await aiohttp_session.new_session(request)
+        session.update({"token": token, "user": account.username, "role": account.role, "agency": account.agency,
+                        "seen": self.archive.now().timestamp()})
+        if locale:
+            session["locale"] = locale
+        return session
+
+    async def end_session(self, session) -> None:
+        """Sign out: revoke the session's token on the server, then drop the cookie."""
+        token = session.get("token")
+        if token:
+            await asyncio.to_thread(self.accounts.revoke_token, token)
+        session.invalidate()
 
     async def error_page(self, request: web.Request, status: int, message: str, detail: str | None = None):
         try:
@@ -245,9 +308,15 @@ class Console:
         return in_thread_as(account.actor, fn, *args, **kw)
 
     def login_allowed(self, address: str, username: str) -> bool:
-        ok_address = self.limiter.hit(self.address_limit, "console-login-address", address)
-        ok_user = self.limiter.hit(self.login_limit, "console-login", address, username.lower())
-        return ok_address and ok_user
+        """False once :data:`LOGIN_LIMIT` failures for this user from this address, or
+        :data:`ADDRESS_LIMIT` from this address, fell in the last minute (moving window)."""
+        return (self.limiter.test(self.address_limit, "console-login-address", address)
+                and self.limiter.test(self.login_limit, "console-login", address, username.lower()))
+
+    def login_failed(self, address: str, username: str) -> None:
+        """Count a failed sign-in toward :meth:`login_allowed`'s limits (a success counts nothing)."""
+        self.limiter.hit(self.address_limit, "console-login-address", address)
+        self.limiter.hit(self.login_limit, "console-login", address, username.lower())
 
     def now_text(self) -> str:
         return ev.utc_text(self.archive.now())
@@ -289,6 +358,37 @@ def thumbnail_jpeg(data: bytes, media: str, width: int = 160) -> bytes:
     out = io.BytesIO()
     img.convert("RGB").save(out, "JPEG", quality=80)
     return out.getvalue()
+
+
+def check_tls_pair(cert: Path, key: Path, *, names: tuple[str, str] = ("--tls-certificate", "--tls-key")) -> None:
+    """Check a TLS certificate file and its key file before the server loads them.
+
+    Each must be a regular file (a FIFO or a device is refused unread, so it
+    cannot hang; bounds of device/sealing/safeio.py), the first PEM
+    certificate(s), the second an unencrypted PEM private key whose public key
+    is the (first) certificate's.  ``names``: how the caller calls the two
+    (option names).  Raises InputError or TrustError naming the option and the file.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from device.sealing.safeio import MAX_CERTIFICATE_FILE, MAX_KEY_FILE, read_bounded
+
+    cert_data = read_bounded(cert, MAX_CERTIFICATE_FILE, f"{names[0]} file")
+    key_data = read_bounded(key, MAX_KEY_FILE, f"{names[1]} file")
+    try:
+        chain = x509.load_pem_x509_certificates(cert_data)
+    except ValueError:
+        raise TrustError(f"{names[0]} {cert}: not a PEM certificate (-----BEGIN CERTIFICATE-----)") from None
+    try:
+        private = serialization.load_pem_private_key(key_data, password=None)
+    except TypeError:
+        raise TrustError(f"{names[1]} {key}: the key is encrypted; give it unencrypted (mode 0600)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TrustError(f"{names[1]} {key}: not a PEM private key (-----BEGIN PRIVATE KEY-----)") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if chain[0].public_key().public_bytes(*spki) != private.public_key().public_bytes(*spki):
+        raise TrustError(f"{names[1]} {key} is not the key of {names[0]} {cert}")
 
 
 def session_key_from(text: str) -> bytes:

@@ -20,6 +20,9 @@ from wtforms import validators as v
 from wtforms.csrf.session import SessionCSRF
 from wtforms.i18n import get_translations
 
+from aiohttp.web import FileField
+
+from bodycam.errors import UsageError
 from device.sealing.pki import OFFICER_ID_RE
 
 from . import labels
@@ -27,6 +30,25 @@ from .i18n import current_locale, gettext
 from .i18n import lazy_gettext as _  # labels and messages, translated when shown
 
 CSRF_TIME_LIMIT = dt.timedelta(hours=2)
+ID_MAX = 2 ** 31 - 1  # largest row id (grants, holds) in both indexes: PostgreSQL ``integer``, within SQLite's 64 bits
+FIRST_DAY = dt.date(2000, 1, 1)  # dates a form takes: no footage before, and room for a century's retention
+LAST_DAY = dt.date(2100, 12, 31)
+
+
+class NoFileUpload(UsageError):
+    """A form field arrived as an uploaded file; no console form takes files (HTTP 400)."""
+
+
+def day_in_range(form, field) -> None:
+    """WTForms validator: a date field's day lies in FIRST_DAY..LAST_DAY (else dates overflow downstream)."""
+    if field.data is not None and not FIRST_DAY <= field.data <= LAST_DAY:
+        raise v.ValidationError(gettext("a day from %(first)s to %(last)s") % {
+            "first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat()})
+
+
+def row_id() -> list:
+    """Validators of a row id field: required, 1..ID_MAX."""
+    return [v.InputRequired(), v.NumberRange(min=1, max=ID_MAX)]
 
 
 class FormData:
@@ -90,8 +112,8 @@ class SearchForm(Form):
     event = SelectField(_("Event"), choices=labels.choices(labels.EVENTS, anything=_("any")), default="")
     retention_class = SelectField(_("Retention class"),
                                   choices=labels.choices(labels.RETENTION_CLASSES, anything=_("any")), default="")
-    since = DateField(_("From (Beijing date)"), validators=[v.Optional()])
-    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), _not_before_since])
+    since = DateField(_("From (Beijing date)"), validators=[v.Optional(), day_in_range])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), day_in_range, _not_before_since])
 
 
 def problems(form: Form) -> list[str]:
@@ -163,9 +185,9 @@ class AuditFilterForm(Form):
     segment = StringField(_("Segment digest"), filters=[_strip, lambda x: x.lower() if x else x],
                           validators=[v.Optional(), v.Regexp(r"^[0-9a-f]{8,64}$", message=_(
                               "at least 8 hexadecimal digits of the digest"))])
-    since = DateField(_("From (Beijing date)"), validators=[v.Optional()])
-    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), _not_before_since])
-    before = IntegerField(_("Older than entry No."), validators=[v.Optional(), v.NumberRange(min=1)])
+    since = DateField(_("From (Beijing date)"), validators=[v.Optional(), day_in_range])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.Optional(), day_in_range, _not_before_since])
+    before = IntegerField(_("Older than entry No."), validators=[v.Optional(), v.NumberRange(min=1, max=ID_MAX)])
 
 
 class LabelForm(ConsoleForm):
@@ -180,7 +202,7 @@ class HoldForm(ConsoleForm):
 
 
 class ReleaseForm(ConsoleForm):
-    hold = IntegerField(_("Legal hold"), validators=[v.InputRequired()])
+    hold = IntegerField(_("Legal hold"), validators=row_id())
 
 
 class _Get(Form):
@@ -191,7 +213,7 @@ class _Get(Form):
 
 class MisuseForm(_Get):
     officer = StringField(_("Officer"), filters=[_strip], validators=[v.DataRequired(), v.Length(max=64)])
-    day = DateField(_("Shift date (Beijing time)"), validators=[v.InputRequired()])
+    day = DateField(_("Shift date (Beijing time)"), validators=[v.InputRequired(), day_in_range])
     start = TimeField(_("Duty start"), default=dt.time(8, 30), validators=[v.Optional()])
     end = TimeField(_("Duty end"), default=dt.time(17, 30), validators=[v.Optional()])
     late_minutes = IntegerField(_("Late after (minutes)"), default=30,
@@ -203,8 +225,9 @@ class MisuseForm(_Get):
 class ReviewForm(ConsoleForm):
     """Draw a sample (archive/review.py files the view request for it)."""
 
-    since = DateField(_("From (Beijing date)"), validators=[v.InputRequired()])
-    until = DateField(_("To (Beijing date, included)"), validators=[v.InputRequired(), _not_before_since])
+    since = DateField(_("From (Beijing date)"), validators=[v.InputRequired(), day_in_range])
+    until = DateField(_("To (Beijing date, included)"), validators=[v.InputRequired(), day_in_range,
+                                                                    _not_before_since])
     size = IntegerField(_("Sample size"), default=10, validators=[v.InputRequired(), v.NumberRange(min=1, max=200)])
     officer = StringField(_("Officer"), filters=[_strip])
     sub_unit = StringField(_("Sub-unit"), filters=[_strip])
@@ -212,7 +235,7 @@ class ReviewForm(ConsoleForm):
 
 
 class FindingForm(ConsoleForm):
-    grant = IntegerField(_("Request"), validators=[v.InputRequired()])
+    grant = IntegerField(_("Request"), validators=row_id())
     segment = StringField(_("Segment"), validators=[v.InputRequired(), v.Length(min=64, max=64)])
     result = SelectField(_("Finding"), choices=[("conforms", _("conforms")), ("problem", _("problem found"))],
                          validators=[v.InputRequired()])
@@ -228,6 +251,13 @@ class CheckoutForm(ConsoleForm):
 
 
 def bind(form_class: type[Form], formdata, *, secret: bytes, session) -> Form:
-    """``form_class`` bound to POSTed ``formdata`` (or None), CSRF tied to ``session``."""
+    """``form_class`` bound to POSTed ``formdata`` (or None), CSRF tied to ``session``.
+
+    Raises NoFileUpload when any part of ``formdata`` is an uploaded file
+    (a multipart POST with a file field): no console form takes one."""
+    if formdata is not None:
+        for name, value in formdata.items():
+            if isinstance(value, FileField):
+                raise NoFileUpload(f"{name}: this form takes no files")
     return form_class(FormData(formdata) if formdata is not None else None,
                       meta={"csrf_secret": secret, "csrf_context": session})

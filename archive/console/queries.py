@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from device.sealing.safeio import read_text_bounded
+
 from .. import evidence as ev
 from .. import index as ix
 from .. import lawful_index as lx
@@ -225,6 +227,9 @@ def board_path(path: Path) -> Path:
     return path / "status.json" if path.is_dir() else path
 
 
+MAX_BOARD_BYTES = 4 << 20  # a status board or check-out file read at most (a board is a few KiB per bay)
+
+
 def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
     """Every bay of every dock's status board; a board that cannot be read is
     reported with its path and why (never an exception)."""
@@ -234,7 +239,9 @@ def read_boards(paths: list[Path]) -> tuple[list[Bay], list[BoardProblem]]:
         path = board_path(given)
         dock = path.parent.parent.name if path.parent.name == "state" else path.parent.name
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            if not path.exists():
+                continue  # a dock that has not docked anything yet has no board
+            doc = json.loads(read_text_bounded(path, MAX_BOARD_BYTES, "dock status board"))  # no FIFO hangs
             entries = doc["bays"]
             if not isinstance(entries, dict):
                 raise TypeError("bays is not an object")
@@ -298,7 +305,7 @@ def checkouts(board: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[st
         return pending, results
     for path in folder.glob("*.json"):
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(read_text_bounded(path, MAX_BOARD_BYTES, "check-out request"))
         except (OSError, ValueError):
             continue
         if not isinstance(value, dict):

@@ -21,8 +21,8 @@ from ..audit import audit_of
 from ..people_api import SEARCH_FIELDS
 from . import i18n, labels, oversight, queries
 from .app import ACCOUNT, BOARD_POLL_SECONDS, HOME, PAGES, Console, page, public, thumbnail_jpeg
-from .forms import (AuditFilterForm, CheckoutForm, DecideForm, FindingForm, HoldForm, LabelForm, LoginForm, MisuseForm,
-                    ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind, problems)
+from .forms import (ID_MAX, AuditFilterForm, CheckoutForm, ConsoleForm, DecideForm, FindingForm, HoldForm, LabelForm,
+                    LoginForm, MisuseForm, ReleaseForm, RequestForm, ReviewForm, RevokeForm, SearchForm, bind, problems)
 from .i18n import _
 
 log = logging.getLogger(__name__)
@@ -60,20 +60,17 @@ def add_routes(app: web.Application, console: Console) -> None:
             address = request.remote or "?"
             if not c.login_allowed(address, form.username.data):
                 failure, status = _("Too many sign-in attempts: wait a minute and try again."), 429
+                await asyncio.to_thread(c.accounts.refused_login, form.username.data, "rate limit")
             else:
                 try:
-                    account, _token = await asyncio.to_thread(c.accounts.login, form.username.data,
-                                                              form.password.data, form.totp.data or None)
-                except LoginFailed_ as exc:
-                    failure, status = (_("Wrong code from the authenticator app.") if "TOTP" in str(exc)
-                                       else _("Unknown user or wrong password.")), 401
+                    account, token = await asyncio.to_thread(c.accounts.login, form.username.data,
+                                                             form.password.data, form.totp.data or None)
+                except LoginFailed_:
+                    # one answer for an unknown user, a wrong password or a wrong code (the trail says which)
+                    c.login_failed(address, form.username.data)
+                    failure, status = _("Wrong user name, password or authenticator code."), 401
                 else:
-                    locale = session.get("locale")
-                    session.invalidate()
-                    session = await aiohttp_session.new_session(request)
-                    session.update({"user": account.username, "role": account.role, "agency": account.agency})
-                    if locale:
-                        session["locale"] = locale
+                    await c.start_session(request, account, token)
                     target = _next(request) or HOME.get(account.role, "/search")
                     raise web.HTTPSeeOther(target)
         else:
@@ -83,11 +80,10 @@ def add_routes(app: web.Application, console: Console) -> None:
 
     async def logout(request: web.Request):
         session = await aiohttp_session.get_session(request)
-        form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
-        form.validate()
-        if form.csrf_token.errors:
+        form = bind(ConsoleForm, await request.post(), secret=c.csrf_secret, session=session)
+        if not form.validate():
             raise UsageError(_("The form has expired; reload the page."))
-        session.invalidate()
+        await c.end_session(session)
         raise web.HTTPSeeOther("/login")
 
     @public
@@ -158,14 +154,17 @@ def add_routes(app: web.Application, console: Console) -> None:
         token = c._csrf_token(await aiohttp_session.get_session(request))
         async with sse_response(request) as sse:
             last = None
-            while sse.is_connected():
-                signature = await asyncio.to_thread(queries.boards_signature, c.dock_status)
-                if signature != last:
-                    last = signature
-                    view = await asyncio.to_thread(dock_view, account)
-                    html = env.get_template("_bays.html").render(**view, csrf_token=token)
-                    await sse.send(html, event="bays")
-                await asyncio.sleep(BOARD_POLL_SECONDS)
+            try:
+                while sse.is_connected():
+                    signature = await asyncio.to_thread(queries.boards_signature, c.dock_status)
+                    if signature != last:
+                        last = signature
+                        view = await asyncio.to_thread(dock_view, account)
+                        html = env.get_template("_bays.html").render(**view, csrf_token=token)
+                        await sse.send(html, event="bays")
+                    await asyncio.sleep(BOARD_POLL_SECONDS)
+            except ConnectionResetError:  # the browser left the page: normal, the stream just ends
+                log.debug("dock board stream of %s ended: the browser went away", account.username)
         return sse
 
     # -- search ------------------------------------------------------------------------------
@@ -293,7 +292,8 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             raise UsageError("；".join(problems(form)))
-        await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username)
+        await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username,
+                           case_number=number)
         await flash(request, _("Legal hold released."))
         raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
 
@@ -357,13 +357,20 @@ def add_routes(app: web.Application, console: Console) -> None:
         form = bind(DecideForm, await request.post(), secret=c.csrf_secret, session=session)
         if not form.validate():
             return await render_grants(request, status=400, failure="；".join(problems(form)))
+        grant_id = _grant_id(request)  # a malformed id is its own message
         try:
-            g = await c.as_account(account, c.grants.decide, account, _grant_id(request),
+            g = await c.as_account(account, c.grants.decide, account, grant_id,
                                    approve=form.decision.data == "approve", totp=form.totp.data or None,
                                    note=form.note.data or "")
-        except LoginFailed_:
+        except LoginFailed_:  # audited by Accounts.check_totp
             return await render_grants(request, status=401, failure=_("Wrong code from the authenticator app."))
-        except (UsageError, AccessDenied):
+        except AccessDenied:
+            log.info("console decision refused", exc_info=True)
+            if account.role != "approver":
+                return await render_grants(request, status=403, failure=_("Your role may not decide requests."))
+            return await render_grants(request, status=403, failure=_(
+                "This request cannot be decided now: it is already decided, or it is your own."))
+        except UsageError:
             log.info("console decision refused", exc_info=True)
             return await render_grants(request, status=400, failure=_(
                 "This request cannot be decided now: it is already decided, or it is your own."))
@@ -720,8 +727,9 @@ def _grant_id(request: web.Request) -> int:
 
 
 def _int_or_none(text: str | None) -> int | None:
+    """A row id from a URL (ASCII digits, 1..ID_MAX), None when absent; UsageError otherwise."""
     if text is None or text == "":
         return None
-    if not text.isdigit():
-        raise UsageError(_("%(text)s is not a number.", text=text))
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not 1 <= int(text) <= ID_MAX:
+        raise UsageError(_("%(text)s is not a number from 1 to %(max)s.", text=text[:40], max=ID_MAX))
     return int(text)
