@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import re
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
@@ -33,8 +34,18 @@ SEARCH_LIMIT = 100
 AUDIT_PDF_LIMIT = 1000
 
 
+def case_url(number: str) -> str:
+    """The case page's address: the number is one path segment ("/" and "?" quoted)."""
+    return f"/case/{quote(number, safe='')}"
+
+
 def add_routes(app: web.Application, console: Console) -> None:
     c = console
+
+    async def posted(request: web.Request, form_class: type) -> Any:
+        """``form_class`` bound to this POST, its CSRF token tied to the session (forms.bind)."""
+        session = await aiohttp_session.get_session(request)
+        return bind(form_class, await request.post(), secret=c.csrf_secret, session=session)
     env = aiohttp_jinja2.get_env(app)
     env.globals.update(labels.TEMPLATE_GLOBALS)
     env.globals["problems"] = problems
@@ -52,8 +63,7 @@ def add_routes(app: web.Application, console: Console) -> None:
 
     @public
     async def login_post(request: web.Request):
-        session = await aiohttp_session.get_session(request)
-        form = bind(LoginForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, LoginForm)
         failure = None
         status = 200
         if form.validate():
@@ -127,8 +137,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("checkout")
     async def docks_checkout(request: web.Request):
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(CheckoutForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, CheckoutForm)
         if not form.validate():
             raise UsageError("；".join(problems(form)))
         if not 0 <= form.dock.data < len(c.dock_status):
@@ -232,7 +241,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     async def case_get(request: web.Request):
         number = request.match_info["number"]
         if number != number.strip():
-            raise web.HTTPSeeOther(f"/case/{quote(number.strip(), safe='')}")
+            raise web.HTTPSeeOther(case_url(number.strip()))
         return await render_case(request, number)
 
     @page("case")
@@ -240,14 +249,13 @@ def add_routes(app: web.Application, console: Console) -> None:
         number = (request.query.get("number") or "").strip()
         if not number:
             raise web.HTTPSeeOther("/search")
-        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
+        raise web.HTTPSeeOther(case_url(number))
 
     @page("case-edit")
     async def case_label(request: web.Request):
         account = request[ACCOUNT]
         number = request.match_info["number"].strip()
-        session = await aiohttp_session.get_session(request)
-        form = bind(LabelForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, LabelForm)
         if not form.validate():
             return await render_case(request, number, forms={"label": form}, status=400)
         segments = [s for s in SEGMENT_SPLIT.split(form.segments.data) if s]
@@ -264,14 +272,13 @@ def add_routes(app: web.Application, console: Console) -> None:
             return await render_case(request, number, forms={"label": form}, status=400,
                                      failure=_("The archive refused this labelling; check the segments and fields."))
         await flash(request, _("Labelled %(n)s segment(s).", n=len(segments)))
-        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
+        raise web.HTTPSeeOther(case_url(number))
 
     @page("hold")
     async def case_hold(request: web.Request):
         account = request[ACCOUNT]
         number = request.match_info["number"].strip()
-        session = await aiohttp_session.get_session(request)
-        form = bind(HoldForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, HoldForm)
         if not form.validate():
             return await render_case(request, number, forms={"hold": form}, status=400)
         try:
@@ -282,20 +289,19 @@ def add_routes(app: web.Application, console: Console) -> None:
             return await render_case(request, number, forms={"hold": form}, status=400,
                                      failure=_("The archive refused this legal hold."))
         await flash(request, _("Legal hold placed."))
-        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
+        raise web.HTTPSeeOther(case_url(number))
 
     @page("hold")
     async def case_release(request: web.Request):
         account = request[ACCOUNT]
         number = request.match_info["number"].strip()
-        session = await aiohttp_session.get_session(request)
-        form = bind(ReleaseForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, ReleaseForm)
         if not form.validate():
             raise UsageError("；".join(problems(form)))
         await c.as_account(account, c.archive.release, account.agency, form.hold.data, who=account.username,
                            case_number=number)
         await flash(request, _("Legal hold released."))
-        raise web.HTTPSeeOther(f"/case/{quote(number, safe='')}")
+        raise web.HTTPSeeOther(case_url(number))
 
     # -- requests and approvals --------------------------------------------------------------
 
@@ -332,8 +338,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("grants")
     async def grants_request(request: web.Request):
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(RequestForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, RequestForm)
         if form.validate():
             await asyncio.to_thread(_check_request_scope, c, account, form)
         if any(f.errors for f in form):
@@ -353,8 +358,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("grants")
     async def grants_decide(request: web.Request):
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(DecideForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, DecideForm)
         if not form.validate():
             return await render_grants(request, status=400, failure="；".join(problems(form)))
         grant_id = _grant_id(request)  # a malformed id is its own message
@@ -381,8 +385,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     @page("grants")
     async def grants_revoke(request: web.Request):
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(RevokeForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, RevokeForm)
         if not form.validate():
             return await render_grants(request, status=400, failure="；".join(problems(form)))
         g = await c.as_account(account, c.grants.revoke, account, _grant_id(request), reason=form.reason.data)
@@ -507,8 +510,7 @@ def add_routes(app: web.Application, console: Console) -> None:
         from .. import review as rv
 
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(ReviewForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, ReviewForm)
         if not form.validate():
             return await render_review(request, form=form, status=400)
         since, until = queries.day_bounds(form.since.data, form.until.data)  # Beijing days, both included
@@ -529,8 +531,7 @@ def add_routes(app: web.Application, console: Console) -> None:
         from .. import review as rv
 
         account = request[ACCOUNT]
-        session = await aiohttp_session.get_session(request)
-        form = bind(FindingForm, await request.post(), secret=c.csrf_secret, session=session)
+        form = await posted(request, FindingForm)
         if not form.validate():
             return await render_review(request, status=400, failure="；".join(problems(form)))
         try:
